@@ -1,0 +1,134 @@
+"""
+Incremental Server-Sent Events: decoding bytes as they arrive, and encoding events to write.
+
+Upstream streams arrive split at arbitrary bytes (an event across two TCP reads, a CRLF across two reads), so
+the decoder keeps the unfinished tail between calls.  It follows the WHATWG event-stream rules that real
+providers rely on: LF, CRLF or CR line ends; C{:} comment lines; several C{data:} lines joined by LF; one
+optional space after the colon.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import frozen
+
+
+@frozen
+class SSEEvent:
+    """
+    One dispatched event.
+
+    @ivar event: the C{event:} field, or L{None} where the event had none (OpenAI streams).
+    @ivar data: the C{data:} lines joined by LF.
+    """
+
+    event: str | None
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class SSEDecoder:
+    """
+    Turn a byte stream into L{SSEEvent}s, one C{feed} at a time.
+    """
+
+    __slots__ = ("_tail", "_event", "_data", "_skip_lf", "comments")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._skip_lf = False
+        #: How many comment lines were seen; keep-alive comments carry no event but prove the link alive.
+        self.comments = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        buffer = self._tail + chunk if self._tail else chunk
+        if not buffer:
+            return []
+        lines = buffer.splitlines(True)
+        last = lines[-1]
+        if last.endswith(b"\r"):
+            # Perhaps the first half of a CRLF whose LF is in the next read.
+            self._skip_lf = True
+            self._tail = b""
+        elif last.endswith(b"\n"):
+            self._tail = b""
+        else:
+            self._tail = lines.pop()
+        events: list[SSEEvent] = []
+        for raw in lines:
+            self._line(raw.rstrip(b"\r\n"), events)
+        return events
+
+    def finish(self) -> list[SSEEvent]:
+        """
+        The stream ended: dispatch what is left, even without its closing blank line.
+
+        The WHATWG rules discard such an event; a gateway that relays a stream cut short keeps it, because
+        the last event is most often the one that carries the usage.
+        """
+        events: list[SSEEvent] = []
+        if self._tail:
+            self._line(self._tail.rstrip(b"\r\n"), events)
+            self._tail = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event, "\n".join(self._data)))
+            self._event = None
+            self._data = []
+            return
+        if line[0] == 0x3A:  # ":"
+            self.comments += 1
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        # "id" and "retry" mean nothing to a relay; unknown fields are ignored, as the rules say.
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_data(payload: Any) -> bytes:
+    """
+    One OpenAI-style event (C{data:} only) with its blank line, ready for one write.
+    """
+    return b"data: " + _dumps(payload).encode("utf-8") + b"\n\n"
+
+
+def encode_event(payload: dict[str, Any]) -> bytes:
+    """
+    One Anthropic-style event: C{event:} named after the payload's C{type}, then its C{data:}.
+    """
+    return b"event: " + payload["type"].encode("utf-8") + b"\ndata: " + _dumps(payload).encode("utf-8") + b"\n\n"
+
+
+def encode_raw(event: str | None, data: str) -> bytes:
+    """
+    Re-frame an event as received, its data untouched (pass-through keeps the upstream's bytes).
+    """
+    head = b"event: " + event.encode("utf-8") + b"\n" if event else b""
+    return head + b"data: " + data.replace("\n", "\ndata: ").encode("utf-8") + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
