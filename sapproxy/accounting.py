@@ -1,0 +1,59 @@
+"""
+What every finished request leaves behind: one usage row, metrics, and one structured log line.
+
+Called from the route's C{finally}, so a request the client abandoned, one that failed, and one that never
+reached an upstream are all accounted for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from sapproxy.gateway import RequestContext
+from sapproxy.translate.usage import Usage
+
+log = Logger(namespace="sapproxy.request")
+
+
+class Accounting:
+    def __init__(self, clock: Any, *, metrics: Any = None, store: Any = None) -> None:
+        self._clock = clock
+        self._metrics = metrics
+        self._store = store
+
+    def finished(self, ctx: RequestContext) -> None:
+        end = self._clock.seconds()
+        latency = end - ctx.started
+        ttfb = (ctx.first_byte_at - ctx.started) if ctx.first_byte_at is not None else None
+        usage = ctx.usage or Usage(estimated=ctx.reached_upstream)
+        identity = ctx.identity
+        model = ctx.model_resolved or ctx.model_requested
+        if self._metrics is not None:
+            self._metrics.request_finished(ctx.endpoint, model, ctx.subaccount, ctx.status, latency, ttfb, ctx.stream)
+            if usage.total_tokens:
+                self._metrics.tokens(model, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        if self._store is not None and (ctx.reached_upstream or ctx.model_requested):
+            from sapproxy.usage import UsageRecord
+
+            self._store.record(UsageRecord(
+                time=ctx.started_wall, request_id=ctx.request_id,
+                key_id=identity.key_id if identity else "-", key_name=identity.name if identity else "-",
+                dialect=ctx.dialect, endpoint=ctx.endpoint, model_requested=ctx.model_requested,
+                model_resolved=ctx.model_resolved, subaccount=ctx.subaccount, deployment=ctx.deployment,
+                stream=ctx.stream, status=ctx.status, error_type=ctx.error_type,
+                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens, tokens_estimated=usage.estimated,
+                latency_ms=round(latency * 1000, 3), ttfb_ms=round(ttfb * 1000, 3) if ttfb is not None else None,
+                attempts=ctx.attempts, failovers=ctx.failovers, client_hung_up=ctx.client_hung_up,
+                user_agent=ctx.user_agent[:300],
+            ))
+        log.info(
+            "{method} {endpoint} {status} {model} {latency_ms}ms",
+            method="POST", endpoint=ctx.endpoint, status=ctx.status, model=ctx.model_requested or "-",
+            latency_ms=round(latency * 1000, 1), request_id=ctx.request_id, key=identity.name if identity else "-",
+            resolved=ctx.model_resolved, subaccount=ctx.subaccount, deployment=ctx.deployment, stream=ctx.stream,
+            error_type=ctx.error_type, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            attempts=ctx.attempts, failovers=ctx.failovers, client_hung_up=ctx.client_hung_up,
+        )

@@ -1,0 +1,396 @@
+"""
+The gateway's configuration: the original Flask proxy's C{config.json}, plus optional keys of our own.
+
+Parsing is strict because a typo in a gateway's config otherwise shows up hours later as a mysterious 404:
+unknown keys are refused, every URL is checked, and every mistake is reported as one line naming the file
+and the key path (C{config.json: subAccounts.acct1.service_key_json: file not found: keys/acct1.json}).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import cattrs
+from attrs import Factory, field, frozen
+from cattrs.gen import make_dict_structure_fn, override
+
+#: api-version for Azure-OpenAI-style chat deployments, and for reasoning models that need a newer one.
+DEFAULT_API_VERSION = "2023-05-15"
+REASONING_API_VERSION = "2024-12-01-preview"
+_REASONING = re.compile(r"(^|[^a-z])(o1|o3|o4|gpt-5)", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """
+    A user's mistake in the configuration; C{str()} is the one line to show them.
+    """
+
+
+@frozen
+class ServiceKey:
+    """
+    The parts of an SAP AI Core service key the gateway uses; a real key carries many more, ignored here.
+    """
+
+    clientid: str
+    clientsecret: str = field(repr=False)
+    url: str
+    identityzoneid: str | None = None
+    ai_api_url: str | None = None
+
+    @property
+    def token_url(self) -> str:
+        return self.url.rstrip("/") + "/oauth/token?grant_type=client_credentials"
+
+
+@frozen
+class SubAccount:
+    name: str
+    service_key: ServiceKey
+    deployment_models: Mapping[str, tuple[str, ...]]
+    resource_group: str = "default"
+
+
+@frozen
+class ModelSettings:
+    """
+    Optional per-model settings, keyed by the configured model name in the top-level C{models} object.
+
+    @ivar family: C{"openai"}, C{"claude"} or C{"gemini"}; derived from the name when absent.
+    @ivar api_version: the Azure api-version for this model's chat calls.
+    @ivar converse: serve this Claude model through Bedrock's C{/converse} APIs instead of C{/invoke}.
+    @ivar upstream_model: the model id a Vertex path names (C{models/{id}:generateContent}).
+    """
+
+    family: str | None = None
+    api_version: str | None = None
+    converse: bool = False
+    upstream_model: str | None = None
+
+
+@frozen
+class Timeouts:
+    """
+    Seconds.  There is deliberately no total timeout: a healthy stream from a reasoning model may last
+    half an hour, and only silence (C{idle}) says it is broken.
+    """
+
+    connect: float = 10.0
+    headers: float = 300.0
+    idle: float = 300.0
+    keepalive: float = 15.0
+    token: float = 30.0
+
+
+@frozen
+class RetryPolicy:
+    """
+    How hard to try before giving a client an error.
+
+    @ivar attempts: upstream attempts per request in total, across all deployments.
+    @ivar max_wait: the most seconds to spend waiting on C{Retry-After} and backoff for one request.
+    @ivar backoff: the first backoff delay in seconds, doubled each time, with full jitter.
+    @ivar cooldown: seconds a deployment that failed C{breaker_failures} times in a row is skipped.
+    """
+
+    attempts: int = 4
+    max_wait: float = 30.0
+    backoff: float = 0.5
+    cooldown: float = 30.0
+    breaker_failures: int = 3
+
+
+@frozen
+class SimulatorSettings:
+    """
+    Start the bundled simulated SAP AI Core in the gateway's own process (the embedded default).
+    """
+
+    port: int = 3099
+    host: str = "127.0.0.1"
+    event_delay: float = 0.0
+
+
+@frozen
+class GatewayConfig:
+    # path and subaccounts are filled in after the optional keys are structured (see _structure).
+    path: Path = Path("config.json")
+    subaccounts: Mapping[str, SubAccount] = Factory(dict)
+    secret_authentication_tokens: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 3001
+    models: Mapping[str, ModelSettings] = Factory(dict)
+    aliases: Mapping[str, str] = Factory(dict)
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    usage_store: str = ""
+    usage_retention_days: int = 90
+    redis_url: str | None = None
+    metrics_token: str | None = None
+    simulator: SimulatorSettings | None = None
+    #: Send a usage chunk on every translated OpenAI stream, as the original proxy's clients expect.
+    always_include_usage: bool = False
+    max_body_bytes: int = 32 * 1024 * 1024
+    drain_timeout: float = 30.0
+    #: Upstream connections kept open per host between requests.
+    pool_size: int = 256
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def model_settings(self, model: str) -> ModelSettings:
+        return self.models.get(model) or ModelSettings()
+
+    def api_version(self, model: str) -> str:
+        configured = self.model_settings(model).api_version
+        if configured:
+            return configured
+        return REASONING_API_VERSION if is_reasoning_model(model) else DEFAULT_API_VERSION
+
+
+def is_reasoning_model(model: str) -> bool:
+    return bool(_REASONING.search(model))
+
+
+_TOP_LEVEL = {
+    "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
+    "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
+    "max_body_bytes", "drain_timeout", "pool_size",
+    # The legacy single-account form.
+    "service_key_json", "deployment_models", "resource_group",
+}
+
+
+def _converter() -> cattrs.Converter:
+    c = cattrs.Converter(forbid_extra_keys=True)
+    c.register_structure_hook(ServiceKey, _structure_service_key)
+    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings):
+        c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
+
+    def number(value: Any, kind: type) -> Any:
+        # JSON's 3 is an acceptable float, but "3" and true are mistakes.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {json.dumps(value)}")
+        if kind is int and not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value}")
+        return kind(value)
+
+    def string(value: Any, _: type) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {json.dumps(value)}")
+        return value
+
+    def boolean(value: Any, _: type) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {json.dumps(value)}")
+        return value
+
+    c.register_structure_hook(int, number)
+    c.register_structure_hook(float, number)
+    c.register_structure_hook(str, string)
+    c.register_structure_hook(bool, boolean)
+    c.register_structure_hook(
+        GatewayConfig,
+        make_dict_structure_fn(
+            GatewayConfig, c, _cattrs_forbid_extra_keys=False, path=override(omit=True),
+            subaccounts=override(omit=True),
+        ),
+    )
+    return c
+
+
+def _structure_service_key(raw: Any, _: type) -> ServiceKey:
+    if not isinstance(raw, dict):
+        raise ValueError("expected an object")
+    missing = [k for k in ("clientid", "clientsecret", "url") if not raw.get(k)]
+    if missing:
+        raise _KeyError(missing[0], "missing")
+    for k in ("clientid", "clientsecret", "url"):
+        if not isinstance(raw[k], str):
+            raise _KeyError(k, "expected a string")
+    _check_url(raw["url"], "url")
+    urls = raw.get("serviceurls") or {}
+    return ServiceKey(
+        clientid=raw["clientid"],
+        clientsecret=raw["clientsecret"],
+        url=raw["url"],
+        identityzoneid=raw.get("identityzoneid") or None,
+        ai_api_url=urls.get("AI_API_URL") if isinstance(urls, dict) else None,
+    )
+
+
+class _KeyError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _check_url(url: Any, key: str) -> None:
+    if not isinstance(url, str):
+        raise _KeyError(key, f"expected a URL string, got {json.dumps(url)}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _KeyError(key, f"not an http(s) URL: {url}")
+
+
+def load_config(path: str | Path, *, host: str | None = None, port: int | None = None) -> GatewayConfig:
+    """
+    Read, check and structure a configuration file.
+
+    @raise ConfigError: with one line naming the file and the key path of the first mistake.
+    """
+    path = Path(path)
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read: {e.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: expected a JSON object at the top level")
+    if host is not None:
+        raw["host"] = host
+    if port is not None:
+        raw["port"] = port
+    try:
+        return _structure(raw, path.resolve())
+    except _PathError as e:
+        raise ConfigError(f"{label}: {e.path}: {e}") from None
+
+
+class _PathError(ValueError):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
+    unknown = sorted(set(raw) - _TOP_LEVEL)
+    if unknown:
+        raise _PathError(unknown[0], "unknown key (check its spelling)")
+    accounts_raw = raw.get("subAccounts")
+    legacy = {k: raw[k] for k in ("service_key_json", "deployment_models", "resource_group") if k in raw}
+    if accounts_raw is not None and legacy:
+        raise _PathError(next(iter(legacy)), "give either subAccounts or the single-account keys, not both")
+    if accounts_raw is None:
+        if not legacy:
+            raise _PathError("subAccounts", "missing (no subaccount is configured)")
+        accounts_raw = {"default": legacy}
+        prefix = ""
+    else:
+        prefix = "subAccounts."
+        if not isinstance(accounts_raw, dict) or not accounts_raw:
+            raise _PathError("subAccounts", "expected an object with at least one subaccount")
+    subaccounts = {
+        name: _subaccount(name, body, f"{prefix}{name}." if prefix else "", path.parent)
+        for name, body in accounts_raw.items()
+    }
+    rest = {k: v for k, v in raw.items() if k not in ("subAccounts", *legacy)}
+    tokens = rest.get("secret_authentication_tokens", [])
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+        raise _PathError("secret_authentication_tokens", "expected a list of non-empty strings")
+    rest["secret_authentication_tokens"] = tuple(tokens)
+    converter = _converter()
+    try:
+        config = converter.structure(rest, GatewayConfig)
+    except cattrs.BaseValidationError as e:
+        where, message = _first_error(e)
+        raise _PathError(where, message) from None
+    config = _evolve(config, path=path, subaccounts=subaccounts)
+    _check_semantics(config)
+    return config
+
+
+def _evolve(config: GatewayConfig, **changes: Any) -> GatewayConfig:
+    from attrs import evolve
+
+    if not config.usage_store and "path" in changes:
+        changes["usage_store"] = "sqlite:///" + str(changes["path"].parent / "usage.db")
+    return evolve(config, **changes)
+
+
+def _first_error(e: cattrs.BaseValidationError) -> tuple[str, str]:
+    for line in cattrs.transform_error(e, path="$"):
+        message, _, where = line.rpartition(" @ ")
+        where = where.removeprefix("$").lstrip(".")
+        where = re.sub(r"\['([^']*)'\]", r".\1", where).lstrip(".")
+        if "extra fields found" in message:
+            extra = message.split("(", 1)[-1].rstrip(")")
+            return (f"{where}.{extra}" if where else extra), "unknown key (check its spelling)"
+        return where or "(top level)", message.replace("invalid value for type, expected ", "expected ")
+    return "(top level)", str(e)
+
+
+def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccount:
+    if not isinstance(body, dict):
+        raise _PathError(prefix.rstrip(".") or name, "expected an object")
+    allowed = {"service_key_json", "deployment_models", "resource_group"}
+    for key in body:
+        if key not in allowed:
+            raise _PathError(prefix + key, "unknown key (check its spelling)")
+    key_raw = body.get("service_key_json")
+    where = prefix + "service_key_json"
+    if key_raw is None:
+        raise _PathError(where, "missing")
+    if isinstance(key_raw, str):
+        key_path = Path(key_raw)
+        full = key_path if key_path.is_absolute() else directory / key_path
+        try:
+            key_raw = json.loads(full.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise _PathError(where, f"file not found: {key_path}") from None
+        except OSError as e:
+            raise _PathError(where, f"cannot read {key_path}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise _PathError(where, f"invalid JSON in {key_path} at line {e.lineno}: {e.msg}") from None
+    try:
+        service_key = _structure_service_key(key_raw, ServiceKey)
+    except _KeyError as e:
+        raise _PathError(f"{where}.{e.key}", str(e)) from None
+    except ValueError as e:
+        raise _PathError(where, str(e)) from None
+    models_raw = body.get("deployment_models")
+    where = prefix + "deployment_models"
+    if not isinstance(models_raw, dict) or not models_raw:
+        raise _PathError(where, "expected an object mapping model names to deployment URLs")
+    models: dict[str, tuple[str, ...]] = {}
+    for model, urls in models_raw.items():
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not urls:
+            raise _PathError(f"{where}.{model}", "expected a non-empty list of deployment URLs")
+        for i, url in enumerate(urls):
+            try:
+                _check_url(url, str(i))
+            except _KeyError as e:
+                raise _PathError(f"{where}.{model}[{i}]", str(e)) from None
+        models[model] = tuple(u.rstrip("/") for u in urls)
+    group = body.get("resource_group", "default")
+    if not isinstance(group, str) or not group:
+        raise _PathError(prefix + "resource_group", "expected a non-empty string")
+    return SubAccount(name=name, service_key=service_key, deployment_models=models, resource_group=group)
+
+
+def _check_semantics(config: GatewayConfig) -> None:
+    served = {m for account in config.subaccounts.values() for m in account.deployment_models}
+    for model, settings in config.models.items():
+        if settings.family not in (None, "openai", "claude", "gemini"):
+            raise _PathError(f"models.{model}.family", "expected openai, claude or gemini")
+    for alias, target in config.aliases.items():
+        if target not in served:
+            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount serves")
+    if not 0 < config.port < 65536:
+        raise _PathError("port", f"expected a TCP port, got {config.port}")
+    store = config.usage_store
+    if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
+        raise _PathError("usage_store", "expected sqlite:///PATH or postgresql://...")

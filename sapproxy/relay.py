@@ -1,0 +1,246 @@
+"""
+Moving a streamed upstream body to a client, event by event, at the client's pace.
+
+L{StreamRelay} is the protocol an upstream response delivers its body to, and the push producer the client's
+request is paused through: when the client's socket buffer fills, twisted.web calls L{pauseProducing}, which
+pauses the upstream transport, so a slow reader holds the upstream back instead of filling the gateway's
+memory.  It also owns the stream's clocks: an idle timer (silence from the upstream, not length, marks a
+broken stream) and a keep-alive that tells clients with stall watchdogs that the stream is alive.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from attrs import define, frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from zope.interface import implementer
+
+from sapproxy.errors import GatewayError
+from sapproxy.translate.pipeline import StreamPipeline
+from sapproxy.translate.sse import DONE, KEEPALIVE_COMMENT, encode_data, encode_event
+
+log = Logger()
+
+
+@frozen
+class StreamDialect:
+    """
+    How one client dialect frames what the relay itself writes: errors, the end marker, keep-alives.
+    """
+
+    name: str
+    done: bytes
+    keepalive: bytes
+
+    def error(self, error: GatewayError) -> bytes:
+        if self.name == "anthropic":
+            return encode_event(error.anthropic_body())
+        return encode_data(error.openai_body())
+
+
+OPENAI_STREAM = StreamDialect("openai", DONE, KEEPALIVE_COMMENT)
+ANTHROPIC_STREAM = StreamDialect("anthropic", b"", b'event: ping\ndata: {"type": "ping"}\n\n')
+
+
+class FailedBeforeFirstByte(Exception):
+    """
+    The upstream stream broke before anything reached the client, so the request can still be retried
+    elsewhere: nothing the client saw has to be taken back.
+    """
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@define
+class StreamOutcome:
+    first_byte_at: float | None = None
+    error: GatewayError | None = None
+    client_hung_up: bool = False
+
+
+@implementer(IPushProducer)
+class StreamRelay(Protocol):
+    """
+    @ivar done: fires with a L{StreamOutcome} when the stream is over, whether it ended, broke after the
+        first byte (an error event was written) or the client hung up; errbacks with
+        L{FailedBeforeFirstByte} when it broke before anything was written.  Cancelling it (Klein does when
+        the client goes) closes the upstream connection.
+    """
+
+    def __init__(
+        self,
+        request: Any,
+        pipeline: StreamPipeline,
+        dialect: StreamDialect,
+        clock: IReactorTime,
+        *,
+        idle_timeout: float,
+        keepalive: float,
+        on_first_write: Callable[[], None],
+    ) -> None:
+        self._request = request
+        self._pipeline = pipeline
+        self._dialect = dialect
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._keepalive = keepalive
+        self._on_first_write = on_first_write
+        self._idle: IDelayedCall | None = None
+        self._ping: IDelayedCall | None = None
+        self._paused = False
+        self._over = False
+        self._registered = False
+        self.outcome = StreamOutcome()
+        self.done: Deferred[StreamOutcome] = Deferred(lambda _: self._client_gone())
+
+    # IProtocol: the upstream body.
+
+    def connectionMade(self) -> None:
+        try:
+            self._request.registerProducer(self, True)
+            self._registered = True
+        except (AttributeError, RuntimeError):
+            # The client went away before the upstream answered.
+            self._client_gone()
+            return
+        self._arm()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._over:
+            return
+        self._arm()
+        try:
+            chunks = self._pipeline.feed(data)
+        except Exception as e:
+            self._broken(GatewayError("bad_gateway", f"upstream sent a malformed stream: {e}"))
+            return
+        for chunk in chunks:
+            self._write(chunk)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self._over:
+            return
+        if not reason.check(ResponseDone):
+            self._broken(GatewayError("bad_gateway", "the upstream connection broke mid-stream"))
+            return
+        try:
+            chunks = self._pipeline.finish()
+        except Exception as e:
+            self._broken(GatewayError("bad_gateway", f"upstream sent a malformed stream: {e}"))
+            return
+        for chunk in chunks:
+            self._write(chunk)
+        if self._dialect.done:
+            self._write(self._dialect.done)
+        self._end()
+
+    # IPushProducer: the client's pace.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        # Our own backpressure silences the upstream; that silence is not the upstream's fault.
+        self._disarm()
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()
+        if not self._over:
+            self._arm()
+
+    def stopProducing(self) -> None:
+        self._client_gone()
+
+    # The rest.
+
+    def _write(self, chunk: bytes) -> None:
+        if self.outcome.first_byte_at is None:
+            self.outcome.first_byte_at = self._clock.seconds()
+            self._on_first_write()
+        self._request.write(chunk)
+
+    def _arm(self) -> None:
+        if self._paused:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self._idle_timeout)
+        else:
+            self._idle = self._clock.callLater(self._idle_timeout, self._idle_expired)
+        if self._ping is not None and self._ping.active():
+            self._ping.reset(self._keepalive)
+        else:
+            self._ping = self._clock.callLater(self._keepalive, self._send_keepalive)
+
+    def _disarm(self) -> None:
+        for call in (self._idle, self._ping):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle = self._ping = None
+
+    def _send_keepalive(self) -> None:
+        self._ping = None
+        if self._over or self._paused:
+            return
+        self._write(self._dialect.keepalive)
+        self._ping = self._clock.callLater(self._keepalive, self._send_keepalive)
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if self._over:
+            return
+        self._stop_upstream()
+        self._broken(GatewayError("timeout", f"the upstream sent nothing for {self._idle_timeout:g} seconds"))
+
+    def _broken(self, error: GatewayError) -> None:
+        self._stop_upstream()
+        self.outcome.error = error
+        if self.outcome.first_byte_at is None:
+            self._finish_with(failure=FailedBeforeFirstByte(error))
+            return
+        self._request.write(self._dialect.error(error))
+        if self._dialect.done:
+            self._request.write(self._dialect.done)
+        self._end()
+
+    def _client_gone(self) -> None:
+        if self._over:
+            return
+        self.outcome.client_hung_up = True
+        self._stop_upstream()
+        self._end()
+
+    def _stop_upstream(self) -> None:
+        if self.transport is not None:
+            try:
+                self.transport.stopProducing()
+            except Exception:
+                log.failure("stopping the upstream transport")
+
+    def _end(self) -> None:
+        self._finish_with(result=self.outcome)
+
+    def _finish_with(self, result: StreamOutcome | None = None, failure: Exception | None = None) -> None:
+        self._over = True
+        self._disarm()
+        if self._registered:
+            self._registered = False
+            try:
+                self._request.unregisterProducer()
+            except Exception:
+                pass
+        if self.done.called:
+            return
+        if failure is not None:
+            self.done.errback(failure)
+        else:
+            self.done.callback(result)

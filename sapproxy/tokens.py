@@ -1,0 +1,189 @@
+"""
+OAuth tokens for SAP AI Core, one cache per subaccount.
+
+Every upstream call needs a bearer token from the subaccount's XSUAA.  Fetching one takes a round trip, so
+the cache keeps it until shortly before it expires and refreshes it ahead of time in the background; and
+however many requests wait for a cold cache at once, exactly one fetch is in flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable
+
+from attrs import frozen
+from twisted.internet.defer import Deferred, CancelledError
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sapproxy.config import ServiceKey
+
+log = Logger()
+
+
+@frozen
+class TokenGrant:
+    access_token: str
+    expires_in: float
+
+
+class TokenFetchError(Exception):
+    """
+    The token endpoint failed; C{str()} is safe to show a client (no secret, no token).
+    """
+
+
+class XsuaaClient:
+    """
+    C{POST {url}/oauth/token?grant_type=client_credentials} with HTTP Basic C{clientid:clientsecret}.
+    """
+
+    def __init__(self, http: Any, reactor: IReactorTime, timeout: float = 30.0) -> None:
+        self._http = http
+        self._reactor = reactor
+        self._timeout = timeout
+
+    async def fetch(self, key: ServiceKey) -> TokenGrant:
+        basic = base64.b64encode(f"{key.clientid}:{key.clientsecret}".encode()).decode("ascii")
+        try:
+            d = self._http.request(
+                "POST", key.token_url,
+                headers={"Authorization": f"Basic {basic}", "Accept": "application/json",
+                         "Content-Type": "application/x-www-form-urlencoded"},
+                data=b"grant_type=client_credentials", allow_redirects=False, unbuffered=True,
+            )
+            d.addTimeout(self._timeout, self._reactor)
+            response = await d
+            body = await response.content()
+        except CancelledError:
+            raise
+        except Exception as e:
+            raise TokenFetchError(f"token endpoint unreachable: {type(e).__name__}") from None
+        if response.code != 200:
+            raise TokenFetchError(f"token endpoint answered HTTP {response.code}")
+        try:
+            grant = json.loads(body)
+            return TokenGrant(str(grant["access_token"]), float(grant.get("expires_in", 3600)))
+        except (ValueError, KeyError, TypeError):
+            raise TokenFetchError("token endpoint answered without an access_token") from None
+
+
+class TokenCache:
+    """
+    The current token of one subaccount.
+
+    @param margin: seconds before expiry at which a token is no longer handed out.
+    @param refresh_ahead: seconds before that at which a background refresh starts, so requests never
+        wait for a fetch while traffic flows.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        key: ServiceKey,
+        fetch: Callable[[ServiceKey], Deferred[TokenGrant]],
+        clock: IReactorTime,
+        margin: float = 300.0,
+        refresh_ahead: float = 300.0,
+        on_refresh: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._key = key
+        self._fetch = fetch
+        self._clock = clock
+        self._margin = margin
+        self._refresh_ahead = refresh_ahead
+        self._on_refresh = on_refresh
+        self._token: str | None = None
+        self._valid_until = 0.0
+        self._waiters: list[Deferred[str]] | None = None
+        self._refresh_call: IDelayedCall | None = None
+        self.fetches = 0
+        self.last_error: str | None = None
+
+    def get(self) -> Deferred[str]:
+        """
+        A valid token, at once when cached; otherwise after the one fetch in flight.
+        """
+        if self._token is not None and self._clock.seconds() < self._valid_until:
+            return _succeed(self._token)
+        waiter: Deferred[str] = Deferred()
+        if self._waiters is None:
+            self._waiters = [waiter]
+            self._start_fetch()
+        else:
+            self._waiters.append(waiter)
+        return waiter
+
+    def invalidate(self, token: str) -> None:
+        """
+        The upstream refused C{token}: forget it, unless a newer one has already replaced it.
+        """
+        if self._token == token:
+            self._token = None
+            self._valid_until = 0.0
+
+    def state(self) -> dict[str, Any]:
+        now = self._clock.seconds()
+        valid = self._token is not None and now < self._valid_until
+        return {
+            "token": "valid" if valid else ("fetching" if self._waiters is not None else "none"),
+            "expires_in": round(self._valid_until - now) if valid else None,
+            "fetches": self.fetches,
+            "last_error": self.last_error,
+        }
+
+    def stop(self) -> None:
+        if self._refresh_call is not None and self._refresh_call.active():
+            self._refresh_call.cancel()
+        self._refresh_call = None
+
+    def _start_fetch(self) -> None:
+        self.fetches += 1
+        d = self._fetch(self._key)
+        d.addCallbacks(self._fetched, self._failed)
+
+    def _fetched(self, grant: TokenGrant) -> None:
+        now = self._clock.seconds()
+        lifetime = max(grant.expires_in - self._margin, grant.expires_in / 2)
+        self._token = grant.access_token
+        self._valid_until = now + lifetime
+        self.last_error = None
+        self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
+        if self._on_refresh:
+            self._on_refresh(self.name, "ok")
+        waiters, self._waiters = self._waiters or [], None
+        for waiter in waiters:
+            waiter.callback(grant.access_token)
+
+    def _failed(self, failure: Failure) -> None:
+        self.last_error = str(failure.value) or type(failure.value).__name__
+        log.warn("token fetch for subaccount {name} failed: {error}", name=self.name, error=self.last_error)
+        if self._on_refresh:
+            self._on_refresh(self.name, "error")
+        waiters, self._waiters = self._waiters or [], None
+        error = failure.value if isinstance(failure.value, TokenFetchError) else TokenFetchError(self.last_error)
+        for waiter in waiters:
+            waiter.errback(error)
+
+    def _schedule_refresh(self, delay: float) -> None:
+        self.stop()
+        self._refresh_call = self._clock.callLater(delay, self._refresh)
+
+    def _refresh(self) -> None:
+        """
+        Fetch the next token while the current one is still good; on failure keep the current one.
+        """
+        self._refresh_call = None
+        if self._waiters is not None:
+            return
+        self._waiters = []
+        self._start_fetch()
+
+
+def _succeed(value: str) -> Deferred[str]:
+    d: Deferred[str] = Deferred()
+    d.callback(value)
+    return d
