@@ -62,7 +62,6 @@ BEDROCK_BETAS = frozenset(
     {
         "computer-use-2024-10-22",
         "computer-use-2025-01-24",
-        "computer-use-2025-11-24",
         "token-efficient-tools-2025-02-19",
         "interleaved-thinking-2025-05-14",
         "fine-grained-tool-streaming-2025-05-14",
@@ -72,7 +71,9 @@ BEDROCK_BETAS = frozenset(
     }
 )
 
-#: Anthropic-defined client tools Bedrock runs (by C{type} prefix), and the keys each may carry.
+#: Anthropic-defined client tools Bedrock runs (by C{type} prefix), and the keys each may carry.  The
+#: computer tool's display keys are required by that tool; the text editor's optional C{max_characters} is
+#: dropped, as Bedrock's schema check refuses tool keys beyond name/description/input_schema/cache_control/type.
 _TYPED_TOOL_PREFIXES = ("bash_", "text_editor_", "computer_")
 _TYPED_TOOL_KEYS = frozenset(
     {
@@ -83,7 +84,6 @@ _TYPED_TOOL_KEYS = frozenset(
         "display_height_px",
         "display_number",
         "enable_zoom",
-        "max_characters",
     }
 )
 _CLIENT_TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "cache_control"})
@@ -182,6 +182,12 @@ def _clean_content(content: Any) -> Any:
     return out
 
 
+def _as_blocks(content: Any) -> list[Any]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return list(content) if isinstance(content, list) else []
+
+
 def _content_is_empty(content: Any) -> bool:
     if isinstance(content, str):
         return not content.strip()
@@ -194,7 +200,8 @@ def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> 
 
     Never mutates C{body}.  See the module docstring for the rules; in short: whitelist the top-level keys,
     set C{anthropic_version}, move accepted betas into the body, drop server tools and unknown tool keys,
-    fold mid-conversation C{system} turns into C{system}, drop empty text blocks (and turns left empty),
+    fold mid-conversation C{system} turns into C{system}, drop empty text blocks (and turns left empty), merge
+    consecutive turns of one role (Bedrock refuses them),
     keep C{max_tokens} above the thinking budget, drop sampling parameters thinking forbids.
     """
     body = copy.deepcopy(body)
@@ -225,6 +232,12 @@ def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> 
             if _content_is_empty(content):
                 continue
             message = {**message, "content": content}
+            previous = messages[-1] if messages else None
+            if isinstance(previous, dict) and previous.get("role") == message.get("role"):
+                # Bedrock refuses two turns of one role in a row (the Anthropic API merges them): merge here,
+                # as folding system turns and dropping empty ones can create such pairs.
+                messages[-1] = {**previous, "content": _as_blocks(previous.get("content")) + _as_blocks(content)}
+                continue
         messages.append(message)
     out["messages"] = messages
     if folded:

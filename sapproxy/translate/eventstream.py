@@ -118,13 +118,17 @@ class EventStreamDecoder:
             raise
         return out
 
-    def finish(self) -> None:
-        """The byte stream ended; raise L{EventStreamError} if it ended inside a frame."""
+    def finish(self) -> list[dict[str, Any]]:
+        """
+        The byte stream ended: no more events (returns C{[]}, the stream-source shape); raises
+        L{EventStreamError} if it ended inside a frame (a cut connection).
+        """
         if self._broken is not None:
             raise self._broken
         pending = len(self._buffer._data)
         if pending:
             raise EventStreamError(f"event stream ended inside a frame ({pending} bytes left over)")
+        return []
 
     @staticmethod
     def _decode(headers: dict[str, Any], payload: bytes) -> dict[str, Any] | None:

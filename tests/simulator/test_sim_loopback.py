@@ -134,6 +134,8 @@ def test_sim_loopback_backpressure_bounds_memory(served: tuple[Simulator, str]) 
         if sim.stats.bytes_written > 1_000_000:
             break
         yield sleep(0.1)
+    # Nothing blocks the reactor: the stream flowed while the client read and the kernel buffers filled.
+    assert sim.stats.bytes_written > 1_000_000, (sim.stats.bytes_written, client.received)
     yield sleep(1.0)
     # ...and then stops: 200 MB were asked for (loopback moves that in well under a second), but a client that
     # stopped reading holds the simulator to socket buffers' worth, with the stream still open.

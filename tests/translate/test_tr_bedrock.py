@@ -133,7 +133,7 @@ def test_tools(sanitised: dict[str, Any]) -> None:
     assert [t["name"] for t in tools] == ["Bash", "Read", "str_replace_based_edit_tool", "bash"]
     assert set(tools[0]) == {"name", "description", "input_schema"}
     assert tools[1]["cache_control"] == {"type": "ephemeral"}
-    assert tools[2] == {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool", "max_characters": 10000}
+    assert tools[2] == {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
     assert sanitised["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
 
 
@@ -152,7 +152,7 @@ def test_thinking_rules(sanitised: dict[str, Any]) -> None:
 
 def test_messages(sanitised: dict[str, Any]) -> None:
     messages = sanitised["messages"]
-    assert [m["role"] for m in messages] == ["user", "assistant", "user", "user"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     first = messages[0]["content"]
     assert [b["text"] for b in first] == ["<system-reminder>ctx</system-reminder>", "fix the bug"]
     assert first[1]["cache_control"] == {"type": "ephemeral"}
@@ -160,7 +160,8 @@ def test_messages(sanitised: dict[str, Any]) -> None:
     assert messages[1]["content"][0] == {"type": "thinking", "thinking": "Let me look.", "signature": SIGNATURE}
     assert messages[1]["content"][1]["type"] == "redacted_thinking"
     assert messages[2]["content"][0]["content"] == [{"type": "text", "text": "a.py"}]
-    assert messages[3] == {"role": "user", "content": "continue"}
+    # The turns around the folded system message and the dropped blank turn are merged.
+    assert messages[2]["content"][1] == {"type": "text", "text": "continue"}
     assert sanitised["system"][-1] == {"type": "text", "text": "Mid-conversation note."}
     assert sanitised["system"][1]["cache_control"] == {"type": "ephemeral"}
 
@@ -245,6 +246,8 @@ def test_sanitiser_properties(messages: list[dict[str, Any]], extra: dict[str, A
     assert set(out) <= ALLOWED_TOP_LEVEL
     assert all(b in BEDROCK_BETAS for b in out.get("anthropic_beta", []))
     assert all(m["role"] != "system" for m in out["messages"])
+    roles = [m["role"] for m in out["messages"]]
+    assert all(a != b for a, b in zip(roles, roles[1:]))
     for message in out["messages"]:
         content = message["content"]
         if isinstance(content, str):
@@ -253,6 +256,11 @@ def test_sanitiser_properties(messages: list[dict[str, Any]], extra: dict[str, A
             assert content and all(b.get("type") != "text" or b["text"].strip() for b in content)
     if budget is not None:
         assert out["max_tokens"] > budget and "temperature" not in out
+    if out["messages"]:
+        from sapproxy.simulator.anthropic_body import model_errors, schema_errors
+
+        assert schema_errors(out) is None
+        assert model_errors(out) is None
     # thinking blocks pass untouched
     thinking_in = [b for m in messages if m["role"] != "system" and isinstance(m["content"], list) for b in m["content"] if b["type"] == "thinking"]
     thinking_out = [b for m in out["messages"] if isinstance(m["content"], list) for b in m["content"] if b["type"] == "thinking"]
@@ -266,3 +274,16 @@ def test_server_tool_blocks_dropped_from_history() -> None:
         {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
         {"type": "text", "text": "found"}]}]}, anthropic_beta=None)
     assert [b["text"] for b in out["messages"][0]["content"]] == ["searching", "found"]
+
+
+def test_sanitised_claude_code_body_passes_the_simulators_bedrock_checks(sanitised: dict[str, Any]) -> None:
+    from sapproxy.simulator.anthropic_body import model_errors, schema_errors
+
+    assert schema_errors(sanitised) is None
+    assert model_errors(sanitised) is None
+
+
+def test_beta_allow_list_within_the_simulators() -> None:
+    from sapproxy.simulator.anthropic_body import BEDROCK_BETAS as SIMULATED
+
+    assert BEDROCK_BETAS <= SIMULATED

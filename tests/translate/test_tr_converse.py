@@ -268,3 +268,20 @@ def test_python_literal_speed() -> None:
         parse_converse_stream_line(line)
     rate = 20000 / (time.perf_counter() - start)
     assert rate > 40000, f"{rate:.0f} lines/s"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_text, st.lists(st.builds(lambda t: {"type": "text", "text": t}, _text), max_size=3)), min_size=1, max_size=6),
+       st.booleans())
+def test_requests_pass_the_simulators_converse_validation(turns: list[Any], thinking: bool) -> None:
+    from sapproxy.simulator.converse_api import validate
+
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": c} for i, c in enumerate(turns)]
+    messages[0] = {"role": "user", "content": "start"}
+    body: dict[str, Any] = {"max_tokens": 1000, "temperature": 0.5, "messages": messages}
+    if thinking:
+        body["thinking"] = {"type": "enabled", "budget_tokens": 2000}
+    out = ir_request_to_converse(body)
+    if out["messages"][-1]["role"] == "assistant" or len(out["messages"]) < 1:
+        return
+    assert validate(out) is None, validate(out)

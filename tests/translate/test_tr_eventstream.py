@@ -115,3 +115,15 @@ def test_decode_speed() -> None:
     elapsed = time.perf_counter() - start
     assert n == 10000
     assert n / elapsed > 20000, f"{n / elapsed:.0f} events/s"
+
+
+def test_simulator_frames_decode() -> None:
+    """The simulator's own encoder and this decoder agree."""
+    from sapproxy.simulator.eventstream import chunk_frame, exception_frame
+
+    data = b"".join(chunk_frame(e) for e in EVENTS) + exception_frame("throttlingException", "Too many requests")
+    decoder = EventStreamDecoder()
+    out = [e for i in range(0, len(data), 7) for e in decoder.feed(data[i : i + 7])]
+    assert decoder.finish() == []
+    assert out[:-1] == EVENTS
+    assert out[-1] == {"type": "error", "error": {"type": "rate_limit_error", "message": "Too many requests"}}

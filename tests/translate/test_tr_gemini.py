@@ -622,3 +622,11 @@ def test_any_gemini_stream_gives_a_valid_anthropic_stream(stream_chunks: list[di
     sigs = [p["thoughtSignature"] for c in stream_chunks for cand in c.get("candidates", []) for p in cand["content"]["parts"] if p.get("thoughtSignature")]
     got = [b["signature"] for b in message["content"] if b["type"] == "thinking" and b["signature"]]
     assert "".join(got) == "".join(sigs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ir_requests())
+def test_requests_pass_the_simulators_vertex_validation(body: dict[str, Any]) -> None:
+    from sapproxy.simulator.vertex_api import validate
+
+    assert validate(ir_request_to_gemini(body, model="gemini-3-pro-preview")) is None

@@ -1,0 +1,278 @@
+"""
+A lean, fast simulated SAP AI Core for benchmarks (the fair baseline: the upstream must never be the
+bottleneck).
+
+Plain twisted.web (no Klein routing, no request logging, no token bookkeeping); every response is
+pre-encoded once per shape and cached, so serving a request costs one small JSON parse of the request body
+(for ``"stream"``) plus a write.
+
+Paths (all POST):
+  /oauth/token                                          XSUAA token (any credentials)
+  /v2/inference/deployments/{id}/chat/completions       Azure OpenAI: JSON, or SSE of N chunks when stream
+  /v2/inference/deployments/{id}/invoke                 Bedrock Claude JSON
+  /v2/inference/deployments/{id}/invoke-with-response-stream   AWS event-stream frames {"bytes": b64(event)}
+  /v2/inference/deployments/{id}/models/{m}:streamGenerateContent?alt=sse   Vertex SSE
+  /v2/inference/deployments/{id}/models/{m}:generateContent                  Vertex JSON
+  /v1/chat/completions                                  OpenAI-compatible plain path (for LiteLLM)
+
+Per request, a ``#sim{"events": N, "event_bytes": B, "delay": S}`` anywhere in the body (the same directive
+the bundled simulator reads from the last user message) sets the number of content events, the bytes of
+text per event and the seconds between events; defaults come from the command line.
+
+    python bench/upstream.py --port 3199 [--events 50] [--event-bytes 8] [--delay 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import sys
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.task import LoopingCall  # noqa: F401  (kept for readers: we use callLater chains)
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+try:  # reuse the gateway's own encoder when installed (same wire format as the real Bedrock)
+    from sapproxy.translate.eventstream import encode_event_frame as _encode_frame
+except Exception:  # pragma: no cover - fallback: a tiny standalone encoder
+    import binascii
+    import struct
+
+    def _header(name: str, value: str) -> bytes:
+        n, v = name.encode(), value.encode()
+        return struct.pack("!B", len(n)) + n + b"\x07" + struct.pack("!H", len(v)) + v
+
+    def _encode_frame(payload: bytes, headers: dict[str, str]) -> bytes:
+        hdr = b"".join(_header(k, v) for k, v in headers.items())
+        total = 16 + len(hdr) + len(payload)
+        prelude = struct.pack("!II", total, len(hdr))
+        prelude += struct.pack("!I", binascii.crc32(prelude) & 0xFFFFFFFF)
+        msg = prelude + hdr + payload
+        return msg + struct.pack("!I", binascii.crc32(msg) & 0xFFFFFFFF)
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_SIM = re.compile(rb"#sim(\{[^}]*\})")
+_STREAM_TRUE = re.compile(rb'"stream"\s*:\s*true')
+TOKEN_BODY = _dumps({"access_token": "bench-token", "token_type": "bearer", "expires_in": 43199,
+                     "scope": "uaa.resource", "jti": "bench"}).encode()
+
+CREATED = 1700000000
+USAGE = {"prompt_tokens": 12, "completion_tokens": 50, "total_tokens": 62}
+
+
+def _text(n: int, i: int) -> str:
+    piece = ("word%d " % i)
+    return (piece * (n // len(piece) + 1))[:n]
+
+
+class Shapes:
+    """Pre-encoded bodies per (kind, events, event_bytes); built on first use and cached."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, int, int], Any] = {}
+
+    def get(self, kind: str, events: int, nbytes: int) -> Any:
+        key = (kind, events, nbytes)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = getattr(self, "_" + kind)(events, nbytes)
+        return hit
+
+    # OpenAI / Azure
+
+    def _openai_json(self, events: int, nbytes: int) -> bytes:
+        text = "".join(_text(nbytes, i) for i in range(events))
+        return _dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": "gpt-4.1",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop", "logprobs": None}],
+                       "usage": USAGE}).encode()
+
+    def _openai_sse(self, events: int, nbytes: int) -> list[bytes]:
+        base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED, "model": "gpt-4.1"}
+        out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                     "finish_reason": None}]}]
+        for i in range(events):
+            out.append({**base, "choices": [{"index": 0, "delta": {"content": _text(nbytes, i)},
+                                             "finish_reason": None}]})
+        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        out.append({**base, "choices": [], "usage": USAGE})
+        frames = [b"data: " + _dumps(e).encode() + b"\n\n" for e in out]
+        frames.append(b"data: [DONE]\n\n")
+        return frames
+
+    # Anthropic on Bedrock
+
+    def _anthropic_events(self, events: int, nbytes: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [
+            {"type": "message_start", "message": {"id": "msg_bdrk_bench", "type": "message", "role": "assistant",
+                                                  "model": "claude-sonnet-4-5", "content": [], "stop_reason": None,
+                                                  "stop_sequence": None,
+                                                  "usage": {"input_tokens": 12, "output_tokens": 1}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ]
+        for i in range(events):
+            out.append({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": _text(nbytes, i)}})
+        out.append({"type": "content_block_stop", "index": 0})
+        out.append({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": 50}})
+        out.append({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
+            "inputTokenCount": 12, "outputTokenCount": 50, "invocationLatency": 100, "firstByteLatency": 10}})
+        return out
+
+    def _bedrock_stream(self, events: int, nbytes: int) -> list[bytes]:
+        frames = []
+        for e in self._anthropic_events(events, nbytes):
+            data = base64.b64encode(_dumps(e).encode()).decode()
+            payload = _dumps({"bytes": data, "p": "abcdefghij"}).encode()
+            frames.append(_encode_frame(payload, {":event-type": "chunk", ":content-type": "application/json",
+                                                  ":message-type": "event"}))
+        return frames
+
+    def _bedrock_json(self, events: int, nbytes: int) -> bytes:
+        text = "".join(_text(nbytes, i) for i in range(events))
+        return _dumps({"id": "msg_bdrk_bench", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                       "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                       "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 50}}).encode()
+
+    # Gemini on Vertex
+
+    def _vertex_sse(self, events: int, nbytes: int) -> list[bytes]:
+        frames = []
+        for i in range(events):
+            chunk: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [{"text": _text(nbytes, i)}]},
+                                                     "index": 0}], "modelVersion": "gemini-2.5-pro"}
+            if i == events - 1:
+                chunk["candidates"][0]["finishReason"] = "STOP"
+                chunk["usageMetadata"] = {"promptTokenCount": 12, "candidatesTokenCount": 50,
+                                          "totalTokenCount": 62}
+            frames.append(b"data: " + _dumps(chunk).encode() + b"\r\n\r\n")
+        return frames
+
+    def _vertex_json(self, events: int, nbytes: int) -> bytes:
+        text = "".join(_text(nbytes, i) for i in range(events))
+        return _dumps({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+                                       "index": 0}],
+                       "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 50, "totalTokenCount": 62},
+                       "modelVersion": "gemini-2.5-pro"}).encode()
+
+
+class Stats:
+    requests = 0
+    streams_open = 0
+
+
+class Upstream(Resource):
+    isLeaf = True
+
+    def __init__(self, reactor: Any, events: int, event_bytes: int, delay: float) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.events = events
+        self.event_bytes = event_bytes
+        self.delay = delay
+        self.shapes = Shapes()
+
+    def render_GET(self, request: Any) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return _dumps({"requests": Stats.requests, "streams_open": Stats.streams_open}).encode()
+
+    def render_POST(self, request: Any) -> Any:
+        Stats.requests += 1
+        path = request.path
+        if path == b"/oauth/token":
+            request.setHeader(b"content-type", b"application/json;charset=UTF-8")
+            return TOKEN_BODY
+        body = request.content.read()
+        events, nbytes, delay = self.events, self.event_bytes, self.delay
+        m = _SIM.search(body)
+        if m is not None:
+            try:
+                raw = json.loads(m.group(1).replace(b'\\"', b'"'))
+                events = int(raw.get("events", events))
+                nbytes = int(raw.get("event_bytes", nbytes))
+                delay = float(raw.get("delay", delay))
+            except ValueError:
+                pass
+        if path.endswith(b"/chat/completions"):
+            if _STREAM_TRUE.search(body):
+                return self._stream(request, b"text/event-stream", self.shapes.get("openai_sse", events, nbytes), delay)
+            return self._json(request, self.shapes.get("openai_json", events, nbytes))
+        if path.endswith(b"/invoke-with-response-stream"):
+            request.setHeader(b"x-amzn-bedrock-content-type", b"application/json")
+            return self._stream(request, b"application/vnd.amazon.eventstream",
+                                self.shapes.get("bedrock_stream", events, nbytes), delay)
+        if path.endswith(b"/invoke"):
+            return self._json(request, self.shapes.get("bedrock_json", events, nbytes))
+        if path.endswith(b":streamGenerateContent"):
+            return self._stream(request, b"text/event-stream", self.shapes.get("vertex_sse", events, nbytes), delay)
+        if path.endswith(b":generateContent"):
+            return self._json(request, self.shapes.get("vertex_json", events, nbytes))
+        request.setResponseCode(404)
+        return b'{"error":{"message":"no such path"}}'
+
+    @staticmethod
+    def _json(request: Any, body: bytes) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return body
+
+    def _stream(self, request: Any, content_type: bytes, frames: list[bytes], delay: float) -> Any:
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"cache-control", b"no-cache")
+        if delay <= 0:
+            # One write per event (as a real upstream flushes per token) but no timers.
+            for f in frames:
+                request.write(f)
+            request.finish()
+            return NOT_DONE_YET
+        Stats.streams_open += 1
+        state = {"i": 0, "call": None, "gone": False}
+
+        def gone(_: Any) -> None:
+            state["gone"] = True
+            c = state["call"]
+            if c is not None and c.active():
+                c.cancel()
+
+        request.notifyFinish().addBoth(gone)
+
+        def step() -> None:
+            state["call"] = None
+            if state["gone"]:
+                return
+            i = state["i"]
+            request.write(frames[i])
+            state["i"] = i + 1
+            if i + 1 >= len(frames):
+                Stats.streams_open -= 1
+                request.finish()
+                return
+            state["call"] = self.reactor.callLater(delay, step)
+
+        # The first event is sent at once (time to first byte stays small); the rest are paced.
+        step()
+        return NOT_DONE_YET
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=3199)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--events", type=int, default=50)
+    p.add_argument("--event-bytes", type=int, default=8)
+    p.add_argument("--delay", type=float, default=0.0)
+    a = p.parse_args(argv)
+    site = Site(Upstream(_reactor, a.events, a.event_bytes, a.delay))
+    site.noisy = False
+    site.log = lambda request: None  # no access log: it costs as much as the request
+    _reactor.listenTCP(a.port, site, backlog=4096, interface=a.host)
+    print(f"bench upstream on http://{a.host}:{a.port}", flush=True)
+    _reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,132 @@
+"""
+The whole request path in memory: routes, auth, model resolution, token, upstream call, conversion,
+errors in the caller's dialect, and the usage row every request leaves.
+"""
+
+from __future__ import annotations
+
+import json
+
+from app_harness import Harness, sse_data
+
+CHAT = "/v1/chat/completions"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_gpt_non_stream_pass_through_names_the_requested_model() -> None:
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "gpt-4.1-2025-04-14", "messages": HI})
+    reply = json.loads(body)
+    assert response.code == 200
+    assert reply["model"] == "gpt-4.1-2025-04-14"
+    assert reply["choices"][0]["message"]["content"].startswith("Echo: hi")
+    (row,) = h.rows.rows
+    assert (row.status, row.model_resolved, row.deployment, row.stream) == (200, "gpt-4.1", "d-gpt41", False)
+    assert row.prompt_tokens == reply["usage"]["prompt_tokens"] and row.completion_tokens > 0
+
+
+def test_gpt_stream_has_one_id_no_azure_preamble_and_one_done() -> None:
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "gpt-4.1", "stream": True, "messages": HI})
+    assert response.code == 200
+    assert response.headers.getRawHeaders(b"content-type") == [b"text/event-stream; charset=utf-8"]
+    events = sse_data(body)
+    assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["choices"] for c in chunks), "no Azure prompt_filter_results preamble, no unasked usage chunk"
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    # The gateway asked upstream for usage anyway, so the row has real counts.
+    (row,) = h.rows.rows
+    assert row.completion_tokens > 0 and not row.tokens_estimated
+
+
+def test_gpt_stream_usage_chunk_only_when_asked() -> None:
+    h = Harness()
+    _, body = h.post(CHAT, {"model": "gpt-4.1", "stream": True, "messages": HI,
+                            "stream_options": {"include_usage": True}})
+    events = sse_data(body)
+    last = json.loads(events[-2])
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] > 0
+
+
+def test_unknown_model_is_a_404_in_each_dialect() -> None:
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "gpt-9", "messages": HI})
+    assert response.code == 404
+    error = json.loads(body)["error"]
+    assert "gpt-9" in error["message"] and error["type"] == "not_found_error" and error["code"] == "model_not_found"
+    response, body = h.post("/v1/messages", {"model": "claude-nothing", "max_tokens": 5, "messages": HI})
+    assert response.code == 404
+    assert json.loads(body)["type"] == "error" and json.loads(body)["error"]["type"] == "not_found_error"
+
+
+def test_auth_errors_in_each_dialect() -> None:
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI}, token=None)
+    assert response.code == 401
+    assert set(json.loads(body)["error"]) >= {"message", "type", "code"}
+    response, body = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 5, "messages": HI}, token="wrong")
+    assert response.code == 401
+    assert json.loads(body) == {"type": "error", "error": {"type": "authentication_error",
+                                                          "message": json.loads(body)["error"]["message"]}}
+
+
+def test_bad_input_never_500() -> None:
+    h = Harness()
+    cases = [
+        (CHAT, b"{not json", 400), (CHAT, b"[1,2]", 400), (CHAT, b"\xff\xfe", 400), (CHAT, b"", 400),
+        (CHAT, json.dumps({"messages": HI}).encode(), 400),
+        (CHAT, json.dumps({"model": "gpt-4.1", "messages": []}).encode(), 400),
+        (CHAT, json.dumps({"model": "gpt-4.1", "messages": "hi"}).encode(), 400),
+        (CHAT, json.dumps({"model": "gpt-4.1", "messages": HI, "stream": "yes"}).encode(), 400),
+        (CHAT, b"[" * 100000 + b"]" * 100000, 400),
+        ("/v1/messages", json.dumps({"model": "gpt-4.1", "messages": HI}).encode(), 400),
+    ]
+    for path, raw, status in cases:
+        response, body = h.post(path, None, raw=raw)
+        assert response.code == status, (raw[:40], body)
+        parsed = json.loads(body)
+        assert ("error" in parsed) and (parsed.get("type") == "error") == path.startswith("/v1/messages")
+
+
+def test_unknown_route_and_wrong_method() -> None:
+    h = Harness()
+    response, body = h.post("/v1/nothing", {})
+    assert response.code == 404 and json.loads(body)["error"]["type"] == "not_found_error"
+    response, body = h.get(CHAT)
+    assert response.code == 405 and "POST" in json.loads(body)["error"]["message"]
+
+
+def test_models_and_health_list_no_secret() -> None:
+    h = Harness()
+    response, body = h.get("/v1/models")
+    listed = json.loads(body)
+    assert response.code == 200 and listed["object"] == "list"
+    assert {m["id"] for m in listed["data"]} >= {"gpt-4.1", "gemini-2.5-pro"}
+    assert all(isinstance(m["created"], int) and m["object"] == "model" for m in listed["data"])
+    h.post(CHAT, {"model": "claude-sonnet-4-5-20250929", "messages": HI})
+    _, health = h.get("/health", token=None)
+    assert b"sim-secret" not in health and b"sk-test" not in health
+    state = json.loads(health)
+    assert state["subaccounts"]["main"]["token"] == "valid"
+    assert state["resolved_names"]["claude-sonnet-4-5-20250929"] == "anthropic--claude-4.5-sonnet"
+
+
+def test_upstream_401_refreshes_the_token_once() -> None:
+    h = Harness()
+    h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    h.simulator.faults.set("d-gpt41", "401", count=1)
+    response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    assert response.code == 200
+    assert h.gateway.tokens["main"].fetches == 2
+
+
+def test_token_endpoint_down_is_a_503_and_not_cached() -> None:
+    h = Harness()
+    h.simulator.faults.set("*", "token_down", count=h.config.retry.attempts)
+    response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    assert response.code == 503 and "token" in json.loads(body)["error"]["message"]
+    response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    assert response.code == 200

@@ -1,0 +1,163 @@
+"""
+StreamRelay: the client's pace reaches the upstream transport, a hang-up closes the upstream, silence ends
+the stream with an error event, keep-alives flow during silence, and a break before the first byte can be
+retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+
+from sapproxy.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
+from sapproxy.translate.passthrough import OpenAIPassthrough
+from sapproxy.translate.pipeline import SSEJsonSource, StreamPipeline
+from sapproxy.translate.sse import encode_data, encode_event
+
+
+class FakeRequest:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.producer: Any = None
+        self.committed = 0
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        assert streaming
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+class FakeUpstream:
+    """The upstream response's TransportProxyProducer."""
+
+    def __init__(self) -> None:
+        self.state = "producing"
+
+    def pauseProducing(self) -> None:
+        self.state = "paused"
+
+    def resumeProducing(self) -> None:
+        self.state = "producing"
+
+    def stopProducing(self) -> None:
+        self.state = "stopped"
+
+
+def chunk(text: str) -> bytes:
+    return encode_data({"id": "c1", "object": "chat.completion.chunk", "model": "up", "created": 1,
+                        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+
+
+def make(dialect: Any = OPENAI_STREAM, idle: float = 60, keepalive: float = 15) -> tuple[StreamRelay, FakeRequest, FakeUpstream, Clock, list[str]]:
+    request, upstream, clock = FakeRequest(), FakeUpstream(), Clock()
+    committed: list[str] = []
+    if dialect is OPENAI_STREAM:
+        pipeline = StreamPipeline(SSEJsonSource(), [OpenAIPassthrough("gpt", client_wants_usage=False)], encode_data)
+    else:
+        pipeline = StreamPipeline(SSEJsonSource(), [], encode_event)
+    relay = StreamRelay(request, pipeline, dialect, clock, idle_timeout=idle, keepalive=keepalive,
+                        on_first_write=lambda: committed.append("headers"))
+    relay.makeConnection(upstream)  # type: ignore[arg-type]
+    return relay, request, upstream, clock, committed
+
+
+def test_events_are_written_one_per_write_and_done_once() -> None:
+    relay, request, upstream, _, committed = make()
+    body = chunk("a") + chunk("b") + b"data: [DONE]\n\n"
+    for i in range(0, len(body), 7):  # split at arbitrary bytes
+        relay.dataReceived(body[i:i + 7])
+    relay.connectionLost(Failure(ResponseDone()))
+    assert committed == ["headers"]
+    assert request.writes[-1] == b"data: [DONE]\n\n"
+    assert sum(w == b"data: [DONE]\n\n" for w in request.writes) == 1
+    assert len(request.writes) == 3 and all(w.endswith(b"\n\n") for w in request.writes)
+    assert b'"model":"gpt"' in request.writes[0]
+    assert request.producer is None
+    outcome = []
+    relay.done.addCallback(outcome.append)
+    assert outcome[0].error is None and not outcome[0].client_hung_up
+
+
+def test_client_backpressure_pauses_and_resumes_the_upstream() -> None:
+    relay, request, upstream, _, _ = make()
+    assert request.producer is relay
+    relay.dataReceived(chunk("a"))
+    request.producer.pauseProducing()
+    assert upstream.state == "paused"
+    # Data already in flight when paused is still relayed, not lost (twisted #9132).
+    relay.dataReceived(chunk("b"))
+    assert len(request.writes) == 2
+    request.producer.resumeProducing()
+    assert upstream.state == "producing"
+
+
+def test_paused_stream_does_not_idle_out() -> None:
+    relay, request, upstream, clock, _ = make(idle=10)
+    relay.dataReceived(chunk("a"))
+    request.producer.pauseProducing()
+    clock.advance(100)
+    assert upstream.state == "paused" and not relay.done.called
+
+
+def test_client_hang_up_stops_the_upstream() -> None:
+    relay, request, upstream, _, _ = make()
+    relay.dataReceived(chunk("a"))
+    request.producer.stopProducing()
+    assert upstream.state == "stopped"
+    outcome = []
+    relay.done.addCallback(outcome.append)
+    assert outcome[0].client_hung_up
+    relay.dataReceived(chunk("late"))
+    assert len(request.writes) == 1
+
+
+def test_cancelling_the_route_stops_the_upstream() -> None:
+    relay, _, upstream, _, _ = make()
+    relay.dataReceived(chunk("a"))
+    relay.done.cancel()
+    assert upstream.state == "stopped"
+
+
+def test_idle_upstream_ends_the_stream_with_an_error_chunk_then_done() -> None:
+    relay, request, upstream, clock, _ = make(idle=5, keepalive=100)
+    relay.dataReceived(chunk("a"))
+    clock.advance(5)
+    assert upstream.state == "stopped"
+    assert request.writes[-2].startswith(b'data: {"error":') and b"5 seconds" in request.writes[-2]
+    assert request.writes[-1] == b"data: [DONE]\n\n"
+
+
+def test_break_mid_stream_on_anthropic_is_an_error_event_without_done() -> None:
+    relay, request, _, _, _ = make(ANTHROPIC_STREAM)
+    relay.dataReceived(encode_event({"type": "message_start", "message": {"id": "m"}}))
+    relay.connectionLost(Failure(ConnectionLost()))
+    assert request.writes[-1].startswith(b"event: error\ndata: ")
+    assert not any(b"[DONE]" in w for w in request.writes)
+
+
+def test_break_before_the_first_byte_is_retryable() -> None:
+    relay, request, _, _, committed = make()
+    relay.connectionLost(Failure(ConnectionLost()))
+    failures = []
+    relay.done.addErrback(failures.append)
+    assert failures[0].check(FailedBeforeFirstByte) and request.writes == [] and committed == []
+
+
+def test_keepalives_during_silence() -> None:
+    relay, request, _, clock, _ = make(ANTHROPIC_STREAM, idle=100, keepalive=15)
+    relay.dataReceived(encode_event({"type": "message_start", "message": {"id": "m"}}))
+    clock.advance(15)
+    clock.advance(15)
+    assert request.writes[1:] == [ANTHROPIC_STREAM.keepalive] * 2
+    relay.dataReceived(encode_event({"type": "ping"}))
+    clock.advance(14)
+    assert len(request.writes) == 4
