@@ -76,8 +76,32 @@ class SSERelay(Protocol):
         self.transport.stopProducing()
 
 
-def make_app(upstream: str) -> Klein:
-    pool = HTTPConnectionPool(reactor, persistent=True)
+class NoDelayPool(HTTPConnectionPool):
+    def _newConnection(self, key: Any, endpoint: Any) -> Any:
+        def nodelay(proto: Any) -> Any:
+            proto.transport.setTcpNoDelay(True)
+            return proto
+        return super()._newConnection(key, endpoint).addCallback(nodelay)
+
+
+class NoDelaySite(Site):
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)
+        orig = proto.connectionMade
+
+        def made() -> None:
+            orig()
+            try:
+                getattr(proto, "_channel", proto).transport.setTcpNoDelay(True)
+            except Exception:
+                pass
+
+        proto.connectionMade = made
+        return proto
+
+
+def make_app(upstream: str, nodelay: bool = False) -> Klein:
+    pool = (NoDelayPool if nodelay else HTTPConnectionPool)(reactor, persistent=True)
     pool.maxPersistentPerHost = 1024
     pool.retryAutomatically = False
     http = HTTPClient(Agent(reactor, pool=pool))
@@ -88,7 +112,12 @@ def make_app(upstream: str) -> Klein:
     async def chat(request: Any) -> Any:
         body = request.content.read()
         stream = b'"stream":true' in body.replace(b" ", b"")
-        response = await http.request("POST", url, data=body, headers=_HEADERS, unbuffered=True)
+        try:
+            response = await http.request("POST", url, data=body, headers=_HEADERS, unbuffered=True)
+        except Exception:  # the client left (or the upstream failed) before the answer: no traceback spam
+            request.setResponseCode(502)
+            return b'{"error":{"message":"upstream failed"}}'
+
         request.setResponseCode(response.code)
         if not stream:
             request.setHeader(b"content-type", b"application/json")
@@ -106,8 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=3198)
     p.add_argument("--upstream", default="http://127.0.0.1:3199")
+    p.add_argument("--nodelay", action="store_true",
+                   help="set TCP_NODELAY on client and upstream sockets (Twisted's default is off, as in sapproxy)")
     a = p.parse_args(argv)
-    site = Site(make_app(a.upstream).resource())
+    site = (NoDelaySite if a.nodelay else Site)(make_app(a.upstream, a.nodelay).resource())
     site.noisy = False
     site.log = lambda request: None
     reactor.listenTCP(a.port, site, backlog=4096, interface="127.0.0.1")

@@ -32,7 +32,6 @@ import sys
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.task import LoopingCall  # noqa: F401  (kept for readers: we use callLater chains)
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -258,6 +257,24 @@ class Upstream(Resource):
         return NOT_DONE_YET
 
 
+class NoDelaySite(Site):
+    """TCP_NODELAY on every accepted connection: the upstream never waits on Nagle + delayed ACK."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        proto = super().buildProtocol(addr)
+        orig = proto.connectionMade
+
+        def made() -> None:
+            orig()
+            try:
+                getattr(proto, "_channel", proto).transport.setTcpNoDelay(True)
+            except Exception:
+                pass
+
+        proto.connectionMade = made
+        return proto
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, default=3199)
@@ -266,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--event-bytes", type=int, default=8)
     p.add_argument("--delay", type=float, default=0.0)
     a = p.parse_args(argv)
-    site = Site(Upstream(_reactor, a.events, a.event_bytes, a.delay))
+    site = NoDelaySite(Upstream(_reactor, a.events, a.event_bytes, a.delay))
     site.noisy = False
     site.log = lambda request: None  # no access log: it costs as much as the request
     _reactor.listenTCP(a.port, site, backlog=4096, interface=a.host)

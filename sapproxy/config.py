@@ -169,8 +169,6 @@ _TOP_LEVEL = {
 def _converter() -> cattrs.Converter:
     c = cattrs.Converter(forbid_extra_keys=True)
     c.register_structure_hook(ServiceKey, _structure_service_key)
-    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings):
-        c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
 
     def number(value: Any, kind: type) -> Any:
         # JSON's 3 is an acceptable float, but "3" and true are mistakes.
@@ -194,6 +192,9 @@ def _converter() -> cattrs.Converter:
     c.register_structure_hook(float, number)
     c.register_structure_hook(str, string)
     c.register_structure_hook(bool, boolean)
+    # After the scalar hooks: structure functions are generated against the hooks registered so far.
+    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings):
+        c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
     c.register_structure_hook(
         GatewayConfig,
         make_dict_structure_fn(

@@ -75,7 +75,7 @@ class Gateway:
                              on_refresh=self._token_refreshed)
             for name, account in config.subaccounts.items()
         }
-        self.active_streams = 0
+        self.relays: set[StreamRelay] = set()
 
     def _token_refreshed(self, subaccount: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -123,6 +123,9 @@ class Gateway:
             try:
                 response = await self._post(deployment, exchange, token)
             except _NETWORK_ERRORS as e:
+                if _cancelled(e):
+                    # The client went away before the upstream answered: nothing to retry for.
+                    raise CancelledError() from None
                 last = _network_error(e)
                 self._upstream_error(deployment, type(e).__name__)
                 self.picker.failed(deployment)
@@ -224,14 +227,14 @@ class Gateway:
 
         relay = StreamRelay(request, pipeline, dialect, self.reactor, idle_timeout=self.config.timeouts.idle,
                             keepalive=self.config.timeouts.keepalive, on_first_write=commit)
-        self.active_streams += 1
+        self.relays.add(relay)
         if self.metrics is not None:
             self.metrics.stream_opened()
         try:
             response.deliverBody(relay)
             outcome = await relay.done
         finally:
-            self.active_streams -= 1
+            self.relays.discard(relay)
             if self.metrics is not None:
                 self.metrics.stream_closed()
             ctx.usage = pipeline.usage
@@ -239,7 +242,25 @@ class Gateway:
             ctx.client_hung_up = relay.outcome.client_hung_up
         if outcome.error is not None:
             ctx.error_type = outcome.error.kind
+        elif pipeline.error is not None:
+            ctx.error_type = pipeline.error
         return b""
+
+    @property
+    def active_streams(self) -> int:
+        return len(self.relays)
+
+    def end_streams(self, error: GatewayError) -> None:
+        """
+        End every stream now with C{error} as its last event (shutdown after the drain time).
+        """
+        for relay in list(self.relays):
+            relay.end_with(error)
+
+
+def _cancelled(e: Exception) -> bool:
+    reasons = getattr(e, "reasons", None) or []
+    return any(getattr(r, "check", lambda *_: False)(CancelledError) for r in reasons)
 
 
 def _network_error(e: Exception) -> GatewayError:

@@ -161,6 +161,13 @@ class StreamRelay(Protocol):
     def stopProducing(self) -> None:
         self._client_gone()
 
+    def end_with(self, error: GatewayError) -> None:
+        """
+        End the stream from our side: close the upstream, tell the client why, finish cleanly.
+        """
+        if not self._over:
+            self._broken(error)
+
     # The rest.
 
     def _write(self, chunk: bytes) -> None:

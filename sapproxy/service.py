@@ -22,6 +22,7 @@ from sapproxy.accounting import Accounting
 from sapproxy.app import build_app
 from sapproxy.auth import Authenticator
 from sapproxy.config import GatewayConfig
+from sapproxy.errors import GatewayError
 from sapproxy.exchanges import ExchangeBuilder
 from sapproxy.gateway import Gateway
 from sapproxy.metrics import GatewayMetrics
@@ -139,21 +140,35 @@ class GatewayService(MultiService):
     def stopService(self) -> Deferred[None]:
         return ensureDeferred(self._stop())
 
+    async def _settle(self, timeout: float) -> None:
+        """
+        Wait until every in-flight request has finished, or C{timeout} seconds.
+        """
+        done = DeferredList([r.notifyFinish() for r in self.site.inflight], consumeErrors=True)
+        timer = self.reactor.callLater(timeout, done.cancel)
+        try:
+            await done
+        except Exception:
+            pass
+        finally:
+            if timer.active():
+                timer.cancel()
+
     async def _stop(self) -> None:
         # Stop accepting first; then give in-flight requests the drain time.
         await self.listener.stopService()
-        inflight = list(self.site.inflight)
-        if inflight:
-            log.info("draining {n} in-flight requests for up to {t} s", n=len(inflight), t=self.config.drain_timeout)
-            waits = DeferredList([r.notifyFinish() for r in inflight], consumeErrors=True)
-            waits.addTimeout(self.config.drain_timeout, self.reactor)
-            try:
-                await waits
-            except Exception:
-                left = list(self.site.inflight)
-                log.warn("drain timeout: closing {n} requests still open", n=len(left))
-                for request in left:
-                    request.channel.transport.abortConnection() if request.channel else None
+        if self.site.inflight:
+            log.info("draining {n} in-flight requests for up to {t} s", n=len(self.site.inflight),
+                     t=self.config.drain_timeout)
+            await self._settle(self.config.drain_timeout)
+        if self.site.inflight:
+            log.warn("drain timeout: ending {n} requests still open", n=len(self.site.inflight))
+            # Streams end with an error event in their dialect; each request then finishes and is accounted.
+            self.gateway.end_streams(GatewayError("overloaded", "the gateway is shutting down; retry the request"))
+            for request in list(self.site.inflight):
+                if not request.startedWriting and request.channel is not None:
+                    request.channel.transport.abortConnection()
+            await self._settle(2.0)
         self.keyring.stop()
         self.gateway.stop()
         await MultiService.stopService(self)

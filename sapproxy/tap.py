@@ -8,7 +8,7 @@ only inside L{makeService}, which twistd calls after installing the reactor it w
 from __future__ import annotations
 
 import sys
-from typing import Any
+
 
 from twisted.application.service import IService
 from twisted.python import usage

@@ -12,7 +12,7 @@ from klein import Klein
 
 from sapproxy.errors import GatewayError
 from sapproxy.exchanges import Exchange, _openai_usage
-from sapproxy.resources._scaffold import Route, Services, json_body, read_json_object
+from sapproxy.resources._scaffold import Route, Services, read_json_object
 from sapproxy.translate.pipeline import StreamPipeline
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -25,32 +25,12 @@ FILLER = (
 SIGNATURE_KEY = b"sapproxy-simulator-thinking-signature"
 
 
-def reply_pieces(user_text: str, directive: Directive) -> list[str]:
-    """
-    The reply as its content deltas: "Echo: <user text>" first, then one filler word per further event, each
-    padded to about C{event_bytes} when asked. Joining the pieces gives the non-stream reply.
-    """
-    n = directive.events
-    if n <= 0:
-        return []
-    pieces = ["Echo: " + user_text if user_text else "Echo:"]
-    for i in range(1, n):
-        pieces.append(" " + FILLER[i % len(FILLER)])
-    if directive.event_bytes:
-        target = directive.event_bytes
-        padded = []
-        for i, piece in enumerate(pieces):
-            if len(piece.encode("utf-8")) < target:
-                word = FILLER[i % len(FILLER)]
-                fill = (" " + word) * ((target - len(piece.encode("utf-8"))) // (len(word) + 1) + 1)
-                piece = (piece + fill)[: max(target, len(piece))]
-            padded.append(piece)
-        pieces = padded
-    return pieces
-
-
 def reply_piece(user_text: str, directive: Directive, i: int) -> str:
-    """The C{i}th delta of L{reply_pieces} alone, so huge streams never hold the whole reply."""
+    """
+    The C{i}th content delta of the reply: "Echo: <user text>" first, then one filler word per further event,
+    each padded to about C{event_bytes} when asked. Generated one at a time, so huge streams never hold the
+    whole reply; joining deltas 0..events-1 gives the non-stream reply.
+    """
     if i == 0:
         piece = "Echo: " + user_text if user_text else "Echo:"
     else:

@@ -64,12 +64,18 @@ class SSEJsonSource:
 
 
 class StreamPipeline:
-    __slots__ = ("_source", "_translators", "_encode")
+    """
+    @ivar error: the type of the last error event the client was sent (both dialects put an C{error} object
+        in it), for the usage row; L{None} while all is well.
+    """
+
+    __slots__ = ("_source", "_translators", "_encode", "error")
 
     def __init__(self, source: Source, translators: Sequence[Translator], encode: Callable[[Any], bytes]) -> None:
         self._source = source
         self._translators = tuple(translators)
         self._encode = encode
+        self.error: str | None = None
 
     @property
     def usage(self) -> Usage | None:
@@ -89,10 +95,10 @@ class StreamPipeline:
         finish = getattr(self._source, "finish", None)
         out = self._run(finish() if finish else [], 0)
         for index, translator in enumerate(self._translators):
-            out.extend(self._run(translator.finish(), index + 1, encoded=True))
+            out.extend(self._run(translator.finish(), index + 1))
         return out
 
-    def _run(self, events: list[Any], start: int, encoded: bool = False) -> list[bytes]:
+    def _run(self, events: list[Any], start: int) -> list[bytes]:
         for translator in self._translators[start:]:
             if not events:
                 return []
@@ -101,4 +107,10 @@ class StreamPipeline:
             else:
                 events = [out for event in events for out in translator.feed(event)]
         encode = self._encode
-        return [encode(event) for event in events]
+        out = []
+        for event in events:
+            if "error" in event:
+                error = event["error"]
+                self.error = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
+            out.append(encode(event))
+        return out

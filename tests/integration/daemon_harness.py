@@ -441,6 +441,60 @@ def running_stack(directory: Path, *, models: Mapping[str, str | list[str]] | No
         sim.daemon.stop()
 
 
+class RawStream:
+    """A streaming request on a raw socket, so the test decides when (and whether) to read."""
+
+    def __init__(self, gateway: "Gateway", path: str, body: Any, rcvbuf: int = 64 * 1024,
+                 user_agent: str = "raw") -> None:
+        payload = json.dumps(body).encode()
+        auth = f"x-api-key: {TOKEN}" if path.startswith("/v1/messages") else f"Authorization: Bearer {TOKEN}"
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\n{auth}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nUser-Agent: {user_agent}\r\n"
+                f"Connection: close\r\n\r\n")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A small receive buffer, so the kernel does not soak up much of the stream for us.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", gateway.port))
+        self.sock.sendall(head.encode() + payload)
+        self.received = bytearray()
+        self.total = 0
+
+    def read_until(self, marker: bytes, count: int = 1, limit: int = 10_000_000) -> None:
+        while self.received.count(marker) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed early: {bytes(self.received[-500:])!r}")
+            self.received += chunk
+            self.total += len(chunk)
+            assert self.total < limit
+
+    @property
+    def headers(self) -> str:
+        return bytes(self.received).partition(b"\r\n\r\n")[0].decode("latin-1")
+
+    def request_id(self) -> str:
+        for line in self.headers.split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "x-request-id":
+                return value.strip()
+        raise AssertionError(f"no x-request-id in {self.headers!r}")
+
+    def drain(self, keep_tail: int = 4096) -> bytes:
+        """Read to the end of the connection; returns the last C{keep_tail} bytes."""
+        tail = bytearray()
+        while True:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                break
+            self.total += len(chunk)
+            tail = (tail + chunk)[-keep_tail:]
+        return bytes(tail)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def directive(**fields: Any) -> str:
     """The C{#sim{...}} directive text for the simulator."""
     return "#sim" + json.dumps(fields, separators=(",", ":"))

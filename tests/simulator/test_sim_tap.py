@@ -46,3 +46,13 @@ def test_sim_default_config_deployments() -> None:
     assert config.deployments["d-haiku"].bedrock_stream_framing == "sse"
     assert config.deployments["d-sonnet"].bedrock_stream_framing == "eventstream"
     assert config_from_json({"event_delay": 1}).event_delay == 1.0
+
+
+def test_sim_tap_import_does_not_install_reactor() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, sapproxy.simulator.tap, sapproxy.simulator; "
+            "sys.exit(1 if 'twisted.internet.reactor' in sys.modules else 0)")
+    root = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

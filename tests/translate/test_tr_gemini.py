@@ -531,17 +531,6 @@ def test_mid_stream_error_chunk() -> None:
     ErrorResponse.model_validate(events[-1])
 
 
-def test_stream_speed() -> None:
-    """Translation leaves room for the ~30,000 events/s/core benchmark."""
-    import time
-
-    chunk = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hello world "}]}}],
-             "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 5}}
-    conv = GeminiToAnthropicStream("m", message_id="msg_x")
-    start = time.perf_counter()
-    n = sum(len(conv.feed(chunk)) for _ in range(20000))
-    rate = n / (time.perf_counter() - start)
-    assert rate > 30000, f"{rate:.0f} events/s"
 
 
 _schema_keys = st.sampled_from(["type", "properties", "items", "required", "enum", "const", "format", "anyOf", "oneOf",

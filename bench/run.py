@@ -1,0 +1,671 @@
+"""
+One command for the whole comparison:
+
+    .venv/bin/python bench/run.py [--quick] [--repeats N] [--no-litellm] [--no-memory] [--profile]
+
+Starts the lean upstream (bench/upstream.py), the bare Klein+treq pass-through (bench/bare_passthrough.py),
+sapproxy (the installed copy, via twistd, with auth, token cache, two deployments to balance over, SQLite
+usage rows and metrics) and LiteLLM's proxy (its own venv, bench/.venv-litellm, installed on first run), pins
+the gateways to one core and the upstream + load generators to the other, runs the matrix with interleaved
+repeats and writes bench/results/latest.md (and latest.json).
+
+Every load loop is bounded in count and time; only 127.0.0.1 is ever a target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+PY = sys.executable
+VENV_LITELLM = BENCH / ".venv-litellm"
+
+PORTS = {"upstream": 3199, "bare": 3198, "sapproxy": 3101, "litellm": 3197}
+TOKEN = "sk-bench"
+LITELLM_KEY = "sk-bench-3f9c2a7d41e84b0c9a6d5e2f1b7c8d90"
+MiB = 1024 * 1024
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+def raise_nofile() -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in (1 << 17, 65536, 40000):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+            break
+        except (ValueError, OSError):
+            continue
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+class Procs:
+    def __init__(self, rundir: Path, cores: dict[str, str | None]) -> None:
+        self.rundir = rundir
+        self.cores = cores
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str], role: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        core = self.cores.get(role)
+        if core is not None:
+            argv = ["taskset", "-c", core] + argv
+        out = open(self.rundir / f"{name}.log", "wb")
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.rundir,
+                             env={**os.environ, **(env or {})}, start_new_session=True)
+        self.procs[name] = p
+        return p
+
+    def stop_all(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 10
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def port_free(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.3):
+            return False
+    except OSError:
+        return True
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every process in the process group (each server is a session leader)."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields[0] is state: pgrp is the 5th field overall
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def gateway_pid(p: subprocess.Popen) -> int:
+    # taskset execs the command, so the Popen pid is the gateway itself.
+    return p.pid
+
+
+# ------------------------------------------------------------------------------------------------ setup
+
+def sapproxy_config(rundir: Path) -> Path:
+    up = f"http://127.0.0.1:{PORTS['upstream']}"
+    dep = up + "/v2/inference/deployments/"
+    config = {
+        "subAccounts": {"bench": {
+            "resource_group": "default",
+            "service_key_json": {"clientid": "bench-client", "clientsecret": "bench-secret", "url": up,
+                                 "serviceurls": {"AI_API_URL": up}},
+            "deployment_models": {
+                # two deployments so the picker balances, as in production
+                "gpt-4.1": [dep + "d-gpt41-a", dep + "d-gpt41-b"],
+                "anthropic--claude-4.5-sonnet": [dep + "d-sonnet"],
+                "gemini-2.5-pro": [dep + "d-gemini"],
+            },
+        }},
+        "secret_authentication_tokens": [TOKEN],
+        "host": "127.0.0.1",
+        "port": PORTS["sapproxy"],
+        "usage_store": "sqlite:///" + str(rundir / "usage.db"),
+        "metrics_token": "bench-metrics",
+    }
+    path = rundir / "sapproxy.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def litellm_config(rundir: Path) -> Path:
+    path = rundir / "litellm.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4.1\n"
+        "    litellm_params:\n"
+        "      model: openai/gpt-4.1\n"
+        f"      api_base: http://127.0.0.1:{PORTS['upstream']}/v1\n"
+        "      api_key: bench\n"
+        "litellm_settings:\n"
+        "  drop_params: true\n"
+        "  telemetry: false\n"
+        "general_settings:\n"
+        f"  master_key: {LITELLM_KEY}\n"
+        "  disable_spend_logs: true\n"
+    )
+    return path
+
+
+def ensure_litellm(notes: list[str]) -> Path | None:
+    exe = VENV_LITELLM / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    log("installing LiteLLM into bench/.venv-litellm (first run only)")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(VENV_LITELLM)], check=True, timeout=120)
+        r = subprocess.run([str(VENV_LITELLM / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+                           capture_output=True, text=True, timeout=900)
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"LiteLLM install failed: {e!r}; continuing without it")
+        return None
+    if r.returncode != 0 or not exe.exists():
+        notes.append("LiteLLM install failed (pip exit %d): %s" % (r.returncode, r.stderr.strip()[-300:]))
+        return None
+    return exe
+
+
+# ------------------------------------------------------------------------------------------------ bodies
+
+def bodies(rundir: Path) -> dict[str, Path]:
+    msgs = [{"role": "user", "content": "Say hello to the benchmark."}]
+    b = {
+        "plain": {"model": "gpt-4.1", "messages": msgs, "max_tokens": 64},
+        "gpt_stream": {"model": "gpt-4.1", "messages": msgs, "max_tokens": 64, "stream": True},
+        "claude_stream": {"model": "anthropic--claude-4.5-sonnet", "messages": msgs, "max_tokens": 64,
+                          "stream": True},
+        "anthropic_gpt_stream": {"model": "gpt-4.1", "messages": msgs, "max_tokens": 64, "stream": True},
+        "hold": {"model": "gpt-4.1", "max_tokens": 64, "stream": True,
+                 "messages": [{"role": "user", "content": "slow please #sim{\"events\": %d, \"delay\": %g}"}]},
+    }
+    out = {}
+    for k, v in b.items():
+        p = rundir / f"body-{k}.json"
+        p.write_text(json.dumps(v))
+        out[k] = p
+    return out
+
+
+def hold_body(rundir: Path, events: int, delay: float) -> Path:
+    msgs = [{"role": "user", "content": "slow please #sim{\"events\": %d, \"delay\": %g}" % (events, delay)}]
+    p = rundir / f"body-hold-{events}-{delay:g}.json"
+    p.write_text(json.dumps({"model": "gpt-4.1", "max_tokens": 64, "stream": True, "messages": msgs}))
+    return p
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+class Load:
+    def __init__(self, core: str | None, rundir: Path) -> None:
+        self.core = core
+        self.rundir = rundir
+
+    def _argv(self, args: list[str]) -> list[str]:
+        argv = [PY, str(BENCH / "loadgen.py")] + args
+        return (["taskset", "-c", self.core] + argv) if self.core is not None else argv
+
+    def run(self, args: list[str], timeout: float) -> dict[str, Any]:
+        r = subprocess.run(self._argv(args), capture_output=True, text=True, timeout=timeout)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            return {"error": f"loadgen failed (exit {r.returncode}): {r.stderr.strip()[-400:]}"}
+        return json.loads(lines[-1])
+
+    def hold(self, args: list[str], timeout: float, on_open) -> dict[str, Any]:
+        p = subprocess.Popen(self._argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        result: dict[str, Any] = {}
+        end = time.time() + timeout
+        assert p.stdout is not None
+        for line in p.stdout:
+            if line.startswith("OPEN"):
+                result["open_line"] = line.strip()
+                result.update(on_open() or {})
+            elif line.startswith("{"):
+                result.update(json.loads(line))
+            if time.time() > end:
+                break
+        try:
+            p.wait(max(1, end - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            result["error"] = "hold loadgen timed out"
+        return result
+
+
+def auth_headers(target: str, anthropic: bool = False) -> list[str]:
+    if target == "sapproxy":
+        return [f"x-api-key: {TOKEN}", "anthropic-version: 2023-06-01"] if anthropic else \
+            [f"Authorization: Bearer {TOKEN}"]
+    if target == "litellm":
+        return [f"Authorization: Bearer {LITELLM_KEY}"]
+    return ["Authorization: Bearer bench"]
+
+
+def url_for(target: str, path: str = "/v1/chat/completions") -> str:
+    return f"http://127.0.0.1:{PORTS['upstream' if target == 'direct' else target]}{path}"
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def med(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(v: Any, nd: int = 1) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "n/a"
+        return f"{v:,.{nd}f}"
+    return str(v)
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**PASS**" if ok else "**FAIL**")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="short smoke run (<= 2 minutes)")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--duration", type=float, default=None, help="seconds per load point")
+    ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--hold", type=int, action="append", default=None,
+                    help="concurrent slow streams for the memory test (repeatable; default 1000 and 10000)")
+    ap.add_argument("--profile", action="store_true", help="py-spy sapproxy under stream load into results/")
+    ap.add_argument("--memory-only", action="store_true", help="skip the throughput matrix (and LiteLLM)")
+    ap.add_argument("--rebuild-report", action="store_true",
+                    help="only rewrite latest.md from latest.json (+ latest-memory.json)")
+    a = ap.parse_args()
+    if a.rebuild_report:
+        print(rebuild_report())
+        return 0
+
+    quick = a.quick
+    repeats = a.repeats or (1 if quick else 3)
+    dur = a.duration or (2.0 if quick else 5.0)
+    concs = [1, 16, 64]
+    stream_conc = 16
+    # 9,000 fits in 20,000 descriptors (client + upstream side per stream); 10,000 needs a bit more than that.
+    holds = a.hold or ([1000] if quick else [1000, 9000, 10000])
+    t_start = time.time()
+    notes: list[str] = []
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rundir = RESULTS / ("run-" + time.strftime("%Y%m%d-%H%M%S"))
+    rundir.mkdir()
+    nofile = raise_nofile()
+    ncpu = os.cpu_count() or 1
+    have_taskset = shutil.which("taskset") is not None
+    if ncpu >= 2 and have_taskset:
+        cores = {"gateway": "1", "load": "0"}
+        pin_note = "gateways (bare, sapproxy, LiteLLM) pinned to CPU 1; upstream + load generators pinned to CPU 0"
+    else:
+        cores = {"gateway": None, "load": None}
+        pin_note = "not pinned (fewer than 2 cores or no taskset)"
+    log(pin_note)
+    log(f"RLIMIT_NOFILE now {nofile}")
+    for name, port in PORTS.items():
+        if not port_free(port):
+            log(f"port {port} ({name}) is busy: stop whatever is there first")
+            return 2
+
+    procs = Procs(rundir, cores)
+    load = Load(cores["load"], rundir)
+    b = bodies(rundir)
+    results: dict[str, Any] = {"plain": {}, "streams": {}, "memory": {}}
+    try:
+        procs.start("upstream", [PY, str(BENCH / "upstream.py"), "--port", str(PORTS["upstream"])], "load")
+        procs.start("bare", [PY, str(BENCH / "bare_passthrough.py"), "--port", str(PORTS["bare"]),
+                             "--upstream", f"http://127.0.0.1:{PORTS['upstream']}"], "gateway")
+        twistd = str(Path(PY).parent / "twistd")
+        sap = procs.start("sapproxy", [twistd, "-n", "--pidfile=", "sapproxy", "--config",
+                                       str(sapproxy_config(rundir))], "gateway")
+        targets = ["direct", "bare", "sapproxy"]
+        lite = None
+        if not a.no_litellm and not a.memory_only:
+            exe = ensure_litellm(notes)
+            if exe is not None:
+                env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
+                       "LITELLM_LOG": "ERROR", "DATABASE_URL": "", "NO_DOCS": "True"}
+                env.pop("DATABASE_URL")
+                lite = procs.start("litellm", [str(exe), "--config", str(litellm_config(rundir)), "--host",
+                                               "127.0.0.1", "--port", str(PORTS["litellm"]), "--num_workers", "1"],
+                                   "gateway", env=env)
+        for name in ("upstream", "bare", "sapproxy"):
+            if not wait_port(PORTS[name], 30, procs.procs[name]):
+                log(f"{name} did not start; see {rundir / (name + '.log')}")
+                return 1
+        if lite is not None:
+            if wait_port(PORTS["litellm"], 120, lite):
+                targets.append("litellm")
+            else:
+                notes.append(f"LiteLLM did not start within 120 s; see {rundir / 'litellm.log'}")
+        log(f"up: {', '.join(targets)}")
+        # Warm up (token fetch, pools, imports).
+        for t in targets:
+            load.run(["plain", "--url", url_for(t), "--body-file", str(b["plain"]), "-c", "4", "-d", "1"]
+                     + sum((["--header", h] for h in auth_headers(t)), []), 60)
+            load.run(["streams", "--url", url_for(t), "--body-file", str(b["gpt_stream"]), "-c", "4", "-d", "1"]
+                     + sum((["--header", h] for h in auth_headers(t)), []), 60)
+
+        def server_pid(t: str) -> int:
+            return procs.procs["upstream" if t == "direct" else t].pid
+
+        def hdrs(t: str, anthropic: bool = False) -> list[str]:
+            return sum((["--header", h] for h in auth_headers(t, anthropic)), [])
+
+        stream_cases = make_stream_cases(targets)
+        for rep in range(0 if a.memory_only else repeats):
+            log(f"repeat {rep + 1}/{repeats}")
+            for c in concs:
+                order = targets[rep % len(targets):] + targets[:rep % len(targets)]  # rotate: interleave fairly
+                for t in order:
+                    cpu0, w0 = cpu_seconds(server_pid(t)), time.time()
+                    r = load.run(["plain", "--url", url_for(t), "--body-file", str(b["plain"]), "-c", str(c),
+                                  "-d", str(dur)] + hdrs(t), dur + 60)
+                    r["cpu_pct"] = 100 * (cpu_seconds(server_pid(t)) - cpu0) / max(time.time() - w0, 1e-6)
+                    results["plain"].setdefault(f"{t}|{c}", []).append(r)
+                    log(f"  plain c={c:<3} {t:9} {fmt(r.get('rps', float('nan')))} req/s p50 "
+                        f"{fmt(r.get('p50_ms', float('nan')), 2)} ms errors {r.get('errors', r.get('error'))}")
+            for key, _, body, path, anth, tlist in stream_cases:
+                for t in tlist:
+                    cpu0, w0 = cpu_seconds(server_pid(t)), time.time()
+                    r = load.run(["streams", "--url", url_for(t, path), "--body-file", str(b[body]), "-c",
+                                  str(stream_conc), "-d", str(dur)] + hdrs(t, anth), dur + 90)
+                    r["cpu_pct"] = 100 * (cpu_seconds(server_pid(t)) - cpu0) / max(time.time() - w0, 1e-6)
+                    results["streams"].setdefault(f"{key}|{t}", []).append(r)
+                    log(f"  stream {key:17} {t:9} {fmt(r.get('streams_per_s', float('nan')))} streams/s "
+                        f"{fmt(r.get('events_per_s', float('nan')), 0)} ev/s ttfb "
+                        f"{fmt(r.get('ttfb_p50_ms', float('nan')), 2)} ms errors {r.get('errors', r.get('error'))}")
+
+        if a.profile:
+            profile_sapproxy(sap.pid, load, b, hdrs, rundir, notes)
+
+        if not a.no_memory:
+            pid = gateway_pid(sap)
+            for n in holds:
+                # Each stream must outlive the ramp (10k take ~45 s to all get a first byte), or they are never
+                # all open at once: 4 events 5 s apart for 1k, 20 (~100 s) for the big ones.
+                events, delay = (4, 5.0) if n <= 1000 else (20, 5.0)
+                if quick:
+                    events, delay = 3, 3.0
+                before = rss_mib(pid)
+                samples: dict[str, Any] = {}
+
+                def on_open() -> dict[str, Any]:
+                    time.sleep(0.5)
+                    samples["rss_open"] = rss_mib(pid)
+                    return {}
+
+                log(f"memory: {n} concurrent slow streams ({events} events, {delay:g} s apart) through sapproxy")
+                r = load.hold(["hold", "--url", url_for("sapproxy"), "--body-file", str(hold_body(rundir, events, delay)),
+                               "-n", str(n), "--timeout", "300", "--ramp", "100"] + hdrs("sapproxy"), 600, on_open)
+                time.sleep(3)
+                after = rss_mib(pid)
+                r.update({"rss_before_mib": before, "rss_open_mib": samples.get("rss_open", float("nan")),
+                          "rss_after_mib": after})
+                r["rss_per_stream_kib"] = (r["rss_open_mib"] - before) * 1024 / n
+                if 2 * n + 64 > nofile[0]:
+                    note = (f"{n} streams need about {2 * n + 64} descriptors in sapproxy (one client and one upstream "
+                            f"socket each) but RLIMIT_NOFILE is {nofile[0]} and cannot be raised here (hard limit): "
+                            f"failures at this size are the sandbox's limit, not necessarily sapproxy's")
+                    if note not in notes:
+                        notes.append(note)
+                key = str(n) if str(n) not in results["memory"] else f"{n} (again)"
+                results["memory"][key] = r
+                log(f"  {n}: RSS before {fmt(before)} MiB, open {fmt(r['rss_open_mib'])} MiB "
+                    f"({fmt(r['rss_per_stream_kib'])} KiB/stream), after {fmt(after)} MiB; completed "
+                    f"{r.get('completed')} errors {r.get('errors')} unfinished {r.get('unfinished')} "
+                    f"{r.get('error_samples') or ''}")
+        results["sapproxy_alive"] = sap.poll() is None
+    finally:
+        procs.stop_all()
+
+    md = report(results, targets, concs, stream_cases, stream_conc, dur, repeats, pin_note, notes,
+                "cd /work/main && .venv/bin/python " + " ".join(["bench/run.py"] + sys.argv[1:]),
+                time.time() - t_start, rundir)
+    results["notes"] = notes
+    results["meta"] = {"stream_conc": stream_conc, "duration": dur, "repeats": repeats, "pin_note": pin_note,
+                       "elapsed": time.time() - t_start, "rundir": str(rundir),
+                       "cmd": "cd /work/main && .venv/bin/python " + " ".join(["bench/run.py"] + sys.argv[1:])}
+    stem = "latest-memory" if a.memory_only else "latest"  # a memory-only run does not replace the matrix
+    (RESULTS / f"{stem}.md").write_text(md)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
+    (rundir / "report.md").write_text(md)
+    print(md)
+    return 0
+
+
+def make_stream_cases(targets: list[str]) -> list[tuple[str, str, str, str, bool, list[str]]]:
+    return [
+        ("gpt_passthrough", "OpenAI client -> gpt (pass-through)", "gpt_stream", "/v1/chat/completions", False,
+         targets),
+        ("claude_to_openai", "OpenAI client -> Claude (Bedrock event-stream -> OpenAI chunks)", "claude_stream",
+         "/v1/chat/completions", False, ["sapproxy"]),
+        ("gpt_to_anthropic", "Anthropic client /v1/messages -> gpt (OpenAI SSE -> Anthropic events)",
+         "anthropic_gpt_stream", "/v1/messages", True, ["sapproxy"]),
+    ]
+
+
+def rebuild_report() -> str:
+    """latest.md again from latest.json, taking the memory section from latest-memory.json when the matrix run
+    had none (``run.py --no-memory`` and ``run.py --memory-only`` done separately)."""
+    results = json.loads((RESULTS / "latest.json").read_text())
+    notes = list(results.get("notes", []))
+    mem_path = RESULTS / "latest-memory.json"
+    if not results.get("memory") and mem_path.exists():
+        mem = json.loads(mem_path.read_text())
+        results["memory"] = mem.get("memory", {})
+        notes += [n for n in mem.get("notes", []) if n not in notes]
+        notes.append("memory rows come from a separate `run.py --memory-only` run (bench/results/latest-memory.md)")
+    order = ["direct", "bare", "sapproxy", "litellm"]
+    targets = [t for t in order if any(k.startswith(t + "|") for k in results["plain"])]
+    meta = results.get("meta", {})
+    md = report(results, targets, [1, 16, 64], make_stream_cases(targets), meta.get("stream_conc", 16),
+                meta.get("duration", 5.0), meta.get("repeats", 3), meta.get("pin_note", "see README"), notes,
+                meta.get("cmd", "?") + "  (report rebuilt with `run.py --rebuild-report`)",
+                meta.get("elapsed", float("nan")), Path(meta.get("rundir", str(RESULTS))))
+    (RESULTS / "latest.md").write_text(md)
+    return md
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    twisted_v = subprocess.run([PY, "-c", "import twisted, klein, treq; print(twisted.__version__, klein.__version__,"
+                                " treq.__version__)"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} CPU ({cpu}), {mem} RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, Twisted/Klein/treq {twisted_v}")
+
+
+def report(results: dict[str, Any], targets: list[str], concs: list[int], stream_cases: list[Any], stream_conc: int,
+           dur: float, repeats: int, pin_note: str, notes: list[str], cmd: str, elapsed: float, rundir: Path) -> str:
+    P = results["plain"]
+    S = results["streams"]
+    M = results["memory"]
+
+    def pm(t: str, c: int, k: str) -> float:
+        return med([r.get(k, float("nan")) for r in P.get(f"{t}|{c}", [])])
+
+    def sm(key: str, t: str, k: str) -> float:
+        return med([r.get(k, float("nan")) for r in S.get(f"{key}|{t}", [])])
+
+    out = ["# sapproxy benchmark", "",
+           f"- machine: {machine()}",
+           f"- command: `{cmd}`",
+           f"- {pin_note}",
+           f"- {repeats} interleaved repeat(s), {dur:g} s per load point, medians shown; plain load by "
+           f"{'wrk' if shutil.which('wrk') else 'asyncio client'}, streams by bench/loadgen.py "
+           f"(keep-alive, {stream_conc} concurrent streams)",
+           f"- run took {elapsed:.0f} s; logs in `{rundir.relative_to(ROOT)}`", ""]
+    out += ["## Plain (non-stream) requests: POST /v1/chat/completions, gpt-4.1", "",
+            "| target | c | req/s | p50 ms | p99 ms | added p50 vs direct ms | server CPU % | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in concs:
+        for t in targets:
+            errs = sum(int(r.get("errors", 0) or 0) for r in P.get(f"{t}|{c}", []))
+            added = pm(t, c, "p50_ms") - pm("direct", c, "p50_ms") if t != "direct" else float("nan")
+            out.append(f"| {t} | {c} | {fmt(pm(t, c, 'rps'))} | {fmt(pm(t, c, 'p50_ms'), 2)} | "
+                       f"{fmt(pm(t, c, 'p99_ms'), 2)} | {fmt(added, 2) if t != 'direct' else '-'} | {fmt(pm(t, c, 'cpu_pct'), 0)} | {errs} |")
+    out += ["", f"## Streams of 50 content events ({stream_conc} concurrent)", "",
+            "| case | target | streams/s | events/s | events/stream | TTFB p50 ms | TTFB p99 ms | added TTFB p50 ms "
+            "| mean gap ms | server CPU % | errors |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    direct_ttfb = sm("gpt_passthrough", "direct", "ttfb_p50_ms")
+    for key, label, _, _, _, tlist in stream_cases:
+        for t in tlist:
+            errs = sum(int(r.get("errors", 0) or 0) for r in S.get(f"{key}|{t}", []))
+            added = sm(key, t, "ttfb_p50_ms") - direct_ttfb if t != "direct" else float("nan")
+            out.append(f"| {label} | {t} | {fmt(sm(key, t, 'streams_per_s'))} | {fmt(sm(key, t, 'events_per_s'), 0)} | "
+                       f"{fmt(sm(key, t, 'events_per_stream'), 0)} | {fmt(sm(key, t, 'ttfb_p50_ms'), 2)} | "
+                       f"{fmt(sm(key, t, 'ttfb_p99_ms'), 2)} | {fmt(added, 2) if t != 'direct' else '-'} | "
+                       f"{fmt(sm(key, t, 'gap_mean_ms'), 3)} | {fmt(sm(key, t, 'cpu_pct'), 0)} | {errs} |")
+    out += ["", "Server CPU % is the gateway's (or, for direct, the upstream's) user+system CPU over the load point, "
+            "including start-up of the load generator: near 100% means the gateway's core was the limit; well "
+            "below means the load side (CPU 0: upstream + Python client) was.", "",
+            "Added TTFB is against the direct GPT SSE stream from the same upstream (the translated cases' "
+            "upstream is a different wire format of the same size).", ""]
+    if M:
+        out += ["## Memory: concurrent slow streams held open through sapproxy", "",
+                "| streams | completed | errors | unfinished | open in s | RSS before MiB | RSS all open MiB | "
+                "KiB per stream | RSS after end MiB |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for n, r in M.items():
+            out.append(f"| {n} | {r.get('completed')} | {r.get('errors')} | {r.get('unfinished')} | "
+                       f"{fmt(r.get('open_seconds', float('nan')))} | {fmt(r['rss_before_mib'])} | "
+                       f"{fmt(r['rss_open_mib'])} | {fmt(r['rss_per_stream_kib'])} | {fmt(r['rss_after_mib'])} |")
+        out.append("")
+
+    # targets
+    rows = []
+    bare_added = pm("bare", 1, "p50_ms") - pm("direct", 1, "p50_ms")
+    sap_added = pm("sapproxy", 1, "p50_ms") - pm("direct", 1, "p50_ms")
+    ok = sap_added <= 1.2 * bare_added if bare_added == bare_added and sap_added == sap_added else None
+    rows.append(("added p50 at c=1 <= 1.2x bare's", f"sapproxy +{fmt(sap_added, 3)} ms vs bare +{fmt(bare_added, 3)} ms "
+                 f"({fmt(sap_added / bare_added if bare_added else float('nan'), 2)}x)", ok))
+    for c in concs:
+        s, br = pm("sapproxy", c, "rps"), pm("bare", c, "rps")
+        ok = s >= 0.85 * br if s == s and br == br else None
+        rows.append((f"plain req/s >= 85% of bare (c={c})", f"{fmt(s)} vs {fmt(br)} ({fmt(100 * s / br if br else float('nan'), 0)}%)", ok))
+    if "litellm" in targets:
+        for c in concs:
+            s, lt = pm("sapproxy", c, "rps"), pm("litellm", c, "rps")
+            ok = s >= 12 * lt if s == s and lt == lt else None
+            rows.append((f"plain req/s >= 12x LiteLLM (c={c})", f"{fmt(s)} vs {fmt(lt)} ({fmt(s / lt if lt else float('nan'), 1)}x)", ok))
+    else:
+        rows.append(("plain req/s >= 12x LiteLLM", "LiteLLM not measured", None))
+    bare_streams = sm("gpt_passthrough", "bare", "streams_per_s")
+    for key, label in (("gpt_passthrough", "GPT pass-through"), ("claude_to_openai", "Claude->OpenAI"),
+                       ("gpt_to_anthropic", "GPT->Anthropic")):
+        s = sm(key, "sapproxy", "streams_per_s")
+        ok = s >= 0.8 * bare_streams if s == s and bare_streams == bare_streams else None
+        rows.append((f"{label} streams/s >= 80% of bare stream pass-through",
+                     f"{fmt(s)} vs {fmt(bare_streams)} ({fmt(100 * s / bare_streams if bare_streams else float('nan'), 0)}%)", ok))
+    if "10000" in M:
+        r = M["10000"]
+        ok = (r["rss_open_mib"] <= 600 and r.get("completed") == 10000) if r["rss_open_mib"] == r["rss_open_mib"] else None
+        rows.append(("10k streams RSS <= 600 MiB (and all complete)",
+                     f"{fmt(r['rss_open_mib'])} MiB, {r.get('completed')}/10000 completed", ok))
+    else:
+        rows.append(("10k streams RSS <= 600 MiB", "not run (use the full run)", None))
+    if "9000" in M:
+        r = M["9000"]
+        est = r["rss_before_mib"] + r["rss_per_stream_kib"] * 10000 / 1024
+        ok = (est <= 600 and r.get("completed") == 9000) if est == est else None
+        rows.append(("10k streams RSS <= 600 MiB, extrapolated from 9k (fits the fd limit)",
+                     f"9k open: {fmt(r['rss_open_mib'])} MiB, {r.get('completed')}/9000 completed; "
+                     f"10k estimate {fmt(est)} MiB", ok))
+    out += ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
+    out += [f"| {n} | {m} | {verdict(ok)} |" for n, m, ok in rows]
+    if not results.get("sapproxy_alive", True):
+        notes.append("sapproxy exited during the run: see its log")
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def profile_sapproxy(pid: int, load: Load, b: dict[str, Path], hdrs, rundir: Path, notes: list[str]) -> None:
+    spy = Path(PY).parent / "py-spy"
+    if not spy.exists():
+        notes.append("py-spy not installed in .venv: no profile")
+        return
+    for key, body, path, anth in (("gpt_passthrough", "gpt_stream", "/v1/chat/completions", False),
+                                  ("claude_to_openai", "claude_stream", "/v1/chat/completions", False),
+                                  ("gpt_to_anthropic", "anthropic_gpt_stream", "/v1/messages", True),
+                                  ("plain", "plain", "/v1/chat/completions", False)):
+        raw = rundir / f"pyspy-{key}.txt"
+        spy_p = subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", "8", "-r", "200", "-f", "raw", "-o",
+                                  str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        mode = "plain" if key == "plain" else "streams"
+        r = load.run([mode, "--url", url_for("sapproxy", path), "--body-file", str(b[body]), "-c", "16", "-d", "8"]
+                     + hdrs("sapproxy", anth), 120)
+        spy_p.wait(60)
+        if raw.exists():
+            subprocess.run([PY, str(BENCH / "profile_summary.py"), str(raw), "--seconds", "8", "--rate", "200", "--title",
+                            f"sapproxy under {key} load: {json.dumps(r)}", "-o", str(RESULTS / f"profile-{key}.txt")])
+            log(f"profile written: bench/results/profile-{key}.txt")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
