@@ -322,6 +322,8 @@ def main() -> int:
                     help="concurrent slow streams for the memory test (repeatable; default 1000 and 10000)")
     ap.add_argument("--profile", action="store_true", help="py-spy sapproxy under stream load into results/")
     ap.add_argument("--memory-only", action="store_true", help="skip the throughput matrix (and LiteLLM)")
+    ap.add_argument("--sapproxy-env", action="append", default=[], metavar="K=V",
+                    help="extra environment for sapproxy (experiments, e.g. PYTHONPATH=bench/experiments/gc_tuning)")
     ap.add_argument("--rebuild-report", action="store_true",
                     help="only rewrite latest.md from latest.json (+ latest-memory.json)")
     a = ap.parse_args()
@@ -368,7 +370,11 @@ def main() -> int:
                              "--upstream", f"http://127.0.0.1:{PORTS['upstream']}"], "gateway")
         twistd = str(Path(PY).parent / "twistd")
         sap = procs.start("sapproxy", [twistd, "-n", "--pidfile=", "sapproxy", "--config",
-                                       str(sapproxy_config(rundir))], "gateway")
+                                       str(sapproxy_config(rundir))], "gateway",
+                           env={k: (str((ROOT / v).resolve()) if k == "PYTHONPATH" else v)
+                                for k, _, v in (e.partition("=") for e in a.sapproxy_env)})
+        if a.sapproxy_env:
+            notes.append("sapproxy ran with extra environment: " + " ".join(a.sapproxy_env))
         targets = ["direct", "bare", "sapproxy"]
         lite = None
         if not a.no_litellm and not a.memory_only:
@@ -478,6 +484,8 @@ def main() -> int:
                        "elapsed": time.time() - t_start, "rundir": str(rundir),
                        "cmd": "cd /work/main && .venv/bin/python " + " ".join(["bench/run.py"] + sys.argv[1:])}
     stem = "latest-memory" if a.memory_only else "latest"  # a memory-only run does not replace the matrix
+    if a.sapproxy_env:
+        stem += "-experiment"  # nor does an experiment replace the baseline
     (RESULTS / f"{stem}.md").write_text(md)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
     (rundir / "report.md").write_text(md)

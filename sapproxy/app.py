@@ -11,18 +11,18 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sapproxy.errors import GatewayError
 from sapproxy.resources import anthropic, openai, ops
-from sapproxy.resources._scaffold import Services, error_body
+from sapproxy.resources._scaffold import ServicesRef, error_body
 
 
 def _dialect_of(request: Any) -> str:
     return "anthropic" if request.path.startswith(b"/v1/messages") else "openai"
 
 
-def build_app(services: Services) -> Klein:
+def build_app(ref: ServicesRef) -> Klein:
     app = Klein()
-    openai.install(app, services)
-    anthropic.install(app, services)
-    ops.install(app, services)
+    openai.install(app, ref)
+    anthropic.install(app, ref)
+    ops.install(app, ref)
 
     @app.handle_errors(NotFound)
     def not_found(request: Any, failure: Any) -> bytes:

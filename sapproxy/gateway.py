@@ -62,7 +62,13 @@ class RequestContext:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, reactor: Any, http: Any, *, metrics: Any = None) -> None:
+    def __init__(self, config: GatewayConfig, reactor: Any, http: Any, *, metrics: Any = None,
+                 previous: Gateway | None = None) -> None:
+        """
+        @param previous: the gateway this one replaces on a config reload: token caches of subaccounts whose
+            service key did not change are kept (no needless token fetch), and the streams it still relays
+            stay visible to L{end_streams}.
+        """
         self.config = config
         self.reactor = reactor
         self.http = http
@@ -70,20 +76,29 @@ class Gateway:
         self.picker = DeploymentPicker(config.subaccounts, reactor, cooldown=config.retry.cooldown,
                                        failures=config.retry.breaker_failures)
         xsuaa = XsuaaClient(http, reactor, timeout=config.timeouts.token)
-        self.tokens = {
-            name: TokenCache(name, account.service_key, _deferred(xsuaa.fetch), reactor,
-                             on_refresh=self._token_refreshed)
-            for name, account in config.subaccounts.items()
-        }
-        self.relays: set[StreamRelay] = set()
+        old = previous.tokens if previous is not None else {}
+        self.tokens = {}
+        for name, account in config.subaccounts.items():
+            kept = old.get(name)
+            if kept is not None and kept.key == account.service_key:
+                self.tokens[name] = kept
+            else:
+                self.tokens[name] = TokenCache(name, account.service_key, _deferred(xsuaa.fetch), reactor,
+                                               on_refresh=self._token_refreshed)
+        self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
 
     def _token_refreshed(self, subaccount: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.token_refresh(subaccount, outcome)
 
-    def stop(self) -> None:
+    def stop(self, keep: Gateway | None = None) -> None:
+        """
+        Stop background token refreshes, except those of caches that C{keep} (a reload's successor) uses.
+        """
+        kept = set(map(id, keep.tokens.values())) if keep is not None else set()
         for cache in self.tokens.values():
-            cache.stop()
+            if id(cache) not in kept:
+                cache.stop()
 
     async def forward(self, ctx: RequestContext, request: Any, model: str, exchange: Exchange) -> Any:
         """

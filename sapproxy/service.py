@@ -9,7 +9,11 @@ close the upstream pool.
 
 from __future__ import annotations
 
+import json
+import signal
 from pathlib import Path
+
+import attrs
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -21,23 +25,75 @@ from sapproxy import __version__
 from sapproxy.accounting import Accounting
 from sapproxy.app import build_app
 from sapproxy.auth import Authenticator
-from sapproxy.config import GatewayConfig
+from sapproxy.config import ConfigError, GatewayConfig, load_config
 from sapproxy.errors import GatewayError
 from sapproxy.exchanges import ExchangeBuilder
 from sapproxy.gateway import Gateway
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
-from sapproxy.resources._scaffold import Services
+from sapproxy.resources._scaffold import Services, ServicesRef
 from sapproxy.upstream import make_http_client
+from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 
 log = Logger()
 
 
+class _Discard:
+    """
+    Where an oversized request body goes: nowhere.  The route answers 413 without it ever being held.
+    """
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def seek(self, *_: Any) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, *_: Any) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
 class TrackingRequest(Request):
     """
-    A request the site remembers until it finishes, so shutdown can wait for it.
+    A request the site remembers until it finishes, so shutdown can wait for it; and whose body, when larger
+    than the site's limit, is never stored (decided from Content-Length before reading, when it is given).
+
+    @ivar body_too_large: the size that broke the limit, or L{None}.
     """
+
+    body_too_large: int | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self.channel.site.max_body_bytes
+        if length is not None and length > limit:
+            # Twisted dispatches a request only after its whole body; answer now and hang up instead.
+            self.body_too_large = length
+            self.content = _Discard()
+            path = getattr(self.channel, "_path", b"") or b""
+            dialect = "anthropic" if path.startswith(b"/v1/messages") else "openai"
+            error = GatewayError("request_too_large",
+                                 f"request body of {length} bytes exceeds the limit of {limit} bytes")
+            body = json.dumps(error.body(dialect)).encode()
+            self.channel.transport.write(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            self.channel.transport.loseConnection()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large is None and self.content.tell() + len(data) > self.channel.site.max_body_bytes:
+            # A chunked upload without Content-Length: stop keeping it once it passes the limit.
+            self.body_too_large = self.content.tell() + len(data)
+            self.content = _Discard()
+        self.content.write(data)
 
     def process(self) -> None:
         site = self.channel.site
@@ -50,8 +106,9 @@ class GatewaySite(Site):
     requestFactory = TrackingRequest
     displayTracebacks = False
 
-    def __init__(self, resource: Any, **kwargs: Any) -> None:
+    def __init__(self, resource: Any, *, max_body_bytes: int, **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
+        self.max_body_bytes = max_body_bytes
         self.inflight: set[Request] = set()
         self.noisy = False
 
@@ -87,31 +144,62 @@ class GatewayService(MultiService):
         self.http, self.pool = make_http_client(reactor, pool_size=config.pool_size,
                                                 connect_timeout=config.timeouts.connect)
         self.metrics = GatewayMetrics(version=__version__)
-        self.gateway = Gateway(config, reactor, self.http, metrics=self.metrics)
-        self.store: Any = None
-        self.keyring: Any = None
-        from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
-
         self.store = open_usage_store(config.usage_store, reactor=reactor)
         self.store.on_drop = self.metrics.usage_rows_dropped
         self.keyring = KeyRing(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
-        configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
-        services = Services(
-            gateway=self.gateway,
-            catalog=ModelCatalog(configured, config.models, config.aliases),
-            authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
-            accounting=Accounting(reactor, metrics=self.metrics, store=self.store),
-            builder=ExchangeBuilder(config),
-            rate_limiter=self.rate_limiter,
-            metrics=self.metrics,
-        )
-        self.site = GatewaySite(build_app(services).resource())
+        self.config_path = Path(config_path) if config_path is not None else config.path
+        self.ref = ServicesRef(self._services(config, None))
+        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes)
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
         self.listener = _Listener(reactor, config, self.site)
         self.listener.setServiceParent(self)
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.ref.current.gateway
+
+    def _services(self, config: GatewayConfig, previous: Gateway | None) -> Services:
+        gateway = Gateway(config, self.reactor, self.http, metrics=self.metrics, previous=previous)
+        configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
+        return Services(
+            gateway=gateway,
+            catalog=ModelCatalog(configured, config.models, config.aliases),
+            authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
+            accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
+            builder=ExchangeBuilder(config),
+            rate_limiter=self.rate_limiter,
+            metrics=self.metrics,
+        )
+
+    def reload(self) -> bool:
+        """
+        Read the config file again and serve new requests with it; requests under way finish with the old.
+
+        A config with a mistake is refused with a clear log line and the old one stays.  Settings that need
+        a restart (host, port, usage store, Redis, simulator) are reported and left as they are.
+        """
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as e:
+            log.error("config reload refused, the running config stays: {error}", error=str(e))
+            return False
+        old = self.config
+        fixed = [k for k in ("host", "port", "usage_store", "redis_url", "simulator", "pool_size")
+                 if getattr(config, k) != getattr(old, k)]
+        if fixed:
+            log.warn("config reload: {keys} need a restart to change; the running values stay", keys=", ".join(fixed))
+            config = attrs.evolve(config, **{k: getattr(old, k) for k in fixed})
+        previous = self.gateway
+        self.ref.current = self._services(config, previous)
+        previous.stop(keep=self.gateway)
+        self.config = config
+        self.site.max_body_bytes = config.max_body_bytes
+        log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
+                 n=len(config.subaccounts), m=len(self.ref.current.catalog.names))
+        return True
 
     def _add_simulator(self) -> None:
         import attrs
@@ -135,6 +223,10 @@ class GatewayService(MultiService):
             log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
                      "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
         super().startService()
+        try:
+            signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+        except ValueError:
+            pass  # not the main thread (tests); reload() is still callable
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
 
     def stopService(self) -> Deferred[None]:

@@ -90,7 +90,7 @@ class TokenCache:
         on_refresh: Callable[[str, str], None] | None = None,
     ) -> None:
         self.name = name
-        self._key = key
+        self.key = key
         self._fetch = fetch
         self._clock = clock
         self._margin = margin
@@ -142,7 +142,7 @@ class TokenCache:
 
     def _start_fetch(self) -> None:
         self.fetches += 1
-        d = self._fetch(self._key)
+        d = self._fetch(self.key)
         d.addCallbacks(self._fetched, self._failed)
 
     def _fetched(self, grant: TokenGrant) -> None:

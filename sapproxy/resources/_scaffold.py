@@ -60,6 +60,9 @@ def read_json_object(request: Any, limit: int) -> dict[str, Any]:
 
     @raise GatewayError: too large, not UTF-8, not JSON, or not an object; each says which.
     """
+    declared = getattr(request, "body_too_large", None)
+    if declared is not None:
+        raise GatewayError("request_too_large", f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     content = request.content
     content.seek(0, 2)
     size = content.tell()
@@ -84,14 +87,32 @@ def read_json_object(request: Any, limit: int) -> dict[str, Any]:
     return body
 
 
+class ServicesRef:
+    """
+    The services new requests use.  A config reload (SIGHUP) swaps C{current}; requests already under way
+    keep the services they started with, so no stream is dropped by a reload.
+    """
+
+    def __init__(self, current: Services) -> None:
+        self.current = current
+
+
 class Route:
     """
     One API route's frame, parameterised by dialect.
     """
 
-    def __init__(self, services: Services, dialect: str) -> None:
-        self.services = services
+    def __init__(self, ref: ServicesRef, dialect: str) -> None:
+        self._ref = ref
         self.dialect = dialect
+
+    @property
+    def services(self) -> Services:
+        return self._ref.current
+
+    @property
+    def config(self) -> Any:
+        return self._ref.current.gateway.config
 
     def identify(self, request: Any) -> ClientIdentity:
         token = presented_token(request.getHeader(b"authorization"), request.getHeader(b"x-api-key"))

@@ -9,7 +9,7 @@ from typing import Any
 from klein import Klein
 
 from sapproxy.errors import GatewayError
-from sapproxy.resources._scaffold import Route, Services, json_body, read_json_object
+from sapproxy.resources._scaffold import Route, ServicesRef, json_body, read_json_object
 from sapproxy.translate.counting import count_tokens
 
 
@@ -34,29 +34,28 @@ def _check_messages(body: dict[str, Any]) -> None:
         raise GatewayError("invalid_request", "stream: expected true or false", param="stream")
 
 
-def install(app: Klein, services: Services) -> None:
-    route = Route(services, "anthropic")
-    config = services.gateway.config
+def install(app: Klein, ref: ServicesRef) -> None:
+    route = Route(ref, "anthropic")
 
     @app.route("/v1/messages", methods=["POST"])
     async def messages(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, config.max_body_bytes)
+            body = read_json_object(request, route.config.max_body_bytes)
             resolved = route.resolve(ctx, body, identity)
             _check_messages(body)
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
             beta = request.getHeader(b"anthropic-beta")
-            exchange = services.builder.build("anthropic", resolved, body,
+            exchange = route.services.builder.build("anthropic", resolved, body,
                                               anthropic_beta=beta.decode("latin-1") if beta else None)
-            return await services.gateway.forward(ctx, request, resolved.name, exchange)
+            return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
 
         return await route.run(request, "/v1/messages", work)
 
     @app.route("/v1/messages/count_tokens", methods=["POST"])
     async def count(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, config.max_body_bytes)
+            body = read_json_object(request, route.config.max_body_bytes)
             resolved = route.resolve(ctx, body, identity)
             if not isinstance(body.get("messages"), list):
                 raise GatewayError("invalid_request", "messages: Field required", param="messages")

@@ -12,7 +12,7 @@ from klein import Klein
 
 from sapproxy.errors import GatewayError
 from sapproxy.exchanges import Exchange, _openai_usage
-from sapproxy.resources._scaffold import Route, Services, read_json_object
+from sapproxy.resources._scaffold import Route, Services, ServicesRef, read_json_object
 from sapproxy.translate.pipeline import StreamPipeline
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -32,27 +32,26 @@ def _check_chat(body: dict[str, Any]) -> None:
         raise GatewayError("invalid_request", "stream: expected true or false", param="stream")
 
 
-def install(app: Klein, services: Services) -> None:
-    route = Route(services, "openai")
-    config = services.gateway.config
+def install(app: Klein, ref: ServicesRef) -> None:
+    route = Route(ref, "openai")
 
     @app.route("/v1/chat/completions", methods=["POST"])
     async def chat_completions(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, config.max_body_bytes)
+            body = read_json_object(request, route.config.max_body_bytes)
             resolved = route.resolve(ctx, body, identity)
             _check_chat(body)
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
-            exchange = services.builder.build("openai", resolved, body)
-            return await services.gateway.forward(ctx, request, resolved.name, exchange)
+            exchange = route.services.builder.build("openai", resolved, body)
+            return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
 
         return await route.run(request, "/v1/chat/completions", work)
 
     @app.route("/v1/embeddings", methods=["POST"])
     async def embeddings(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, config.max_body_bytes)
+            body = read_json_object(request, route.config.max_body_bytes)
             resolved = route.resolve(ctx, body, identity)
             if resolved.family != "openai":
                 raise GatewayError("invalid_request", f"model {ctx.model_requested!r} does not serve embeddings",
@@ -71,24 +70,24 @@ def install(app: Klein, services: Services) -> None:
                 return resp
 
             exchange = Exchange(
-                path=f"/embeddings?api-version={config.api_version(resolved.name)}",
+                path=f"/embeddings?api-version={route.config.api_version(resolved.name)}",
                 body=_dumps(body).encode(), stream=False, pipeline=_no_stream, convert=convert, usage=_openai_usage,
             )
-            return await services.gateway.forward(ctx, request, resolved.name, exchange)
+            return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
 
         return await route.run(request, "/v1/embeddings", work)
 
     @app.route("/v1/models", methods=["GET"])
     async def models(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            created = int(config.path.stat().st_mtime) if config.path.exists() else int(time.time())
-            names = services.catalog.names
+            created = int(route.config.path.stat().st_mtime) if route.config.path.exists() else int(time.time())
+            names = route.services.catalog.names
             if identity.models is not None:
                 names = [n for n in names if n in identity.models]
-            data = [{"id": name, "object": "model", "created": created, "owned_by": _owner(services, name)}
+            data = [{"id": name, "object": "model", "created": created, "owned_by": _owner(route.services, name)}
                     for name in names]
-            data += [{"id": alias, "object": "model", "created": created, "owned_by": _owner(services, target)}
-                     for alias, target in config.aliases.items() if target in names]
+            data += [{"id": alias, "object": "model", "created": created, "owned_by": _owner(route.services, target)}
+                     for alias, target in route.config.aliases.items() if target in names]
             return {"object": "list", "data": data}
 
         return await route.run(request, "/v1/models", work)

@@ -22,7 +22,7 @@ from sapproxy.exchanges import ExchangeBuilder
 from sapproxy.gateway import Gateway
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
-from sapproxy.resources._scaffold import Services
+from sapproxy.resources._scaffold import Services, ServicesRef
 from sapproxy.simulator import default_simulator_config, make_simulator
 
 TOKEN = "sk-test"
@@ -62,7 +62,7 @@ class Harness:
             builder=ExchangeBuilder(self.config),
             metrics=self.metrics,
         )
-        self.client = StubTreq(build_app(self.services).resource())
+        self.client = StubTreq(build_app(ServicesRef(self.services)).resource())
 
     def wait(self, d: Deferred[Any]) -> Any:
         results: list[Any] = []
