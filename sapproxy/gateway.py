@@ -77,7 +77,7 @@ class Gateway:
                                        failures=config.retry.breaker_failures)
         xsuaa = XsuaaClient(http, reactor, timeout=config.timeouts.token)
         old = previous.tokens if previous is not None else {}
-        self.tokens = {}
+        self.tokens: dict[str, TokenCache] = {}
         for name, account in config.subaccounts.items():
             kept = old.get(name)
             if kept is not None and kept.key == account.service_key:

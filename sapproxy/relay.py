@@ -10,7 +10,7 @@ broken stream) and a keep-alive that tells clients with stall watchdogs that the
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from attrs import define, frozen
 from twisted.internet.defer import Deferred
@@ -98,12 +98,15 @@ class StreamRelay(Protocol):
         self._paused = False
         self._over = False
         self._registered = False
+        self._upstream: IPushProducer | None = None
         self.outcome = StreamOutcome()
         self.done: Deferred[StreamOutcome] = Deferred(lambda _: self._client_gone())
 
     # IProtocol: the upstream body.
 
     def connectionMade(self) -> None:
+        # The response body's transport is a TransportProxyProducer: pausing it pauses the upstream socket.
+        self._upstream = cast(IPushProducer, self.transport)
         try:
             self._request.registerProducer(self, True)
             self._registered = True
@@ -148,13 +151,13 @@ class StreamRelay(Protocol):
         self._paused = True
         # Our own backpressure silences the upstream; that silence is not the upstream's fault.
         self._disarm()
-        if self.transport is not None:
-            self.transport.pauseProducing()
+        if self._upstream is not None:
+            self._upstream.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
-        if self.transport is not None:
-            self.transport.resumeProducing()
+        if self._upstream is not None:
+            self._upstream.resumeProducing()
         if not self._over:
             self._arm()
 
@@ -227,16 +230,16 @@ class StreamRelay(Protocol):
         self._end()
 
     def _stop_upstream(self) -> None:
-        if self.transport is not None:
+        if self._upstream is not None:
             try:
-                self.transport.stopProducing()
+                self._upstream.stopProducing()
             except Exception:
                 log.failure("stopping the upstream transport")
 
     def _end(self) -> None:
-        self._finish_with(result=self.outcome)
+        self._finish_with()
 
-    def _finish_with(self, result: StreamOutcome | None = None, failure: Exception | None = None) -> None:
+    def _finish_with(self, failure: Exception | None = None) -> None:
         self._over = True
         self._disarm()
         if self._registered:
@@ -250,4 +253,4 @@ class StreamRelay(Protocol):
         if failure is not None:
             self.done.errback(failure)
         else:
-            self.done.callback(result)
+            self.done.callback(self.outcome)

@@ -13,16 +13,22 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    # One log line per upstream connection is noise at thousands of streams.
+    noisy = False
 
 
 def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
-                     idle_connection_timeout: float = 100.0) -> tuple[HTTPClient, HTTPConnectionPool]:
+                     idle_connection_timeout: int = 100) -> tuple[HTTPClient, HTTPConnectionPool]:
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = pool_size
     # Below the usual upstream keep-alive, so we drop a cached connection before the server does.
-    pool.cachedConnectionTimeout = idle_connection_timeout
+    pool.cachedConnectionTimeout = int(idle_connection_timeout)
     pool.retryAutomatically = False
+    pool._factory = _QuietFactory
     agent = Agent(reactor, pool=pool, connectTimeout=connect_timeout)
     return HTTPClient(agent), pool
 
