@@ -138,6 +138,13 @@ class GatewayConfig:
     drain_timeout: float = 30.0
     #: Upstream connections kept open per host between requests.
     pool_size: int = 256
+    #: When a client hangs up mid-stream: "close" the upstream at once, or "drain" it (read to the end,
+    #: writing nothing) so the usage row has the upstream's true token counts.
+    on_client_hangup: str = "close"
+    #: Log request and (whole) response bodies, redacted; off by default.
+    log_bodies: bool = False
+    #: Extra regular expressions whose matches are masked in logged bodies.
+    redact_patterns: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:
@@ -160,7 +167,8 @@ def is_reasoning_model(model: str) -> bool:
 _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
-    "max_body_bytes", "drain_timeout", "pool_size",
+    "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
+    "log_bodies", "redact_patterns",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group",
 }
@@ -392,6 +400,13 @@ def _check_semantics(config: GatewayConfig) -> None:
             raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount serves")
     if not 0 < config.port < 65536:
         raise _PathError("port", f"expected a TCP port, got {config.port}")
+    for i, pattern in enumerate(config.redact_patterns):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
+    if config.on_client_hangup not in ("close", "drain"):
+        raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store
     if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
         raise _PathError("usage_store", "expected sqlite:///PATH or postgresql://...")

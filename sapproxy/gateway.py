@@ -59,6 +59,10 @@ class RequestContext:
     failovers: int = 0
     client_hung_up: bool = False
     reached_upstream: bool = False
+    #: When set, the request's accounting waits for it (a hung-up stream being drained for its usage).
+    pending: Any = None
+    #: The client's W3C trace context, passed upstream so a trace spans the gateway.
+    traceparent: str | None = None
 
 
 class Gateway:
@@ -136,7 +140,7 @@ class Gateway:
                 index += 1
                 continue
             try:
-                response = await self._post(deployment, exchange, token)
+                response = await self._post(deployment, exchange, token, ctx.traceparent)
             except _NETWORK_ERRORS as e:
                 if _cancelled(e):
                     # The client went away before the upstream answered: nothing to retry for.
@@ -206,9 +210,10 @@ class Gateway:
             await sleep(self.reactor, delay)
         return delay
 
-    def _post(self, deployment: Deployment, exchange: Exchange, token: str) -> Any:
+    def _post(self, deployment: Deployment, exchange: Exchange, token: str, traceparent: str | None) -> Any:
         account = deployment.subaccount
-        headers = upstream_headers(token, account.resource_group, account.service_key.identityzoneid)
+        headers = upstream_headers(token, account.resource_group, account.service_key.identityzoneid,
+                                   {"traceparent": traceparent} if traceparent else None)
         d = self.http.request("POST", deployment.url + exchange.path, data=exchange.body, headers=headers,
                               allow_redirects=False, unbuffered=True)
         d.addTimeout(self.config.timeouts.headers, self.reactor)
@@ -241,7 +246,8 @@ class Gateway:
             request.responseHeaders.setRawHeaders(b"x-accel-buffering", [b"no"])
 
         relay = StreamRelay(request, pipeline, dialect, self.reactor, idle_timeout=self.config.timeouts.idle,
-                            keepalive=self.config.timeouts.keepalive, on_first_write=commit)
+                            keepalive=self.config.timeouts.keepalive, on_first_write=commit,
+                            drain_on_hangup=self.config.on_client_hangup == "drain")
         self.relays.add(relay)
         if self.metrics is not None:
             self.metrics.stream_opened()
@@ -255,6 +261,8 @@ class Gateway:
             ctx.usage = pipeline.usage
             ctx.first_byte_at = relay.outcome.first_byte_at
             ctx.client_hung_up = relay.outcome.client_hung_up
+            if relay.drained is not None and not relay.drained.called:
+                ctx.pending = relay.drained.addCallback(lambda _: setattr(ctx, "usage", pipeline.usage))
         if outcome.error is not None:
             ctx.error_type = outcome.error.kind
         elif pipeline.error is not None:

@@ -14,8 +14,11 @@ import re
 from typing import Iterable, Mapping
 
 from attrs import frozen
+from twisted.logger import Logger
 
 from sapproxy.config import ModelSettings
+
+log = Logger()
 
 _TIERS = ("opus", "sonnet", "haiku")
 _DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest|preview(-\d\d-\d\d)?)$")
@@ -87,6 +90,9 @@ class ModelCatalog:
         found = self._resolve(requested)
         if len(self._cache) < 10_000:
             self._cache[requested] = found
+            if found is not None and found.how != "exact":
+                log.info("model name {requested} resolves to {name} ({how})", requested=requested, name=found.name,
+                         how=found.how)
         return found
 
     def _resolve(self, requested: str) -> ResolvedModel | None:

@@ -85,6 +85,7 @@ class StreamRelay(Protocol):
         idle_timeout: float,
         keepalive: float,
         on_first_write: Callable[[], None],
+        drain_on_hangup: bool = False,
     ) -> None:
         self._request = request
         self._pipeline = pipeline
@@ -93,6 +94,10 @@ class StreamRelay(Protocol):
         self._idle_timeout = idle_timeout
         self._keepalive = keepalive
         self._on_first_write = on_first_write
+        self._drain_on_hangup = drain_on_hangup
+        #: After a hang-up in drain mode: fires when the upstream stream has been read to its end, so the
+        #: usage it reports at the end can still be recorded.
+        self.drained: Deferred[None] | None = None
         self._idle: IDelayedCall | None = None
         self._ping: IDelayedCall | None = None
         self._paused = False
@@ -174,6 +179,8 @@ class StreamRelay(Protocol):
     # The rest.
 
     def _write(self, chunk: bytes) -> None:
+        if self.drained is not None:
+            return
         if self.outcome.first_byte_at is None:
             self.outcome.first_byte_at = self._clock.seconds()
             self._on_first_write()
@@ -213,6 +220,9 @@ class StreamRelay(Protocol):
 
     def _broken(self, error: GatewayError) -> None:
         self._stop_upstream()
+        if self.drained is not None:
+            self._finish_with()
+            return
         self.outcome.error = error
         if self.outcome.first_byte_at is None:
             self._finish_with(failure=FailedBeforeFirstByte(error))
@@ -223,9 +233,24 @@ class StreamRelay(Protocol):
         self._end()
 
     def _client_gone(self) -> None:
-        if self._over:
+        if self._over or self.drained is not None:
             return
         self.outcome.client_hung_up = True
+        if self._drain_on_hangup and self._upstream is not None:
+            # Keep reading the upstream, writing nothing, until it ends: its last events carry the usage.
+            self.drained = Deferred()
+            if self._registered:
+                self._registered = False
+                try:
+                    self._request.unregisterProducer()
+                except Exception:
+                    pass
+            self._paused = False
+            self._upstream.resumeProducing()
+            self._arm()
+            if not self.done.called:
+                self.done.callback(self.outcome)
+            return
         self._stop_upstream()
         self._end()
 
@@ -242,6 +267,8 @@ class StreamRelay(Protocol):
     def _finish_with(self, failure: Exception | None = None) -> None:
         self._over = True
         self._disarm()
+        if self.drained is not None and not self.drained.called:
+            self.drained.callback(None)
         if self._registered:
             self._registered = False
             try:

@@ -26,6 +26,7 @@ from sapproxy import __version__
 from sapproxy.accounting import Accounting
 from sapproxy.app import build_app
 from sapproxy.auth import Authenticator
+from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
 from sapproxy.errors import GatewayError
 from sapproxy.exchanges import ExchangeBuilder
@@ -180,6 +181,7 @@ class GatewayService(MultiService):
             builder=ExchangeBuilder(config),
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
+            bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,
         )
 
     def reload(self) -> bool:

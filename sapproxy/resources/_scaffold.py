@@ -13,6 +13,7 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 
 from sapproxy.accounting import Accounting
+from sapproxy.bodylog import BodyLogger
 from sapproxy.auth import Authenticator, ClientIdentity, presented_token
 from sapproxy.errors import GatewayError
 from sapproxy.exchanges import ExchangeBuilder
@@ -37,6 +38,7 @@ class Services:
     builder: ExchangeBuilder
     rate_limiter: Any = None
     metrics: Any = None
+    bodies: BodyLogger | None = None
 
 
 def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:
@@ -114,6 +116,15 @@ class Route:
     def config(self) -> Any:
         return self._ref.current.gateway.config
 
+    def body(self, request: Any, ctx: RequestContext) -> dict[str, Any]:
+        """
+        The request's JSON object (L{read_json_object}), logged redacted when body logging is on.
+        """
+        body = read_json_object(request, self.config.max_body_bytes)
+        if self.services.bodies is not None:
+            self.services.bodies.request(ctx.request_id, ctx.endpoint, body)
+        return body
+
     def identify(self, request: Any) -> ClientIdentity:
         token = presented_token(request.getHeader(b"authorization"), request.getHeader(b"x-api-key"))
         identity = self.services.authenticator.identify(token)
@@ -137,6 +148,12 @@ class Route:
         ctx.model_resolved = resolved.name
         return resolved
 
+    def announce(self, request: Any, resolved: ResolvedModel) -> None:
+        """
+        Tell the client which configured model served its name (responses name the model it asked for).
+        """
+        request.responseHeaders.setRawHeaders(b"x-sapproxy-model", [resolved.name.encode()])
+
     async def limit(self, identity: ClientIdentity) -> None:
         limiter = self.services.rate_limiter
         if limiter is None or (identity.rpm is None and identity.tpm is None):
@@ -158,6 +175,9 @@ class Route:
         clock = services.gateway.reactor
         ctx = RequestContext(dialect=self.dialect, endpoint=endpoint, started=clock.seconds())
         ctx.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        traceparent = request.getHeader(b"traceparent")
+        if traceparent and len(traceparent) == 55:
+            ctx.traceparent = traceparent.decode("latin-1")
         request.responseHeaders.setRawHeaders(b"x-request-id", [ctx.request_id.encode()])
         try:
             identity = self.identify(request)
@@ -165,6 +185,8 @@ class Route:
             result = await work(ctx, identity)
             if isinstance(result, (dict, list)):
                 ctx.status = 200
+                if services.bodies is not None:
+                    services.bodies.response(ctx.request_id, endpoint, result)
                 return json_body(request, 200, result)
             ctx.status = ctx.status or 200
             return result
@@ -185,7 +207,10 @@ class Route:
                 ctx.status = 499
             if ctx.identity is not None and ctx.usage is not None and services.rate_limiter is not None:
                 services.rate_limiter.add_tokens(ctx.identity.key_id, ctx.usage.total_tokens)
-            services.accounting.finished(ctx)
+            if ctx.pending is not None:
+                ctx.pending.addBoth(lambda _: services.accounting.finished(ctx))
+            else:
+                services.accounting.finished(ctx)
 
     def _failed(self, request: Any, ctx: RequestContext, error: GatewayError) -> bytes:
         ctx.status = error.http_status

@@ -9,7 +9,7 @@ from typing import Any
 from klein import Klein
 
 from sapproxy.errors import GatewayError
-from sapproxy.resources._scaffold import Route, ServicesRef, json_body, read_json_object
+from sapproxy.resources._scaffold import Route, ServicesRef, json_body
 from sapproxy.translate.counting import count_tokens
 
 
@@ -40,8 +40,9 @@ def install(app: Klein, ref: ServicesRef) -> None:
     @app.route("/v1/messages", methods=["POST"])
     async def messages(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, route.config.max_body_bytes)
+            body = route.body(request, ctx)
             resolved = route.resolve(ctx, body, identity)
+            route.announce(request, resolved)
             _check_messages(body)
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
@@ -55,8 +56,9 @@ def install(app: Klein, ref: ServicesRef) -> None:
     @app.route("/v1/messages/count_tokens", methods=["POST"])
     async def count(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, route.config.max_body_bytes)
+            body = route.body(request, ctx)
             resolved = route.resolve(ctx, body, identity)
+            route.announce(request, resolved)
             if not isinstance(body.get("messages"), list):
                 raise GatewayError("invalid_request", "messages: Field required", param="messages")
             return {"input_tokens": count_tokens(body, resolved.family)}

@@ -12,7 +12,7 @@ from klein import Klein
 
 from sapproxy.errors import GatewayError
 from sapproxy.exchanges import Exchange, _openai_usage
-from sapproxy.resources._scaffold import Route, Services, ServicesRef, read_json_object
+from sapproxy.resources._scaffold import Route, Services, ServicesRef
 from sapproxy.translate.pipeline import StreamPipeline
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -38,8 +38,9 @@ def install(app: Klein, ref: ServicesRef) -> None:
     @app.route("/v1/chat/completions", methods=["POST"])
     async def chat_completions(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, route.config.max_body_bytes)
+            body = route.body(request, ctx)
             resolved = route.resolve(ctx, body, identity)
+            route.announce(request, resolved)
             _check_chat(body)
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
@@ -51,8 +52,9 @@ def install(app: Klein, ref: ServicesRef) -> None:
     @app.route("/v1/embeddings", methods=["POST"])
     async def embeddings(request: Any) -> Any:
         async def work(ctx: Any, identity: Any) -> Any:
-            body = read_json_object(request, route.config.max_body_bytes)
+            body = route.body(request, ctx)
             resolved = route.resolve(ctx, body, identity)
+            route.announce(request, resolved)
             if resolved.family != "openai":
                 raise GatewayError("invalid_request", f"model {ctx.model_requested!r} does not serve embeddings",
                                    param="model")

@@ -245,8 +245,9 @@ def test_int_ops_key_lifecycle_rate_limit_metrics_usage(stack: Stack) -> None:
     assert error["code"] == "rate_limit_exceeded"
     anthropic_error(fifth, 429, "rate_limit_error")
     for reply in (fourth, fifth):
+        # A slot frees when the first request leaves the 60 s window, a few seconds ago.
         retry = int(reply.headers["retry-after"])
-        assert 1 <= retry <= 60, reply.headers
+        assert 45 <= retry <= 60, reply.headers
 
     after = metric_sum(gw, "sapproxy_requests", "sapproxy_requests_total")
     assert after - before == sent
@@ -419,6 +420,16 @@ def test_int_ops_no_secret_in_logs(stack: Stack) -> None:
         secrets[f"XSUAA bearer token #{i}"] = token
     assert all(len(s) >= 12 for s in secrets.values()), secrets
 
+    # What anyone (or any operator) can read: /health needs no key; the CLI's listings are for sharing.
+    public = {
+        "/health": http_request("GET", gw.base + "/health").body.decode(),
+        "keys list": admin(gw.config_path, "keys", "list").stdout,
+        "usage --raw": admin(gw.config_path, "usage", "--raw", "--format", "csv").stdout,
+    }
+    for name, text in public.items():
+        leaked = [what for what, secret in secrets.items() if secret in text]
+        assert not leaked, f"{name} shows {leaked}"
+
     time.sleep(1.5)  # let both daemons flush their logs
     for name, text in (("gateway", gw.log_text()), ("simulator", sim.daemon.log_text())):
         assert len(text) > 200, f"{name} log unexpectedly empty"
@@ -429,6 +440,33 @@ def test_int_ops_no_secret_in_logs(stack: Stack) -> None:
                                            if gw.usage_db.with_name(gw.usage_db.name + "-wal").exists() else b"")
     for what in ("config token", "store key carol", "wrong client key"):
         assert secrets[what].encode() not in db_bytes, what
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "sapproxy/accounting.py:30: when the upstream reports no usage (or a stream is cut short), the row gets "
+    "Usage(estimated=True) with 0 prompt and 0 completion tokens; sapproxy/translate/counting.py, documented as "
+    "the estimator for exactly this case, is never called, so such requests are recorded (and charged to tpm) "
+    "as free. Fix: keep the request body's count_chat_tokens/count_tokens estimate on the RequestContext and "
+    "estimate completion tokens from the text relayed, and use them when ctx.usage is None"))
+def test_int_ops_usage_estimated_when_upstream_reports_none(stack: Stack) -> None:
+    gw = stack.gateway
+    text = "please estimate these words for me " + directive(no_usage=True, events=6)
+    sent = [
+        gw.post("/v1/chat/completions", chat_body(GPT, text), headers=bearer(TOKEN)),
+        gw.post("/v1/chat/completions", chat_body(GPT, text, True), headers=bearer(TOKEN)),
+        gw.post("/v1/messages", messages_body(CLAUDE, text), headers=api_key(TOKEN)),
+        gw.post("/v1/messages", messages_body(CLAUDE, text, True), headers=api_key(TOKEN)),
+    ]
+    assert [r.status for r in sent] == [200] * 4, sent
+    ids = tuple(r.headers["x-request-id"] for r in sent)
+    rows = gw.wait_usage_rows(len(ids), f"request_id IN ({','.join('?' * len(ids))})", ids)
+    assert len(rows) == len(ids)
+    for row in rows:
+        what = (row["endpoint"], row["model_requested"], row["stream"], row["prompt_tokens"],
+                row["completion_tokens"])
+        assert row["tokens_estimated"], what
+        assert row["prompt_tokens"] > 0, what  # the prompt is known: counting.py estimates it offline
+        assert row["completion_tokens"] > 0, what  # text was relayed to the client
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -485,19 +523,22 @@ def test_int_ops_postgresql_rows_survive_sigterm_mid_stream(tmp_path: Path, pg_s
             rid = slow.request_id()
             gw.daemon.process.send_signal(signal.SIGTERM)
             tail = slow.drain()
-            print("TAIL", bytes(slow.received)[-600:], tail[-800:])
             code = gw.daemon.process.wait(15)
         finally:
             slow.close()
         assert code in (0, -signal.SIGTERM), gw.log_text()[-3000:]  # twistd re-raises the signal it stopped on
+    # The client was told, in its dialect, inside the stream.
+    last = [json.loads(d) for d in sse_data(tail) if d.startswith("{")][-1]
+    assert last["error"]["type"] == "service_unavailable", tail[-500:]
+    assert sse_data(tail)[-1] == "[DONE]"
 
     rows = pg_rows(pg_schema)
     ids = {r["request_id"]: r for r in rows}
     assert plain.headers["x-request-id"] in ids and streamed.headers["x-request-id"] in ids
     assert rid in ids, rows
     row = ids[rid]
-    print("ROW", row)
     assert row["stream"] is True and row["model_requested"] == GPT and row["subaccount"] == "simulated"
+    assert row["deployment"] == "d-gpt41" and row["error_type"] == "overloaded" and row["ttfb_ms"] is not None
     assert row["key_id"] == key_id(TOKEN)
     done = ids[streamed.headers["x-request-id"]]
     assert (done["prompt_tokens"], done["completion_tokens"]) == reported_usage("/v1/messages", streamed, True)
@@ -532,7 +573,11 @@ def test_int_ops_redis_shared_rpm_across_two_gateways(tmp_path: Path) -> None:
             gw = gateways[i % 2]
             statuses.append(send(gw, "/v1/chat/completions", GPT, False, bearer(key)).status)
         assert statuses == [200] * 4 + [429] * 6, statuses
-        anthropic_error(send(gateways[1], "/v1/messages", CLAUDE, False, api_key(key)), 429, "rate_limit_error")
+        refused = send(gateways[1], "/v1/messages", CLAUDE, False, api_key(key))
+        anthropic_error(refused, 429, "rate_limit_error")
+        assert 45 <= int(refused.headers["retry-after"]) <= 61, refused.headers
+        assert openai_error(send(gateways[0], "/v1/chat/completions", GPT, False, bearer(key)), 429,
+                            "rate_limit_error")["code"] == "rate_limit_exceeded"
         # Another key is not affected by dave's limit.
         assert send(gateways[0], "/v1/chat/completions", GPT, False, bearer(TOKEN)).status == 200
     finally:

@@ -274,8 +274,8 @@ def check_sse(dialect: str, body: bytes) -> tuple[str, str, dict[str, Any] | Non
             if not isinstance(obj, dict):
                 return "malformed", f"data is not an object: {payload[:120]!r}", None
             if "error" in obj:
+                # An error event ends the stream's content; a [DONE] may still follow it (the relay writes one).
                 error = obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
-                ended = True
         else:
             try:
                 obj = json.loads(payload)
@@ -290,7 +290,7 @@ def check_sse(dialect: str, body: bytes) -> tuple[str, str, dict[str, Any] | Non
             elif obj["type"] == "error":
                 error = obj.get("error") or {}
                 ended = True
-    if not ended:
+    if not ended and error is None:
         return "unterminated", "no [DONE]/message_stop/error event before the connection closed", None
     if error is not None:
         return "stream_error", f"error event: {json.dumps(error)[:200]}", error
@@ -427,6 +427,8 @@ def classify(out: Outcome) -> None:
     survivable = plan.fault_name in (None, "slow_headers")
     if out.kind in ("http_error", "stream_error") and out.message and "internal error in the gateway" in out.message:
         out.proxy_caused = True
+    elif out.kind == "malformed" and out.status is not None and out.status >= 500:
+        out.proxy_caused = True  # not the upstream's error passed on: e.g. twisted.web's "Processing Failed" page
     elif out.kind == "http_error" and out.status is not None and out.status >= 500:
         out.proxy_caused = survivable or out.status not in expected_statuses(plan)
     elif out.kind == "stream_error":
@@ -636,7 +638,16 @@ def run_soak(requests: int = 20000, concurrency: int = 64, seconds: float = 900.
                 {"hung": result.hung, "unterminated": result.unterminated, "malformed": result.malformed,
                  "conn_error": result.conn_errors}.get(out.kind, []).append(out)
             _check_usage(gateway, outcomes, tag, result)
-            log = gateway.log_text()
+            with open(directory / "outcomes.jsonl", "w") as f:
+                for out in sorted(outcomes, key=lambda o: o.plan.idx):
+                    f.write(json.dumps({"idx": out.plan.idx, "dialect": out.plan.dialect, "model": out.plan.model,
+                                        "stream": out.plan.stream, "fault": out.plan.fault, "arm": out.plan.arm,
+                                        "hangup": out.plan.hangup, "kind": out.kind, "status": out.status,
+                                        "proxy_caused": out.proxy_caused, "request_id": out.request_id,
+                                        "elapsed": round(out.elapsed, 3), "detail": out.detail,
+                                        "sample": out.sample[-600:].decode("utf-8", "replace")
+                                        if out.kind not in ("ok", "hangup") else ""}) + "\n")
+            log = gateway_log(gateway)
             result.tracebacks = log.count("Traceback")
             if result.tracebacks:
                 at = log.find("Traceback")
@@ -646,6 +657,14 @@ def run_soak(requests: int = 20000, concurrency: int = 64, seconds: float = 900.
     finally:
         sim.daemon.stop()
     return result
+
+
+def gateway_log(gateway: h.Gateway) -> str:
+    """The gateway's whole log: twistd rotates it every MB (gw.log.N, oldest highest), plus its stdout."""
+    path = gateway.daemon.log_path
+    rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in rotated if p.suffix[1:].isdigit())
+    return text + gateway.log_text()
 
 
 def _check_usage(gateway: h.Gateway, outcomes: list[Outcome], tag: str, result: SoakResult) -> None:

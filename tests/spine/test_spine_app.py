@@ -130,3 +130,31 @@ def test_token_endpoint_down_is_a_503_and_not_cached() -> None:
     assert response.code == 503 and "token" in json.loads(body)["error"]["message"]
     response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 200
+
+
+def test_resolved_model_header_and_traceparent_upstream() -> None:
+    h = Harness()
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    response, _ = h.post(CHAT, {"model": "claude-3-5-haiku-latest", "messages": HI}, headers={"traceparent": trace})
+    assert response.headers.getRawHeaders(b"x-sapproxy-model") == [b"anthropic--claude-4.5-haiku"]
+    upstream = [r for r in h.simulator.requests if "/invoke" in r["path"]][-1]
+    assert upstream["headers"]["traceparent"] == trace
+
+
+def test_claude_through_converse_when_configured() -> None:
+    from sapproxy.config import ModelSettings
+
+    h = Harness(models={"anthropic--claude-4.5-sonnet": ModelSettings(converse=True)})
+    for stream in (False, True):
+        response, body = h.post(CHAT, {"model": "anthropic--claude-4.5-sonnet", "stream": stream, "messages": HI})
+        assert response.code == 200
+        text = body.decode()
+        assert "Echo: hi" in text if not stream else "Echo" in "".join(
+            json.loads(e)["choices"][0]["delta"].get("content") or "" for e in sse_data(body)[:-1]
+            if json.loads(e)["choices"])
+        response, body = h.post("/v1/messages", {"model": "anthropic--claude-4.5-sonnet", "stream": stream,
+                                                 "max_tokens": 50, "messages": HI})
+        assert response.code == 200 and b"Echo" in body
+    paths = [r["path"] for r in h.simulator.requests if "/deployments/" in r["path"]]
+    assert sum(p.endswith("/converse") for p in paths) == 2 and sum(p.endswith("/converse-stream") for p in paths) == 2
+    assert h.rows.rows[-1].completion_tokens > 0

@@ -161,3 +161,22 @@ def test_keepalives_during_silence() -> None:
     relay.dataReceived(encode_event({"type": "ping"}))
     clock.advance(14)
     assert len(request.writes) == 4
+
+
+def test_drain_mode_reads_the_upstream_to_its_end_after_a_hang_up() -> None:
+    request, upstream, clock = FakeRequest(), FakeUpstream(), Clock()
+    passthrough = OpenAIPassthrough("gpt", client_wants_usage=False)
+    pipeline = StreamPipeline(SSEJsonSource(), [passthrough], encode_data)
+    relay = StreamRelay(request, pipeline, OPENAI_STREAM, clock, idle_timeout=60, keepalive=15,
+                        on_first_write=lambda: None, drain_on_hangup=True)
+    relay.makeConnection(upstream)  # type: ignore[arg-type]
+    relay.dataReceived(chunk("a"))
+    request.producer.pauseProducing()
+    request.producer.stopProducing()
+    assert upstream.state == "producing" and relay.done.called and relay.drained is not None
+    assert not relay.drained.called
+    usage = encode_data({"id": "c1", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 9}})
+    relay.dataReceived(chunk("b") + usage)
+    relay.connectionLost(Failure(ResponseDone()))
+    assert relay.drained.called and len(request.writes) == 1
+    assert pipeline.usage is not None and pipeline.usage.completion_tokens == 9
