@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.logger import Logger
 
 from sapproxy.gateway import RequestContext
+from sapproxy.translate.estimate import CHARS_PER_TOKEN, completion_tokens, estimated_usage, prompt_tokens
 from sapproxy.translate.usage import Usage
 
 log = Logger(namespace="sapproxy.request")
@@ -27,9 +29,19 @@ class Accounting:
         end = self._clock.seconds()
         latency = end - ctx.started
         ttfb = (ctx.first_byte_at - ctx.started) if ctx.first_byte_at is not None else None
-        usage = ctx.usage or Usage(estimated=ctx.reached_upstream)
+        usage = ctx.usage
+        if usage is None or (usage.total_tokens == 0 and ctx.output_chars):
+            usage = (estimated_usage(prompt_tokens(ctx.dialect, ctx.body, ctx.family), ctx.output_chars)
+                     if ctx.reached_upstream and isinstance(ctx.body, dict) else Usage())
+            ctx.usage = usage
+        elif usage.completion_tokens <= 1 and ctx.output_chars > 2 * CHARS_PER_TOKEN:
+            # Only a stream's opening placeholder (Anthropic's message_start says output_tokens 1) arrived:
+            # the prompt count is the upstream's, the completion ours.
+            usage = ctx.usage = attrs.evolve(usage, completion_tokens=completion_tokens(ctx.output_chars),
+                                             estimated=True)
         identity = ctx.identity
-        model = ctx.model_resolved or ctx.model_requested
+        # Only configured model names label metrics: a client's free text must not create series.
+        model = ctx.model_resolved or "unknown"
         if self._metrics is not None:
             self._metrics.request_finished(ctx.endpoint, model, ctx.subaccount, ctx.status, latency, ttfb, ctx.stream)
             if usage.total_tokens:

@@ -46,7 +46,8 @@ class KeyLookup(Protocol):
 
     def lookup(self, presented_token: str) -> Any: ...
 
-    def __len__(self) -> int: ...
+    @property
+    def holds_no_keys(self) -> bool: ...
 
 
 def digest(token: str) -> str:
@@ -86,10 +87,12 @@ class Authenticator:
     @property
     def disabled(self) -> bool:
         """
-        No configured token and no key in the store: every caller is let in (start-up warns loudly).  The
-        first key created with C{sapproxy-admin} turns authentication on without a restart.
+        No configured token, and a key store that was read and never held a key: every caller is let in
+        (start-up warns loudly).  The first key created with C{sapproxy-admin} turns authentication on
+        without a restart, and it stays on when that key is revoked or expires.  Until the store has been
+        read, authentication is on (no anonymous window at start-up).
         """
-        return not self._digests and (self._keys is None or len(self._keys) == 0)
+        return not self._digests and (self._keys is None or self._keys.holds_no_keys)
 
     def identify(self, token: str | None) -> ClientIdentity | None:
         if self.disabled:

@@ -24,6 +24,7 @@ from sapproxy.exchanges import Exchange
 from sapproxy.picker import Deployment, DeploymentPicker
 from sapproxy.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
 from sapproxy.tokens import TokenCache, TokenFetchError, XsuaaClient
+from sapproxy.translate.estimate import response_text_chars
 from sapproxy.translate.usage import Usage
 from sapproxy.upstream import sleep, upstream_headers
 
@@ -61,6 +62,10 @@ class RequestContext:
     reached_upstream: bool = False
     #: When set, the request's accounting waits for it (a hung-up stream being drained for its usage).
     pending: Any = None
+    #: The request body and family, for a prompt estimate when the upstream reports no usage.
+    body: Any = None
+    family: str = ""
+    output_chars: int = 0
     #: The client's W3C trace context, passed upstream so a trace spans the gateway.
     traceparent: str | None = None
 
@@ -232,7 +237,9 @@ class Gateway:
         except ValueError:
             raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
         ctx.usage = exchange.usage(upstream)
-        return exchange.convert(upstream)
+        converted = exchange.convert(upstream)
+        ctx.output_chars = response_text_chars(converted)
+        return converted
 
     async def _stream(self, ctx: RequestContext, request: Any, response: Any, exchange: Exchange) -> bytes:
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode("latin-1")
@@ -259,10 +266,15 @@ class Gateway:
             if self.metrics is not None:
                 self.metrics.stream_closed()
             ctx.usage = pipeline.usage
+            ctx.output_chars = pipeline.output_chars
             ctx.first_byte_at = relay.outcome.first_byte_at
             ctx.client_hung_up = relay.outcome.client_hung_up
             if relay.drained is not None and not relay.drained.called:
-                ctx.pending = relay.drained.addCallback(lambda _: setattr(ctx, "usage", pipeline.usage))
+                def drained(_: object) -> None:
+                    ctx.usage = pipeline.usage
+                    ctx.output_chars = pipeline.output_chars
+
+                ctx.pending = relay.drained.addCallback(drained)
         if outcome.error is not None:
             ctx.error_type = outcome.error.kind
         elif pipeline.error is not None:

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.tcp import makeBinding
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.server import Request, Site
@@ -123,15 +124,18 @@ class GatewaySite(Site):
 
 
 class _Listener(Service):
-    def __init__(self, reactor: Any, config: GatewayConfig, site: GatewaySite) -> None:
+    def __init__(self, reactor: Any, config: GatewayConfig, site: GatewaySite, reuse_port: bool = False) -> None:
         self._reactor = reactor
         self._config = config
         self._site = site
+        self._reuse_port = reuse_port
         self.port: Any = None
 
     def startService(self) -> None:
         super().startService()
-        self.port = self._reactor.listenTCP(self._config.port, self._site, backlog=1024, interface=self._config.host)
+        host, port = self._config.host, self._config.port
+        where: Any = makeBinding(host, port, reuseAddress=True, reusePort=True) if self._reuse_port else port
+        self.port = self._reactor.listenTCP(where, self._site, backlog=1024, interface=host)
         address = self.port.getHost()
         log.info("sapproxy {version} listening on http://{host}:{port}", version=__version__, host=address.host,
                  port=address.port)
@@ -146,7 +150,8 @@ class _Listener(Service):
 
 
 class GatewayService(MultiService):
-    def __init__(self, config: GatewayConfig, reactor: Any, *, config_path: str | Path | None = None) -> None:
+    def __init__(self, config: GatewayConfig, reactor: Any, *, config_path: str | Path | None = None,
+                 reuse_port: bool = False) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
@@ -163,7 +168,7 @@ class GatewayService(MultiService):
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
-        self.listener = _Listener(reactor, config, self.site)
+        self.listener = _Listener(reactor, config, self.site, reuse_port)
         self.listener.setServiceParent(self)
 
     @property

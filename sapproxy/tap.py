@@ -7,6 +7,7 @@ only inside L{makeService}, which twistd calls after installing the reactor it w
 
 from __future__ import annotations
 
+import socket
 import sys
 
 
@@ -24,6 +25,10 @@ class Options(usage.Options):
         ["host", None, None, "Interface to listen on (overrides the config's host)."],
         ["port", "p", None, "TCP port to listen on (overrides the config's port).", int],
     ]
+    optFlags = [
+        ["reuse-port", None, "Bind with SO_REUSEPORT, so several sapproxy processes serve one port "
+                             "(the kernel spreads connections across them)."],
+    ]
 
 
 def makeService(options: Options) -> IService:
@@ -37,4 +42,26 @@ def makeService(options: Options) -> IService:
         # A user's mistake: one clear line and a non-zero exit, never a traceback.
         sys.stderr.write(f"sapproxy: configuration error: {e}\n")
         raise SystemExit(2)
-    return GatewayService(config, reactor, config_path=options["config"])
+    reuse_port = bool(options["reuse-port"])
+    problem = _cannot_bind(config.host, config.port, reuse_port)
+    if problem:
+        # Checked here, before the reactor runs, because twistd cannot exit non-zero from startService.
+        sys.stderr.write(f"sapproxy: cannot listen on {config.host}:{config.port}: {problem}\n")
+        raise SystemExit(1)
+    return GatewayService(config, reactor, config_path=options["config"], reuse_port=reuse_port)
+
+
+def _cannot_bind(host: str, port: int, reuse_port: bool) -> str | None:
+    """
+    Why the listening address cannot be bound (in use, not an address of this machine), or L{None}.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return None

@@ -146,6 +146,8 @@ class Route:
         if identity.models is not None and resolved.name not in identity.models and model not in identity.models:
             raise GatewayError("permission", f"this key may not use model {model!r}", code="model_not_allowed")
         ctx.model_resolved = resolved.name
+        ctx.body = body
+        ctx.family = resolved.family
         return resolved
 
     def announce(self, request: Any, resolved: ResolvedModel) -> None:
@@ -205,12 +207,18 @@ class Route:
         finally:
             if ctx.client_hung_up and not ctx.status:
                 ctx.status = 499
-            if ctx.identity is not None and ctx.usage is not None and services.rate_limiter is not None:
-                services.rate_limiter.add_tokens(ctx.identity.key_id, ctx.usage.total_tokens)
-            if ctx.pending is not None:
-                ctx.pending.addBoth(lambda _: services.accounting.finished(ctx))
-            else:
+
+            def settle(_: object = None) -> None:
+                # Accounting first: it fills in an estimate when the upstream reported no usage, and the
+                # tokens-per-minute limit is charged with what was recorded.
                 services.accounting.finished(ctx)
+                if ctx.identity is not None and ctx.usage is not None and services.rate_limiter is not None:
+                    services.rate_limiter.add_tokens(ctx.identity.key_id, ctx.usage.total_tokens)
+
+            if ctx.pending is not None:
+                ctx.pending.addBoth(settle)
+            else:
+                settle()
 
     def _failed(self, request: Any, ctx: RequestContext, error: GatewayError) -> bytes:
         ctx.status = error.http_status

@@ -10,6 +10,7 @@ from typing import Any
 from klein import Klein
 
 from sapproxy import __version__
+from sapproxy.auth import presented_token
 from sapproxy.resources._scaffold import Route, ServicesRef, json_body
 
 
@@ -46,8 +47,8 @@ def install(app: Klein, ref: ServicesRef) -> None:
         if route.services.metrics is None:
             return json_body(request, 404, {"error": {"message": "metrics are off", "type": "not_found_error"}})
         if route.config.metrics_token:
-            header = (request.getHeader(b"authorization") or b"").decode("latin-1")
-            if not hmac.compare_digest(header.encode(), f"Bearer {route.config.metrics_token}".encode()):
+            given = presented_token(request.getHeader(b"authorization"), None) or ""
+            if not hmac.compare_digest(given.encode(), route.config.metrics_token.encode()):
                 return json_body(request, 401, {"error": {"message": "metrics need their own bearer token",
                                                           "type": "authentication_error", "code": None}})
         body, content_type = route.services.metrics.render()

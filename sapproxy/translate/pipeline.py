@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Protocol, Sequence
 
+from sapproxy.translate.estimate import event_text_chars
 from sapproxy.translate.sse import SSEDecoder
 from sapproxy.translate.usage import Usage
 
@@ -69,13 +70,15 @@ class StreamPipeline:
         in it), for the usage row; L{None} while all is well.
     """
 
-    __slots__ = ("_source", "_translators", "_encode", "error")
+    __slots__ = ("_source", "_translators", "_encode", "error", "output_chars")
 
     def __init__(self, source: Source, translators: Sequence[Translator], encode: Callable[[Any], bytes]) -> None:
         self._source = source
         self._translators = tuple(translators)
         self._encode = encode
         self.error: str | None = None
+        #: Characters of model output sent to the client, for an estimate when the upstream gives no usage.
+        self.output_chars = 0
 
     @property
     def usage(self) -> Usage | None:
@@ -108,9 +111,12 @@ class StreamPipeline:
                 events = [out for event in events for out in translator.feed(event)]
         encode = self._encode
         out = []
+        chars = 0
         for event in events:
+            chars += event_text_chars(event)
             if "error" in event:
                 error = event["error"]
                 self.error = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
             out.append(encode(event))
+        self.output_chars += chars
         return out

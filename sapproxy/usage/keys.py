@@ -239,9 +239,20 @@ class KeyRing:
         self._failing = False
         self._refreshing = False
         self.loaded = False
+        self._store_has_keys = False
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    @property
+    def holds_no_keys(self) -> bool:
+        """
+        The store has been read and has never held a key (revoked and expired ones count as held).
+
+        Only then may a gateway without configured tokens run open: revoking the last key must not turn
+        authentication off, and neither may a store not yet read (start-up) or unreadable.
+        """
+        return self.loaded and not self._store_has_keys
 
     def lookup(self, presented_token: str) -> KeyRecord | None:
         """
@@ -293,6 +304,7 @@ class KeyRing:
     def _replace(self, records: list[KeyRecord]) -> None:
         now = self._clock.seconds()
         self._keys = {r.key_hash: r for r in records if r.usable(now)}
+        self._store_has_keys = self._store_has_keys or bool(records)
         self.loaded = True
         if self._failing:
             self._failing = False

@@ -27,10 +27,14 @@ upstream's error on" are exercised):
   (b) it is a 5xx (or a stream that ends with an error event) for a request whose own fault, if any, is
       survivable (none / slow_headers) -- the fault came from an armed ``-a`` deployment while ``-b`` was
       healthy, or from nowhere, or
-  (c) it is a 5xx whose status differs from what the directive fault implies when passed on after the
-      retries are exhausted (429 -> 429, 500 -> 500, 503 -> 503, reset/stall -> 502/504, error_mid_stream on
-      a whole response -> 500; on a stream that already started, an error event, not a status).
-An upstream 503 (or 500, 429) passed on after the retries is NOT proxy-caused.
+  (c) it is a 5xx that is not a JSON error in the client's dialect (e.g. twisted.web's HTML "Processing
+      Failed" page: the gateway lost track of the request; counted as malformed too).
+An upstream 503 (or 500, 429, or the gateway's 502/504 for resets/stalls) passed on after the retries is NOT
+proxy-caused when the request's own directive fault struck every deployment.  Whether the status is the one
+the directive implies (429 -> 429, 500 -> 500, 503 -> 503, reset -> 502, stall -> 504, error_mid_stream ->
+500 or an error event) is reported as "status differs from the directive fault" for information only: an
+armed fault on ``-a`` takes precedence over the directive there, so the last attempt may have failed
+differently (or, after an armed slow_headers, succeeded).
 
 Figures: hung streams (no end of the response within the per-request deadline), unterminated streams (the
 connection closed without ``[DONE]``/``message_stop``/an error event), malformed SSE or JSON, upstream sockets
@@ -197,6 +201,7 @@ class Outcome:
     got_status_line: bool = False
     elapsed: float = 0.0
     proxy_caused: bool = False
+    status_mismatch: bool = False
     sample: bytes = b""
 
 
@@ -430,11 +435,14 @@ def classify(out: Outcome) -> None:
     elif out.kind == "malformed" and out.status is not None and out.status >= 500:
         out.proxy_caused = True  # not the upstream's error passed on: e.g. twisted.web's "Processing Failed" page
     elif out.kind == "http_error" and out.status is not None and out.status >= 500:
-        out.proxy_caused = survivable or out.status not in expected_statuses(plan)
+        out.proxy_caused = survivable
     elif out.kind == "stream_error":
         out.proxy_caused = survivable
-    elif out.kind == "http_error" and plan.fault_name == "429" and out.status != 429:
-        out.proxy_caused = True
+    if out.kind in ("http_error", "stream_error", "ok") and not survivable and \
+            (out.status if out.kind != "stream_error" else 200) not in expected_statuses(plan):
+        # Informational only: an armed fault on -a wins over the request's own directive there, so the last
+        # attempt's error (or even a success, after an armed slow_headers) may differ from the directive's.
+        out.status_mismatch = True
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -490,6 +498,7 @@ class SoakResult:
     sim_open_streams: int = 0
     rss_warm_kib: int = 0
     rss_end_kib: int = 0
+    rss_samples: list[tuple[int, int]] = field(default_factory=list)  # (requests done, KiB)
     usage_rows: int = 0
     usage_expected: int = 0
     usage_missing: list[int] = field(default_factory=list)
@@ -497,6 +506,8 @@ class SoakResult:
     usage_unknown: int = 0
     hangups_with_row: int = 0
     tracebacks: int = 0
+    status_mismatches: int = 0
+    traceback_kinds: collections.Counter = field(default_factory=collections.Counter)
     traceback_excerpt: str = ""
     workdir: str = ""
 
@@ -535,7 +546,9 @@ class SoakResult:
     def table(self) -> str:
         lines = [f"Soak: {self.sent}/{self.requests_planned} requests in {self.seconds:.0f} s "
                  f"({self.sent / max(self.seconds, 1e-9):.0f} req/s); outcomes {dict(sorted(self.counts.items()))}; "
-                 f"statuses {dict(sorted((str(k), v) for k, v in self.statuses.items()))}", "",
+                 f"statuses {dict(sorted((str(k), v) for k, v in self.statuses.items()))}; "
+                 f"client hang-ups with a usage row {self.hangups_with_row}; "
+                 f"status differs from the directive fault (info) {self.status_mismatches}", "",
                  "| figure | value | result |", "|---|---|---|"]
         for name, value, ok in self.checks():
             lines.append(f"| {name} | {value} | {'PASS' if ok else 'FAIL'} |")
@@ -558,10 +571,16 @@ class SoakResult:
             first = items[0]
             parts.append(f"- e.g. request #{first.plan.idx} id={first.request_id} fault={first.plan.fault} "
                          f"elapsed={first.elapsed:.1f}s detail={first.detail[:300]}")
+        if self.rss_samples:
+            parts.append("### gateway RSS (requests done: MiB): " + ", ".join(
+                f"{n}: {kib / 1024:.1f}" for n, kib in self.rss_samples) + f", after quiet: {self.rss_end_kib / 1024:.1f}")
         if self.usage_missing:
             parts.append(f"### usage rows missing for answered requests: {self.usage_missing[:10]}")
         if self.usage_duplicates:
             parts.append(f"### duplicate usage rows: {self.usage_duplicates[:10]}")
+        if self.traceback_kinds:
+            parts.append("### tracebacks by exception: " + ", ".join(f"{k} x{v}" for k, v in
+                                                                   self.traceback_kinds.most_common()))
         if self.traceback_excerpt:
             parts.append("### first traceback in the gateway log\n```\n" + self.traceback_excerpt + "\n```")
         return "\n".join(parts) + ("\n" if parts else "")
@@ -576,6 +595,7 @@ async def _drive(plans: list[Plan], stack: h.Stack, concurrency: int, seconds: f
     stop_at = time.monotonic() + seconds
     done = 0
     gateway = stack.gateway
+    sample_every = max(len(plans) // 20, 1)
 
     async def arm(spec: dict[str, Any]) -> None:
         await loop.run_in_executor(None, lambda: stack.sim.control("POST", "/_sim/faults", spec))
@@ -594,6 +614,8 @@ async def _drive(plans: list[Plan], stack: h.Stack, concurrency: int, seconds: f
             done += 1
             if done == warmup:
                 result.rss_warm_kib = gateway.rss_kib()
+            if done % sample_every == 0:
+                result.rss_samples.append((done, gateway.rss_kib()))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return outcomes
@@ -630,6 +652,7 @@ def run_soak(requests: int = 20000, concurrency: int = 64, seconds: float = 900.
             result.beyond_pool = max(0, result.upstream_open - POOL_SIZE)
             result.sim_open_streams = int(sim.stats().get("open_streams", 0))
             for out in outcomes:
+                result.status_mismatches += out.status_mismatch
                 result.counts[out.kind] += 1
                 if out.status is not None:
                     result.statuses[out.status] += 1
@@ -649,9 +672,16 @@ def run_soak(requests: int = 20000, concurrency: int = 64, seconds: float = 900.
                                         if out.kind not in ("ok", "hangup") else ""}) + "\n")
             log = gateway_log(gateway)
             result.tracebacks = log.count("Traceback")
+            for block in log.split("Traceback (most recent call last):")[1:]:
+                # The exception line is the first tab-indented line that is not a frame (frames are "\t  ").
+                exc = next((ln.strip() for ln in block.split("\n")[1:]
+                            if ln.startswith("\t") and ln[1:2] not in (" ", "") and ln.strip()), "?")
+                result.traceback_kinds[exc.split(":")[0]] += 1
             if result.tracebacks:
                 at = log.find("Traceback")
-                result.traceback_excerpt = log[max(0, log.rfind("\n", 0, max(at - 400, 0))):at + 3000]
+                start = log.rfind("\n", 0, max(log.rfind("\n", 0, at), 0)) + 1  # the line logging it
+                end = log.find("\n\t\n", at)
+                result.traceback_excerpt = log[start:end if end > 0 else at + 2000][:3000]
         finally:
             gateway.daemon.stop()
     finally:

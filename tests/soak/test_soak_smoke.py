@@ -22,14 +22,14 @@ def test_soak_smoke(tmp_path: Path) -> None:
     result = soak.run_soak(requests=600, concurrency=32, seconds=60.0, seed=7, warmup=150, workdir=tmp_path)
     report = result.table() + "\n" + result.examples()
     assert result.sent == 600, report
-    assert not result.proxy_5xx, report
-    assert not result.proxy_stream_errors, report
-    assert not result.hung, report
-    assert not result.unterminated, report
-    assert not result.malformed, report
-    assert not result.conn_errors, report
+    assert len(result.proxy_5xx) == 0, report
+    assert len(result.proxy_stream_errors) == 0, report
+    assert len(result.hung) == 0, report
+    assert len(result.unterminated) == 0, report
+    assert len(result.malformed) == 0, report
+    assert len(result.conn_errors) == 0, report
     assert result.beyond_pool == 0, report
     assert result.sim_open_streams == 0, report
     assert result.rss_growth < 5.0, report
-    assert not result.usage_missing and not result.usage_duplicates and not result.usage_unknown, report
+    assert (len(result.usage_missing), len(result.usage_duplicates), result.usage_unknown) == (0, 0, 0), report
     assert result.tracebacks == 0, report

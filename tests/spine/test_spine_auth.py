@@ -30,14 +30,17 @@ def test_plain_and_sha256_tokens_match_exactly() -> None:
 
 
 class Ring:
-    def __init__(self, records: dict[str, Any]) -> None:
+    def __init__(self, records: dict[str, Any], loaded: bool = True) -> None:
         self.records = records
+        self.loaded = loaded
+        self.held = bool(records)
 
     def lookup(self, token: str) -> Any:
         return self.records.get(token)
 
-    def __len__(self) -> int:
-        return len(self.records)
+    @property
+    def holds_no_keys(self) -> bool:
+        return self.loaded and not self.held
 
 
 class Record:
@@ -56,4 +59,13 @@ def test_no_tokens_and_no_keys_disables_auth_until_a_key_exists() -> None:
     auth = Authenticator([], ring)
     assert auth.disabled and auth.identify(None) is ANONYMOUS
     ring.records["k"] = Record()
+    ring.held = True
+    assert not auth.disabled and auth.identify(None) is None
+    # Revoking the last key keeps authentication on.
+    ring.records.clear()
+    assert not auth.disabled and auth.identify(None) is None and auth.identify("k") is None
+
+
+def test_no_anonymous_window_before_the_store_is_read() -> None:
+    auth = Authenticator([], Ring({}, loaded=False))
     assert not auth.disabled and auth.identify(None) is None
