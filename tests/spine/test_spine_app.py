@@ -158,3 +158,64 @@ def test_claude_through_converse_when_configured() -> None:
     paths = [r["path"] for r in h.simulator.requests if "/deployments/" in r["path"]]
     assert sum(p.endswith("/converse") for p in paths) == 2 and sum(p.endswith("/converse-stream") for p in paths) == 2
     assert h.rows.rows[-1].completion_tokens > 0
+
+
+PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def _upstream_bodies(h: Harness, fragment: str) -> list[dict]:
+    return [r["body"] for r in h.simulator.requests if fragment in r["path"]]
+
+
+def test_images_reach_claude_and_gemini_from_an_openai_client() -> None:
+    h = Harness()
+    content = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": PNG}}]
+    for model, fragment in (("anthropic--claude-4.5-sonnet", "/invoke"), ("gemini-2.5-pro", "generateContent")):
+        response, _ = h.post(CHAT, {"model": model, "messages": [{"role": "user", "content": content}]})
+        assert response.code == 200
+        sent = json.dumps(_upstream_bodies(h, fragment)[-1])
+        assert PNG.split(",", 1)[1] in sent and "image/png" in sent
+
+
+def test_reasoning_effort_becomes_claude_thinking_with_its_signature() -> None:
+    from sapproxy.simulator import textgen
+
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "anthropic--claude-4.5-sonnet", "reasoning_effort": "low",
+                                   "messages": HI, "max_completion_tokens": 4000})
+    assert response.code == 200
+    upstream = _upstream_bodies(h, "/invoke")[-1]
+    assert upstream["thinking"]["type"] == "enabled" and upstream["max_tokens"] > upstream["thinking"]["budget_tokens"]
+    message = json.loads(body)["choices"][0]["message"]
+    assert message["reasoning_content"]
+    (block,) = message["thinking_blocks"]
+    assert block["signature"] == textgen.thinking_signature(block["thinking"])
+
+
+def test_anthropic_thinking_reaches_gemini_as_a_thinking_budget() -> None:
+    h = Harness()
+    response, _ = h.post("/v1/messages", {"model": "gemini-2.5-pro", "max_tokens": 3000, "messages": HI,
+                                          "thinking": {"type": "enabled", "budget_tokens": 1024}})
+    assert response.code == 200
+    config = _upstream_bodies(h, "generateContent")[-1]["generationConfig"]
+    assert config["thinkingConfig"]["thinkingBudget"] == 1024
+
+
+def test_claude_code_telemetry_is_swallowed() -> None:
+    h = Harness()
+    response, body = h.post("/api/event_logging/batch", {"events": [{"x": 1}]}, token=None)
+    assert response.code == 200 and json.loads(body) == {}
+
+
+def test_tenant_header_when_the_service_key_has_a_zone() -> None:
+    import attrs
+
+    h = Harness()
+    account = h.config.subaccounts["main"]
+    zoned = attrs.evolve(account, service_key=attrs.evolve(account.service_key, identityzoneid="zone-1"))
+    h2 = Harness(subaccounts={"main": zoned})
+    h2.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    upstream = [r for r in h2.simulator.requests if "/chat/completions" in r["path"]][-1]
+    assert upstream["headers"]["ai-tenant-id"] == "zone-1"
+    assert upstream["headers"]["ai-resource-group"] == "default"
+    assert upstream["headers"]["authorization"].startswith("Bearer ")
