@@ -116,6 +116,17 @@ class SimulatorSettings:
 
 
 @frozen
+class TracingSettings:
+    """
+    OpenTelemetry: C{exporter} "otlp" (OTLP over HTTP to C{endpoint}) or "console".
+    """
+
+    exporter: str = "otlp"
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "sapproxy"
+
+
+@frozen
 class GatewayConfig:
     # path and subaccounts are filled in after the optional keys are structured (see _structure).
     path: Path = Path("config.json")
@@ -145,6 +156,7 @@ class GatewayConfig:
     log_bodies: bool = False
     #: Extra regular expressions whose matches are masked in logged bodies.
     redact_patterns: tuple[str, ...] = ()
+    tracing: TracingSettings | None = None
 
     @property
     def directory(self) -> Path:
@@ -168,7 +180,7 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
-    "log_bodies", "redact_patterns",
+    "log_bodies", "redact_patterns", "tracing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group",
 }
@@ -201,7 +213,7 @@ def _converter() -> cattrs.Converter:
     c.register_structure_hook(str, string)
     c.register_structure_hook(bool, boolean)
     # After the scalar hooks: structure functions are generated against the hooks registered so far.
-    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings):
+    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings):
         c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
     c.register_structure_hook(
         GatewayConfig,
@@ -405,6 +417,8 @@ def _check_semantics(config: GatewayConfig) -> None:
             re.compile(pattern)
         except re.error as e:
             raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
+    if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
+        raise _PathError("tracing.exporter", "expected otlp or console")
     if config.on_client_hangup not in ("close", "drain"):
         raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store

@@ -24,6 +24,7 @@ from sapproxy.exchanges import Exchange
 from sapproxy.picker import Deployment, DeploymentPicker
 from sapproxy.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
 from sapproxy.tokens import TokenCache, TokenFetchError, XsuaaClient
+from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
 from sapproxy.translate.usage import Usage
 from sapproxy.upstream import sleep, upstream_headers
@@ -68,11 +69,13 @@ class RequestContext:
     output_chars: int = 0
     #: The client's W3C trace context, passed upstream so a trace spans the gateway.
     traceparent: str | None = None
+    #: The request's OpenTelemetry span, when tracing is on.
+    span: Any = None
 
 
 class Gateway:
     def __init__(self, config: GatewayConfig, reactor: Any, http: Any, *, metrics: Any = None,
-                 previous: Gateway | None = None) -> None:
+                 previous: Gateway | None = None, tracing: Tracing | None = None) -> None:
         """
         @param previous: the gateway this one replaces on a config reload: token caches of subaccounts whose
             service key did not change are kept (no needless token fetch), and the streams it still relays
@@ -82,6 +85,7 @@ class Gateway:
         self.reactor = reactor
         self.http = http
         self.metrics = metrics
+        self.tracing = tracing or Tracing(None)
         self.picker = DeploymentPicker(config.subaccounts, reactor, cooldown=config.retry.cooldown,
                                        failures=config.retry.breaker_failures)
         xsuaa = XsuaaClient(http, reactor, timeout=config.timeouts.token)
@@ -136,17 +140,28 @@ class Gateway:
             ctx.attempts += 1
             ctx.subaccount = deployment.subaccount.name
             ctx.deployment = deployment.id
+            cache = self.tokens[deployment.subaccount.name]
+            token_span = self.tracing.child(ctx.span, "sap.token", subaccount=cache.name) \
+                if self.tracing.enabled and not cache.state()["token"] == "valid" else None
             try:
-                token = await self.tokens[deployment.subaccount.name].get()
+                token = await cache.get()
+                Tracing.end(token_span)
             except TokenFetchError as e:
+                Tracing.end(token_span, error=str(e))
                 last = GatewayError("overloaded", f"could not get an SAP AI Core token for subaccount "
                                     f"{deployment.subaccount.name}: {e}")
                 self._upstream_error(deployment, "token")
                 index += 1
                 continue
+            span = self.tracing.child(ctx.span, "upstream " + exchange.path.split("?", 1)[0], client=True,
+                                      subaccount=deployment.subaccount.name, deployment=deployment.id,
+                                      attempt=ctx.attempts)
             try:
-                response = await self._post(deployment, exchange, token, ctx.traceparent)
+                response = await self._post(deployment, exchange, token,
+                                            self.tracing.traceparent(span) or ctx.traceparent)
+                Tracing.end(span, **{"http.status_code": response.code})
             except _NETWORK_ERRORS as e:
+                Tracing.end(span, error=type(e).__name__)
                 if _cancelled(e):
                     # The client went away before the upstream answered: nothing to retry for.
                     raise CancelledError() from None

@@ -36,6 +36,7 @@ from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
 from sapproxy.resources._scaffold import Services, ServicesRef
+from sapproxy.tracing import make_tracing
 from sapproxy.upstream import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 
@@ -176,7 +177,8 @@ class GatewayService(MultiService):
         return self.ref.current.gateway
 
     def _services(self, config: GatewayConfig, previous: Gateway | None) -> Services:
-        gateway = Gateway(config, self.reactor, self.http, metrics=self.metrics, previous=previous)
+        gateway = Gateway(config, self.reactor, self.http, metrics=self.metrics, previous=previous,
+                          tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
         configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
         return Services(
             gateway=gateway,

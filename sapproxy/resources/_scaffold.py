@@ -19,6 +19,7 @@ from sapproxy.errors import GatewayError
 from sapproxy.exchanges import ExchangeBuilder
 from sapproxy.gateway import Gateway, RequestContext
 from sapproxy.models import ModelCatalog, ResolvedModel
+from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
 
 log = Logger()
@@ -180,6 +181,7 @@ class Route:
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
             ctx.traceparent = traceparent.decode("latin-1")
+        ctx.span = services.gateway.tracing.request("POST " + endpoint, ctx.traceparent)
         request.responseHeaders.setRawHeaders(b"x-request-id", [ctx.request_id.encode()])
         try:
             identity = self.identify(request)
@@ -212,6 +214,8 @@ class Route:
                 # Accounting first: it fills in an estimate when the upstream reported no usage, and the
                 # tokens-per-minute limit is charged with what was recorded.
                 services.accounting.finished(ctx)
+                Tracing.end(ctx.span, **{"http.status_code": ctx.status, "sapproxy.model": ctx.model_resolved,
+                                         "sapproxy.request_id": ctx.request_id, "sapproxy.attempts": ctx.attempts})
                 if ctx.identity is not None and ctx.usage is not None and services.rate_limiter is not None:
                     services.rate_limiter.add_tokens(ctx.identity.key_id, ctx.usage.total_tokens)
 
