@@ -13,8 +13,12 @@ from typing import Any
 
 from attrs import define, field
 from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeoutError
-from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError, TimeoutError
+from twisted.internet.error import (
+    ConnectError, ConnectingCancelledError, ConnectionClosed, DNSLookupError, TimeoutError,
+)
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web._newclient import RequestGenerationFailed, RequestTransmissionFailed
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from sapproxy.auth import ClientIdentity
@@ -31,8 +35,20 @@ from sapproxy.upstream import sleep, upstream_headers
 
 log = Logger()
 
-_NETWORK_ERRORS = (ConnectError, ConnectionClosed, DNSLookupError, TimeoutError, DeferredTimeoutError,
-                   ResponseFailed, ResponseNeverReceived)
+# Everything an upstream request can fail with before a response: connecting, sending, waiting for headers.
+# (twisted.web's _newclient wraps its causes in _WrapperException subclasses that share no useful base.)
+_NETWORK_ERRORS = (ConnectError, ConnectingCancelledError, ConnectionClosed, DNSLookupError, TimeoutError,
+                   DeferredTimeoutError, ResponseFailed, ResponseNeverReceived, RequestGenerationFailed,
+                   RequestTransmissionFailed)
+
+
+class HeadersTimeout(TimeoutError):
+    """
+    The upstream did not send its response headers within C{timeouts.headers}.
+
+    Raised in place of the cancellation the timeout causes, so that it is never mistaken for the client
+    hanging up (which also cancels the request).
+    """
 
 
 @define
@@ -131,6 +147,7 @@ class Gateway:
         last: GatewayError | None = None
         index = 0
         refreshed_token = False
+        retried_stale = False
         while ctx.attempts < policy.attempts:
             deployment = deployments[index % len(deployments)]
             if ctx.attempts > 0 and ctx.deployment and ctx.deployment != deployment.id:
@@ -162,9 +179,15 @@ class Gateway:
                 Tracing.end(span, **{"http.status_code": response.code})
             except _NETWORK_ERRORS as e:
                 Tracing.end(span, error=type(e).__name__)
-                if _cancelled(e):
+                if not isinstance(e, HeadersTimeout) and _cancelled(e):
                     # The client went away before the upstream answered: nothing to retry for.
                     raise CancelledError() from None
+                if isinstance(e, RequestTransmissionFailed) and not retried_stale:
+                    # Most often a pooled connection the upstream had closed meanwhile (a POST is never
+                    # retried by the pool itself): nothing was sent, so once more on a fresh connection.
+                    retried_stale = True
+                    ctx.attempts -= 1
+                    continue
                 last = _network_error(e)
                 self._upstream_error(deployment, type(e).__name__)
                 self.picker.failed(deployment)
@@ -236,8 +259,22 @@ class Gateway:
                                    {"traceparent": traceparent} if traceparent else None)
         d = self.http.request("POST", deployment.url + exchange.path, data=exchange.body, headers=headers,
                               allow_redirects=False, unbuffered=True)
-        d.addTimeout(self.config.timeouts.headers, self.reactor)
-        return d
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self.reactor.callLater(self.config.timeouts.headers, expire)
+
+        def settled(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            if expired and isinstance(result, Failure):
+                raise HeadersTimeout(f"no response headers within {self.config.timeouts.headers:g} s")
+            return result
+
+        return d.addBoth(settled)
 
     async def _whole(self, ctx: RequestContext, response: Any, exchange: Exchange) -> dict[str, Any]:
         d = response.content()
@@ -309,6 +346,8 @@ class Gateway:
 
 
 def _cancelled(e: Exception) -> bool:
+    if isinstance(e, ConnectingCancelledError):
+        return True
     reasons = getattr(e, "reasons", None) or []
     return any(getattr(r, "check", lambda *_: False)(CancelledError) for r in reasons)
 

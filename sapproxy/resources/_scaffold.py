@@ -199,6 +199,11 @@ class Route:
         except InvalidRequest as e:
             return self._failed(request, ctx, GatewayError("invalid_request", e.message, param=e.param))
         except CancelledError:
+            if not getattr(request, "_disconnected", False):
+                # A cancellation that was not the client leaving must still end as an error in the dialect.
+                log.failure("request cancelled while its client is still connected")
+                return self._failed(request, ctx, GatewayError("api_error", "the request was cancelled in the "
+                                                              f"gateway; request id {ctx.request_id}"))
             ctx.client_hung_up = True
             ctx.status = ctx.status or 499
             raise

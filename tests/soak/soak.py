@@ -624,7 +624,9 @@ async def _drive(plans: list[Plan], stack: h.Stack, concurrency: int, seconds: f
 def run_soak(requests: int = 20000, concurrency: int = 64, seconds: float = 900.0, seed: int = 1,
              warmup: int | None = None, workdir: Path | None = None, progress: bool = True) -> SoakResult:
     """Start the stack, drive it, measure, stop it; the figures in a L{SoakResult}."""
-    warmup = warmup if warmup is not None else min(1000, max(requests // 5, 1))
+    # RSS settles only after a few thousand requests (allocator arenas, caches, pooled connections): judge
+    # growth over the last three quarters of the run.
+    warmup = warmup if warmup is not None else max(requests // 4, 1)
     result = SoakResult(requests)
     directory = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sapproxy-soak-"))
     result.workdir = str(directory)

@@ -219,3 +219,38 @@ def test_tenant_header_when_the_service_key_has_a_zone() -> None:
     assert upstream["headers"]["ai-tenant-id"] == "zone-1"
     assert upstream["headers"]["ai-resource-group"] == "default"
     assert upstream["headers"]["authorization"].startswith("Bearer ")
+
+
+def _two_deployments(h: Harness) -> dict:
+    import attrs
+
+    account = h.config.subaccounts["main"]
+    url = account.deployment_models["gpt-4.1"][0]
+    return {"main": attrs.evolve(account, deployment_models={**account.deployment_models, "gpt-4.1": (url, url)})}
+
+
+def test_headers_timeout_fails_over_instead_of_looking_like_a_hang_up() -> None:
+    from sapproxy.config import Timeouts
+
+    base = Harness()
+    h = Harness(timeouts=Timeouts(headers=5), subaccounts=_two_deployments(base))
+    h.post(CHAT, {"model": "gpt-4.1", "messages": HI})  # a token first
+    h.simulator.faults.set("d-gpt41", "slow_headers", count=1, delay=60)
+    results: list = []
+    h.client.request("POST", "http://gw.test" + CHAT, data=json.dumps({"model": "gpt-4.1", "messages": HI}).encode(),
+                     headers={"Authorization": "Bearer sk-test"}).addBoth(results.append)
+    for _ in range(10):
+        h.upstream.flush()
+        h.client.flush()
+    assert not results
+    h.clock.advance(5)
+    for _ in range(50):
+        if results:
+            break
+        h.upstream.flush()
+        h.client.flush()
+        h.clock.advance(0.1)
+    (response,) = results
+    assert response.code == 200
+    row = h.rows.rows[-1]
+    assert (row.status, row.attempts, row.failovers, row.client_hung_up) == (200, 2, 0, False)
