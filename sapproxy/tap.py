@@ -7,8 +7,10 @@ only inside L{makeService}, which twistd calls after installing the reactor it w
 
 from __future__ import annotations
 
+import gc
 import socket
 import sys
+from typing import Any
 
 
 from twisted.application.service import IService
@@ -48,7 +50,18 @@ def makeService(options: Options) -> IService:
         # Checked here, before the reactor runs, because twistd cannot exit non-zero from startService.
         sys.stderr.write(f"sapproxy: cannot listen on {config.host}:{config.port}: {problem}\n")
         raise SystemExit(1)
+    _tune_gc(reactor)
     return GatewayService(config, reactor, config_path=options["config"], reuse_port=reuse_port)
+
+
+def _tune_gc(reactor: Any) -> None:
+    """
+    A process-wide choice, so made here and not in the library: collect young objects less often (thousands
+    of streams allocate many short-lived objects; the default threshold of 700 made opening 9,000 streams
+    2.5 times slower in bench/), and move what start-up allocated out of the collector's sight.
+    """
+    gc.set_threshold(50_000, 20, 100)
+    reactor.callWhenRunning(gc.freeze)
 
 
 def _cannot_bind(host: str, port: int, reuse_port: bool) -> str | None:
