@@ -27,6 +27,7 @@ import json
 import re
 from typing import Any
 
+from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.eventstream import anthropic_error_event
 from sapproxy.translate.ids import new_message_id
@@ -455,21 +456,7 @@ class ConverseToAnthropicStream:
         if self._started:
             return
         self._started = True
-        out.append(
-            {
-                "type": "message_start",
-                "message": {
-                    "id": self.message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
-                },
-            }
-        )
+        out.append(message_start(self.message_id, self.model))
 
     def _open(self, out: list[dict[str, Any]], upstream: int, block: dict[str, Any]) -> int:
         index = self._next_index

@@ -40,6 +40,7 @@ import mimetypes
 import re
 from typing import Any, Iterable
 
+from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.usage import Usage
@@ -741,21 +742,7 @@ class GeminiToAnthropicStream:
         self._started = True
         usage = (self.usage or Usage()).to_anthropic()
         usage["output_tokens"] = 0
-        out.append(
-            {
-                "type": "message_start",
-                "message": {
-                    "id": self.message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": usage,
-                },
-            }
-        )
+        out.append(message_start(self.message_id, self.model, usage))
 
     def _close(self, out: list[dict[str, Any]]) -> None:
         if self._open is None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.ids import message_id_from_chat_id, new_call_id
 from sapproxy.translate.usage import Usage
@@ -475,21 +476,7 @@ class OpenAIToAnthropicStream:
         self._started = True
         if not self.message_id:
             self.message_id = message_id_from_chat_id(completion_id if isinstance(completion_id, str) else None)
-        out.append(
-            {
-                "type": "message_start",
-                "message": {
-                    "id": self.message_id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
-                },
-            }
-        )
+        out.append(message_start(self.message_id, self.model))
 
     def _close_block(self, out: list[dict[str, Any]]) -> None:
         if self._kind != _NONE:
