@@ -139,7 +139,12 @@ class _Listener(Service):
         self.port: Any = None
 
     def startService(self) -> None:
+        # Listening starts in listen(), once the gateway is ready to judge credentials.
         super().startService()
+
+    def listen(self) -> None:
+        if not self.running or self.port is not None:
+            return
         host, port = self._config.host, self._config.port
         where: Any = makeBinding(host, port, reuseAddress=True, reusePort=True) if self._reuse_port else port
         self.port = self._reactor.listenTCP(where, self._site, backlog=1024, interface=host)
@@ -250,7 +255,11 @@ class GatewayService(MultiService):
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         except ValueError:
             pass  # not the main thread (tests); reload() is still callable
+        # Accept connections only once the key store has been read (or failed to be): before that, no caller
+        # could be judged, and a client would see 401s that vanish a moment later.
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
+        self.keyring_started.addErrback(lambda f: log.failure("usage store did not start", f))
+        self.keyring_started.addBoth(lambda _: self.listener.listen())
 
     def stopService(self) -> Deferred[None]:
         return ensureDeferred(self._stop())
