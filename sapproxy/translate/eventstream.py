@@ -3,8 +3,9 @@ AWS event-stream (C{application/vnd.amazon.eventstream}) decoding for Bedrock's
 C{invoke-with-response-stream}.
 
 Each binary frame is: total length (4), headers length (4), prelude CRC32 (4), headers, payload, message
-CRC32 (4).  Framing and both CRCs are checked by botocore's pure-Python L{EventStreamBuffer}; a corrupt
-frame raises L{EventStreamError} and the decoder stays broken (the byte stream cannot be resynchronised).
+CRC32 (4).  Framing and both CRCs are checked by L{EventStreamDecoder}, headers parsed by botocore's
+L{EventStreamHeaderParser}; a corrupt frame raises L{EventStreamError} and the decoder stays broken (the byte
+stream cannot be resynchronised).
 
 Frame kinds:
 
@@ -20,14 +21,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import struct
 import zlib
 from typing import Any
 
-from botocore.eventstream import EventStreamBuffer, ParserError
+from botocore.eventstream import EventStreamHeaderParser, ParserError
 
 _loads = json.loads
 _b64decode = binascii.a2b_base64
+_HEADER_PARSER = EventStreamHeaderParser()
 
 #: AWS exception names -> Anthropic error types.
 EXCEPTION_TYPES = {
@@ -58,42 +61,33 @@ def anthropic_error_event(aws_type: str | None, message: str) -> dict[str, Any]:
     }
 
 
-class _CachingBuffer(EventStreamBuffer):
-    """
-    botocore's buffer with the headers of each frame parsed once per distinct header block.
-
-    Bedrock repeats the same three headers on every chunk frame, and botocore's pure-Python header parser
-    is most of the decoding cost; the parsed headers are cached by their raw bytes (immutable C{bytes},
-    already CRC-checked as part of the message).  The cache is bounded.
-    """
-
-    _header_cache: dict[bytes, dict[str, Any]]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._header_cache = {}
-
-    def _parse_headers(self) -> dict[str, Any]:
-        prelude = self._prelude
-        raw = self._data[12 : prelude.headers_end]
-        cached = self._header_cache.get(raw)
-        if cached is None:
-            cached = self._header_parser.parse(raw)
-            if len(self._header_cache) < 64:
-                self._header_cache[raw] = cached
-        return cached
+_PRELUDE = struct.Struct("!III")
+_CRC = struct.Struct("!I")
+#: Bounds a frame must keep (botocore's): a prelude that claims more is corrupt, not a frame to wait for.
+_MAX_HEADERS = 128 * 1024
+_MAX_PAYLOAD = 24 * 1024 * 1024
+#: A chunk payload as Bedrock writes it, C{{"bytes":"<base64>","p":"<padding>"}}: taken apart without a JSON
+#: parser.  Anything else (other keys, spaces, escapes) goes through L{json.loads}.
+_CHUNK_PAYLOAD = re.compile(rb'\{"bytes":"([A-Za-z0-9+/=]*)"(?:,"p":"[A-Za-z0-9]*")?\}')
 
 
 class EventStreamDecoder:
     """
     Incremental decoder: C{feed(bytes)} returns the Anthropic events of every frame completed by those bytes.
+
+    Framing and both CRCs are checked here (C{zlib.crc32} over a memoryview, no copies); header blocks are
+    parsed by botocore's L{EventStreamHeaderParser}, once per distinct block: Bedrock repeats the same three
+    headers on every chunk frame, so the cache (bounded) turns the pure-Python header parser, most of
+    botocore's decoding cost, into a dict lookup.  (botocore's own buffer also re-copies its whole buffer
+    after every frame; this one keeps an offset.)
     """
 
-    __slots__ = ("_buffer", "_broken", "frames")
+    __slots__ = ("_data", "_broken", "_headers", "frames")
 
     def __init__(self) -> None:
-        self._buffer = _CachingBuffer()
+        self._data = b""
         self._broken: EventStreamError | None = None
+        self._headers: dict[bytes, dict[str, Any]] = {}
         #: Frames decoded so far (events, exceptions and ignored frames alike).
         self.frames = 0
 
@@ -102,20 +96,34 @@ class EventStreamDecoder:
             raise self._broken
         if not data:
             return []
-        self._buffer.add_data(data)
+        buf = self._data + data if self._data else data
         out: list[dict[str, Any]] = []
+        pos = 0
+        size = len(buf)
         try:
-            for message in self._buffer:
+            while size - pos >= 12:
+                total, headers_length, prelude_crc = _PRELUDE.unpack_from(buf, pos)
+                if zlib.crc32(buf[pos : pos + 8]) != prelude_crc:
+                    raise EventStreamError("corrupt event-stream frame: prelude CRC mismatch")
+                if headers_length > _MAX_HEADERS or total < 16 + headers_length \
+                        or total - 16 - headers_length > _MAX_PAYLOAD:
+                    raise EventStreamError(f"corrupt event-stream frame: impossible lengths "
+                                           f"(total {total}, headers {headers_length})")
+                end = pos + total
+                if end > size:
+                    break
+                if zlib.crc32(memoryview(buf)[pos : end - 4]) != _CRC.unpack_from(buf, end - 4)[0]:
+                    raise EventStreamError("corrupt event-stream frame: message CRC mismatch")
+                headers_end = pos + 12 + headers_length
                 self.frames += 1
-                event = self._decode(message.headers, message.payload)
+                event = self._decode(self._parse_headers(buf[pos + 12 : headers_end]), buf[headers_end : end - 4])
                 if event is not None:
                     out.append(event)
-        except ParserError as e:
-            self._broken = EventStreamError(f"corrupt event-stream frame: {e}")
-            raise self._broken from e
+                pos = end
         except EventStreamError as e:
             self._broken = e
             raise
+        self._data = buf[pos:] if pos < size else b""
         return out
 
     def finish(self) -> list[dict[str, Any]]:
@@ -125,10 +133,20 @@ class EventStreamDecoder:
         """
         if self._broken is not None:
             raise self._broken
-        pending = len(self._buffer._data)
-        if pending:
-            raise EventStreamError(f"event stream ended inside a frame ({pending} bytes left over)")
+        if self._data:
+            raise EventStreamError(f"event stream ended inside a frame ({len(self._data)} bytes left over)")
         return []
+
+    def _parse_headers(self, raw: bytes) -> dict[str, Any]:
+        headers = self._headers.get(raw)
+        if headers is None:
+            try:
+                headers = _HEADER_PARSER.parse(raw)
+            except (ParserError, struct.error, UnicodeDecodeError, IndexError, KeyError) as e:
+                raise EventStreamError(f"corrupt event-stream frame: bad headers: {e}") from e
+            if len(self._headers) < 64:
+                self._headers[raw] = headers
+        return headers
 
     @staticmethod
     def _decode(headers: dict[str, Any], payload: bytes) -> dict[str, Any] | None:
@@ -137,9 +155,9 @@ class EventStreamDecoder:
             if headers.get(":event-type", "chunk") != "chunk":
                 return None
             try:
-                wrapper = _loads(payload)
-                raw = _b64decode(wrapper["bytes"])
-                event = _loads(raw)
+                match = _CHUNK_PAYLOAD.fullmatch(payload)
+                raw = _b64decode(match.group(1) if match is not None else _loads(payload)["bytes"])
+                event = _loads(raw.decode("utf-8"))
             except (ValueError, KeyError, TypeError, binascii.Error) as e:
                 raise EventStreamError(f"event-stream chunk payload is not base64 JSON: {e}") from e
             if not isinstance(event, dict):

@@ -118,3 +118,34 @@ def test_simulator_frames_decode() -> None:
     assert decoder.finish() == []
     assert out[:-1] == EVENTS
     assert out[-1] == {"type": "error", "error": {"type": "rate_limit_error", "message": "Too many requests"}}
+
+
+@pytest.mark.parametrize("payload", [
+    # Other spellings of the same chunk payload: key order, spaces, an escaped slash, no padding, extra keys.
+    lambda b64: json.dumps({"p": "xyz", "bytes": b64}).encode(),
+    lambda b64: json.dumps({"bytes": b64, "p": "abc"}, indent=1).encode(),
+    lambda b64: ('{"bytes":"%s"}' % b64.replace("/", "\\/")).encode(),
+    lambda b64: json.dumps({"bytes": b64}, separators=(",", ":")).encode(),
+    lambda b64: json.dumps({"bytes": b64, "p": "a-b_c", "extra": 1}).encode(),
+])
+def test_chunk_payload_spellings(payload: Any) -> None:
+    """The fast path for Bedrock's usual payload and the JSON fallback give the same event."""
+    event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "???a/b\u00e9" * 20}}
+    b64 = base64.b64encode(json.dumps(event).encode()).decode()
+    assert "/" in b64
+    frame = encode_event_frame(payload(b64), {":event-type": "chunk", ":message-type": "event"})
+    assert decode([frame]) == [event]
+
+
+def test_impossible_lengths_are_refused_at_once() -> None:
+    """A prelude (CRC-valid) that claims a frame larger than any real one is corruption, not a frame to wait for."""
+    import struct
+    import zlib
+
+    head = struct.pack("!II", 100 * 1024 * 1024, 0)
+    decoder = EventStreamDecoder()
+    with pytest.raises(EventStreamError, match="impossible lengths"):
+        decoder.feed(head + struct.pack("!I", zlib.crc32(head)))
+    head = struct.pack("!II", 20, 200 * 1024)
+    with pytest.raises(EventStreamError, match="impossible lengths"):
+        EventStreamDecoder().feed(head + struct.pack("!I", zlib.crc32(head)))
