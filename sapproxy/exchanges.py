@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any, Callable
 
 from attrs import frozen
@@ -23,6 +22,7 @@ from sapproxy.translate.converse import (
     ConverseToAnthropicStream, converse_response_to_ir, ir_request_to_converse, parse_converse_stream_line,
 )
 from sapproxy.translate.eventstream import EventStreamDecoder
+from sapproxy.translate.ids import random_hex
 from sapproxy.translate.gemini import GeminiToAnthropicStream, gemini_response_to_ir, ir_request_to_gemini
 from sapproxy.translate.openai_in import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
 from sapproxy.translate.openai_out import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
@@ -87,7 +87,7 @@ class ExchangeBuilder:
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             wants_usage = wants_usage or self._config.always_include_usage
             created = int(time.time())
-            completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+            completion_id = "chatcmpl-" + random_hex(24)
             model = resolved.requested
 
             def to_openai(upstream: list[Translator]) -> list[Translator]:
@@ -142,7 +142,7 @@ class ExchangeBuilder:
         """
         model = resolved.requested
         family = resolved.family
-        message_id = "msg_" + uuid.uuid4().hex[:24]
+        message_id = "msg_" + random_hex(24)
         settings = self._config.model_settings(resolved.name)
         if family == "openai":
             reasoning = is_reasoning_model(resolved.name)

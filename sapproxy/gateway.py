@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from typing import Any
 
+import treq
 from attrs import define, field
 from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeoutError
 from twisted.internet.error import (
@@ -30,8 +30,9 @@ from sapproxy.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByt
 from sapproxy.tokens import TokenCache, TokenFetchError, XsuaaClient
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
+from sapproxy.translate.ids import random_hex
 from sapproxy.translate.usage import Usage
-from sapproxy.upstream import sleep, upstream_headers
+from sapproxy.upstream import UpstreamClient, sleep, upstream_headers, url_bytes
 
 log = Logger()
 
@@ -61,7 +62,7 @@ class RequestContext:
     endpoint: str
     started: float
     started_wall: float = field(factory=time.time)
-    request_id: str = field(factory=lambda: "req_" + uuid.uuid4().hex[:24])
+    request_id: str = field(factory=lambda: "req_" + random_hex(24))
     user_agent: str = ""
     identity: ClientIdentity | None = None
     model_requested: str = ""
@@ -90,9 +91,11 @@ class RequestContext:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, reactor: Any, http: Any, *, metrics: Any = None,
-                 previous: Gateway | None = None, tracing: Tracing | None = None) -> None:
+    def __init__(self, config: GatewayConfig, reactor: Any, http: Any, upstream: UpstreamClient, *,
+                 metrics: Any = None, previous: Gateway | None = None, tracing: Tracing | None = None) -> None:
         """
+        @param http: a treq client, for token fetches.
+        @param upstream: the client inference calls go through.
         @param previous: the gateway this one replaces on a config reload: token caches of subaccounts whose
             service key did not change are kept (no needless token fetch), and the streams it still relays
             stay visible to L{end_streams}.
@@ -100,6 +103,8 @@ class Gateway:
         self.config = config
         self.reactor = reactor
         self.http = http
+        self.upstream = upstream
+        self._urls: dict[tuple[str, str], bytes] = {}
         self.metrics = metrics
         self.tracing = tracing or Tracing(None)
         self.picker = DeploymentPicker(config.subaccounts, reactor, cooldown=config.retry.cooldown,
@@ -255,10 +260,13 @@ class Gateway:
 
     def _post(self, deployment: Deployment, exchange: Exchange, token: str, traceparent: str | None) -> Any:
         account = deployment.subaccount
-        headers = upstream_headers(token, account.resource_group, account.service_key.identityzoneid,
-                                   {"traceparent": traceparent} if traceparent else None)
-        d = self.http.request("POST", deployment.url + exchange.path, data=exchange.body, headers=headers,
-                              allow_redirects=False, unbuffered=True)
+        headers = upstream_headers(token, account.resource_group, account.service_key.identityzoneid, traceparent)
+        key = (deployment.url, exchange.path)
+        url = self._urls.get(key)
+        if url is None:
+            # Deployment URLs and exchange paths come from the config, so this cache is bounded by it.
+            url = self._urls[key] = url_bytes(deployment.url + exchange.path)
+        d = self.upstream.post(url, headers, exchange.body)
         expired = []
 
         def expire() -> None:
@@ -277,7 +285,7 @@ class Gateway:
         return d.addBoth(settled)
 
     async def _whole(self, ctx: RequestContext, response: Any, exchange: Exchange) -> dict[str, Any]:
-        d = response.content()
+        d = treq.content(response)
         d.addTimeout(self.config.timeouts.idle, self.reactor)
         try:
             raw = await d
@@ -362,7 +370,7 @@ def _network_error(e: Exception) -> GatewayError:
 
 async def _discard(response: Any) -> None:
     try:
-        await response.content()
+        await treq.content(response)
     except Exception:
         pass
 
@@ -372,7 +380,7 @@ async def _upstream_error(response: Any) -> GatewayError:
     An upstream's error response, as a L{GatewayError} carrying its status and its own message.
     """
     try:
-        raw = await response.content()
+        raw = await treq.content(response)
     except Exception:
         raw = b""
     message = _error_message(raw) or f"the upstream answered HTTP {response.code}"

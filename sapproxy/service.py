@@ -167,8 +167,8 @@ class GatewayService(MultiService):
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.http, self.pool = make_http_client(reactor, pool_size=config.pool_size,
-                                                connect_timeout=config.timeouts.connect)
+        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect)
+        self.pool = self.clients.pool
         self.metrics = GatewayMetrics(version=__version__)
         self.store = open_usage_store(config.usage_store, reactor=reactor)
         self.store.on_drop = self.metrics.usage_rows_dropped
@@ -188,7 +188,8 @@ class GatewayService(MultiService):
         return self.ref.current.gateway
 
     def _services(self, config: GatewayConfig, previous: Gateway | None) -> Services:
-        gateway = Gateway(config, self.reactor, self.http, metrics=self.metrics, previous=previous,
+        gateway = Gateway(config, self.reactor, self.clients.http, self.clients.upstream, metrics=self.metrics,
+                          previous=previous,
                           tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
         configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
         return Services(

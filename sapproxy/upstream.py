@@ -1,19 +1,33 @@
 """
-The one HTTP client every upstream call goes through.
+The one HTTP connection pool every upstream call goes through, and the client for the hot call.
 
 One persistent L{HTTPConnectionPool} shared by all requests, sized for thousands of concurrent streams
 (C{maxPersistentPerHost} caps the idle connections kept, not concurrency: too low, and every extra
 connection is closed when its stream ends).  No redirects (an inference call that redirects is a
 misconfiguration to see, not to follow).
+
+Token fetches and other occasional calls use treq over that pool.  The inference call itself, made once per
+client request, goes through L{UpstreamClient}: the same pool's L{Agent}, but with the URL and headers
+already in bytes and a body producer that writes at once.  treq's per-request layers are each worth having
+for a general client and none is for this call: re-normalising the URL through hyperlink and idna, a cookie
+jar (SAP AI Core sets no cookies), redirect following (off) and a gzip decoder (which also asked upstreams to
+compress every stream); together they cost more CPU per request than the rest of the gateway's own work
+(see the issue note on performance, profiled with bench/run.py --profile).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from attrs import frozen
+from hyperlink import EncodedURL
 from treq.client import HTTPClient
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IConsumer, IReactorTime
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from zope.interface import implementer
 
 
 class _QuietFactory(_HTTP11ClientFactory):
@@ -21,8 +35,19 @@ class _QuietFactory(_HTTP11ClientFactory):
     noisy = False
 
 
+@frozen
+class HttpClients:
+    """
+    The two faces of the one pool: treq for occasional calls, L{UpstreamClient} for inference calls.
+    """
+
+    http: HTTPClient
+    upstream: UpstreamClient
+    pool: HTTPConnectionPool
+
+
 def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
-                     idle_connection_timeout: int = 100) -> tuple[HTTPClient, HTTPConnectionPool]:
+                     idle_connection_timeout: int = 100) -> HttpClients:
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = pool_size
     # Below the usual upstream keep-alive, so we drop a cached connection before the server does.
@@ -30,20 +55,78 @@ def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
     pool.retryAutomatically = False
     pool._factory = _QuietFactory
     agent = Agent(reactor, pool=pool, connectTimeout=connect_timeout)
-    return HTTPClient(agent), pool
+    return HttpClients(HTTPClient(agent), UpstreamClient(agent), pool)
 
 
-def upstream_headers(token: str, resource_group: str, zone: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "AI-Resource-Group": resource_group,
-        "Content-Type": "application/json",
+@implementer(IBodyProducer)
+class BytesProducer:
+    """
+    A request body already in memory, written in one go when the connection asks for it.
+
+    (treq wraps bytes in a L{FileBodyProducer}, which hands them over from a cooperator task: one more
+    reactor turn before the upstream sees the request.)
+    """
+
+    __slots__ = ("_body", "length")
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+@frozen
+class UpstreamClient:
+    """
+    POSTs to deployments through an L{IAgent} (in production the pool's; in tests treq's
+    C{RequestTraversalAgent}), answering with the plain L{IResponse}, body unread.
+    """
+
+    agent: IAgent
+
+    def post(self, url: bytes, headers: Headers, body: bytes) -> Deferred[IResponse]:
+        return self.agent.request(b"POST", url, headers, BytesProducer(body))
+
+
+def url_bytes(url: str) -> bytes:
+    """
+    A configured deployment URL plus an exchange's path, as the bytes of a request line.
+
+    They are ASCII in practice (hosts, deployment ids, model names, API versions): taken as they are; anything
+    else is encoded as treq would (IDNA host, percent-encoded path).
+    """
+    if url.isascii() and url.isprintable() and " " not in url:
+        return url.encode("ascii")
+    return EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
+
+
+def upstream_headers(token: str, resource_group: str, zone: str | None, traceparent: str | None = None) -> Headers:
+    """
+    The headers of an inference call: SAP AI Core's bearer token, resource group and (when the service key
+    names one) tenant.
+    """
+    raw = {
+        b"authorization": [b"Bearer " + token.encode("latin-1")],
+        b"ai-resource-group": [resource_group.encode("utf-8")],
+        b"content-type": [b"application/json"],
     }
     if zone:
-        headers["AI-Tenant-Id"] = zone
-    if extra:
-        headers.update(extra)
-    return headers
+        raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+    if traceparent:
+        raw[b"traceparent"] = [traceparent.encode("latin-1")]
+    return Headers(raw)
 
 
 def sleep(clock: IReactorTime, seconds: float) -> Any:

@@ -9,14 +9,27 @@ rewritten, because the client sends them back and the upstream must recognise th
 
 from __future__ import annotations
 
-import secrets
+import os
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def _random(length: int) -> str:
-    choice = secrets.choice
-    return "".join(choice(_ALPHABET) for _ in range(length))
+    """
+    C{length} random base62 characters: one read of the OS's random source (ids must not repeat across
+    processes or forks, so not the C{random} module), turned into digits without a per-character call.
+    """
+    n = int.from_bytes(os.urandom((length * 6 + 7) // 8 + 1), "big")
+    out = []
+    for _ in range(length):
+        n, digit = divmod(n, 62)
+        out.append(_ALPHABET[digit])
+    return "".join(out)
+
+
+def random_hex(length: int) -> str:
+    """C{length} random hex digits, for ids that only need to be unique (request ids)."""
+    return os.urandom((length + 1) // 2).hex()[:length]
 
 
 def new_chat_completion_id() -> str:

@@ -23,6 +23,7 @@ from sapproxy.gateway import Gateway
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.resources._scaffold import Services, ServicesRef
+from sapproxy.upstream import UpstreamClient
 from sapproxy.simulator import default_simulator_config, make_simulator
 
 TOKEN = "sk-test"
@@ -52,7 +53,9 @@ class Harness:
         self.config = attrs.evolve(GatewayConfig(path=Path("/nonexistent/config.json"), subaccounts=accounts,
                                                  secret_authentication_tokens=(TOKEN,)), **config_changes)
         self.metrics = GatewayMetrics()
-        self.gateway = Gateway(self.config, self.clock, self.upstream, metrics=self.metrics)
+        # Inference calls go through the same in-memory agent treq's token fetches use (one flush for both).
+        self.gateway = Gateway(self.config, self.clock, self.upstream, UpstreamClient(self.upstream._agent),
+                               metrics=self.metrics)
         self.rows = Rows()
         self.services = Services(
             gateway=self.gateway,
