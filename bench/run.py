@@ -212,6 +212,24 @@ def ensure_litellm(notes: list[str]) -> Path | None:
     return exe
 
 
+def ensure_wrk(notes: list[str]) -> None:
+    """
+    wrk drives the plain-request points; install it from the system's packages when it is missing and we may
+    (root with apt-get), else say that the slower asyncio client was used.
+    """
+    if shutil.which("wrk"):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        log("installing wrk (apt-get install -y wrk)")
+        try:
+            subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], capture_output=True, timeout=300)
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"wrk install failed: {e!r}")
+    if not shutil.which("wrk"):
+        notes.append("wrk is not installed: plain requests were driven by the asyncio client (slower; its own "
+                     "latency is in every target's numbers)")
+
+
 # ------------------------------------------------------------------------------------------------ bodies
 
 def bodies(rundir: Path) -> dict[str, Path]:
@@ -360,6 +378,7 @@ def main() -> int:
             log(f"port {port} ({name}) is busy: stop whatever is there first")
             return 2
 
+    ensure_wrk(notes)
     procs = Procs(rundir, cores)
     load = Load(cores["load"], rundir)
     b = bodies(rundir)
