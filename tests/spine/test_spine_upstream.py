@@ -1,0 +1,64 @@
+"""
+The inference call's client: exactly the request SAP AI Core expects, nothing treq would add.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import treq
+from treq.testing import RequestTraversalAgent
+from twisted.web.resource import Resource
+
+from sapproxy.upstream import UpstreamClient, upstream_headers, url_bytes
+
+
+class Recorder(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def render_POST(self, request: Any) -> bytes:
+        self.seen.append((request.uri, dict(request.requestHeaders.getAllRawHeaders()), request.content.read()))
+        request.setHeader(b"content-type", b"application/json")
+        return b'{"ok": true}'
+
+
+def test_post_sends_the_body_and_headers_as_given() -> None:
+    recorder = Recorder()
+    agent = RequestTraversalAgent(recorder)
+    headers = upstream_headers("tok-1", "rg-7", "zone-9", "00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+    d = UpstreamClient(agent).post(b"http://sap.test/v2/inference/deployments/d1/chat/completions?api-version=1",
+                                   headers, b'{"model":"x"}')
+    responses: list[Any] = []
+    d.addCallback(responses.append)
+    agent.flush()
+    (response,) = responses
+    assert response.code == 200
+    bodies: list[bytes] = []
+    treq.content(response).addCallback(bodies.append)
+    agent.flush()
+    assert bodies == [b'{"ok": true}']
+    ((uri, seen, content),) = recorder.seen
+    assert uri == b"/v2/inference/deployments/d1/chat/completions?api-version=1"
+    assert content == b'{"model":"x"}'
+    assert seen[b"Authorization"] == [b"Bearer tok-1"]
+    assert seen[b"Ai-Resource-Group"] == [b"rg-7"] and seen[b"Ai-Tenant-Id"] == [b"zone-9"]
+    assert seen[b"Content-Type"] == [b"application/json"] and seen[b"Content-Length"] == [b"13"]
+    assert seen[b"Traceparent"] == [b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"]
+    # No cookie jar, no gzip negotiation: an upstream is never asked to compress a stream.
+    assert b"Accept-Encoding" not in seen and b"Cookie" not in seen
+
+
+def test_headers_without_tenant_or_trace() -> None:
+    raw = dict(upstream_headers("t", "default", None).getAllRawHeaders())
+    assert set(raw) == {b"Authorization", b"Ai-Resource-Group", b"Content-Type"}
+
+
+def test_url_bytes() -> None:
+    plain = "https://api.ai.prod.eu-central-1.aws.ml.hana.ondemand.com/v2/inference/deployments/d1/invoke"
+    assert url_bytes(plain) == plain.encode()
+    # What a config could hold and a request line cannot: encoded as treq would have.
+    assert url_bytes("http://bücher.example/v2/a b") == b"http://xn--bcher-kva.example/v2/a%20b"
