@@ -1,11 +1,14 @@
 """
-Shared test helpers: where the recorded provider fixtures are, and the rule that CI never skips.
+Shared test helpers: where the recorded provider fixtures are, the rule that CI never skips, and a strict
+client's view of an Anthropic event stream.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +37,54 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI must not skip: {reason}")
     pytest.skip(reason)
+
+
+def accumulate_anthropic(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    Rebuild a message from its Anthropic stream events as a strict client would: every event valid for the
+    official SDK's types, blocks opened in index order and one at a time, the stream ended by C{message_stop},
+    and the result a valid C{Message}.
+    """
+    from anthropic.types import Message, RawMessageStreamEvent
+    from pydantic import TypeAdapter
+
+    validate = TypeAdapter(RawMessageStreamEvent).validate_python
+    message: dict[str, Any] = {}
+    open_blocks: dict[int, dict[str, Any]] = {}
+    json_parts: dict[int, str] = {}
+    for event in events:
+        validate(event)
+        kind = event["type"]
+        if kind == "message_start":
+            assert not message, "a second message_start"
+            message = dict(event["message"], content=[])
+        elif kind == "content_block_start":
+            assert event["index"] == len(message["content"])
+            assert not open_blocks, "a block started before the previous one stopped"
+            block = dict(event["content_block"])
+            message["content"].append(block)
+            open_blocks[event["index"]] = block
+        elif kind == "content_block_delta":
+            block, delta = open_blocks[event["index"]], event["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] += delta["signature"]
+            elif delta["type"] == "input_json_delta":
+                json_parts[event["index"]] = json_parts.get(event["index"], "") + delta["partial_json"]
+        elif kind == "content_block_stop":
+            block = open_blocks.pop(event["index"])
+            if block["type"] == "tool_use":
+                block["input"] = json.loads(json_parts.get(event["index"]) or "{}")
+        elif kind == "message_delta":
+            message["stop_reason"] = event["delta"]["stop_reason"]
+            for key in ("stop_sequence", "stop_details"):
+                if key in event["delta"]:
+                    message[key] = event["delta"][key]
+            message["usage"] = event["usage"]
+    assert not open_blocks
+    assert events[-1] == {"type": "message_stop"}
+    Message.model_validate(message)
+    return message

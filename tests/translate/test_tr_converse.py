@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anthropic.types import Message, RawMessageStreamEvent
-from conftest import FIXTURES, fixture_path
+from anthropic.types import Message
+from conftest import FIXTURES, accumulate_anthropic, fixture_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter
 
 from sapproxy.translate.converse import (
     ConverseStreamParseError,
@@ -24,7 +23,6 @@ from sapproxy.translate.converse import (
 )
 from sapproxy.translate.errors import InvalidRequest
 
-EVENT = TypeAdapter(RawMessageStreamEvent)
 BEDROCK_FIXTURES = sorted((FIXTURES / "bedrock").glob("*.chunks.txt")) if (FIXTURES / "bedrock").exists() else []
 
 
@@ -41,42 +39,7 @@ def run(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ConverseToA
     return out, conv
 
 
-def accumulate(events: list[dict[str, Any]]) -> dict[str, Any]:
-    message: dict[str, Any] = {}
-    open_blocks: dict[int, dict[str, Any]] = {}
-    parts: dict[int, str] = {}
-    for event in events:
-        EVENT.validate_python(event)
-        kind = event["type"]
-        if kind == "message_start":
-            message = dict(event["message"], content=[])
-        elif kind == "content_block_start":
-            assert event["index"] == len(message["content"])
-            block = dict(event["content_block"])
-            message["content"].append(block)
-            open_blocks[event["index"]] = block
-        elif kind == "content_block_delta":
-            block, delta = open_blocks[event["index"]], event["delta"]
-            if delta["type"] == "text_delta":
-                block["text"] += delta["text"]
-            elif delta["type"] == "thinking_delta":
-                block["thinking"] += delta["thinking"]
-            elif delta["type"] == "signature_delta":
-                block["signature"] += delta["signature"]
-            elif delta["type"] == "input_json_delta":
-                parts[event["index"]] = parts.get(event["index"], "") + delta["partial_json"]
-        elif kind == "content_block_stop":
-            block = open_blocks.pop(event["index"])
-            if block["type"] == "tool_use":
-                block["input"] = json.loads(parts.get(event["index"]) or "{}")
-        elif kind == "message_delta":
-            message["stop_reason"] = event["delta"]["stop_reason"]
-            message["stop_sequence"] = event["delta"]["stop_sequence"]
-            message["usage"] = event["usage"]
-    assert not open_blocks
-    assert events[-1] == {"type": "message_stop"}
-    Message.model_validate(message)
-    return message
+accumulate = accumulate_anthropic
 
 
 @pytest.mark.parametrize("path", BEDROCK_FIXTURES, ids=lambda p: p.name)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from anthropic.types import ErrorResponse, Message, RawMessageStreamEvent
-from conftest import FIXTURES, fixture_path
+from conftest import FIXTURES, accumulate_anthropic, fixture_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
@@ -41,49 +41,7 @@ def run(path: Path, model: str = "gemini-client") -> tuple[list[dict[str, Any]],
     return events, stream
 
 
-def accumulate(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rebuild the message from its events as a client would (strict about ordering)."""
-    message: dict[str, Any] = {}
-    open_blocks: dict[int, dict[str, Any]] = {}
-    json_parts: dict[int, str] = {}
-    for event in events:
-        EVENT.validate_python(event)
-        kind = event["type"]
-        if kind == "message_start":
-            assert not message
-            message = dict(event["message"], content=[])
-        elif kind == "content_block_start":
-            assert event["index"] == len(message["content"])
-            assert not open_blocks, "a block started before the previous one stopped"
-            block = dict(event["content_block"])
-            message["content"].append(block)
-            open_blocks[event["index"]] = block
-        elif kind == "content_block_delta":
-            block = open_blocks[event["index"]]
-            delta = event["delta"]
-            if delta["type"] == "text_delta":
-                block["text"] += delta["text"]
-            elif delta["type"] == "thinking_delta":
-                block["thinking"] += delta["thinking"]
-            elif delta["type"] == "signature_delta":
-                block["signature"] += delta["signature"]
-            elif delta["type"] == "input_json_delta":
-                json_parts[event["index"]] = json_parts.get(event["index"], "") + delta["partial_json"]
-        elif kind == "content_block_stop":
-            block = open_blocks.pop(event["index"])
-            if block["type"] == "tool_use":
-                block["input"] = json.loads(json_parts.get(event["index"]) or "{}")
-        elif kind == "message_delta":
-            message["stop_reason"] = event["delta"]["stop_reason"]
-            message["usage"] = event["usage"]
-            if "stop_details" in event["delta"]:
-                message["stop_details"] = event["delta"]["stop_details"]
-        elif kind == "message_stop":
-            message["_stopped"] = True
-    assert not open_blocks
-    assert message.pop("_stopped") is True
-    Message.model_validate(message)
-    return message
+accumulate = accumulate_anthropic
 
 
 # -- the recorded streams
