@@ -29,6 +29,7 @@ from typing import Any
 
 from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.turns import split_turns
 from sapproxy.translate.eventstream import anthropic_error_event
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.usage import Usage
@@ -197,30 +198,17 @@ def _message_blocks(content: Any, path: str) -> list[dict[str, Any]]:
 
 def ir_request_to_converse(body: dict[str, Any]) -> dict[str, Any]:
     """An IR (Anthropic Messages) request as a Bedrock Converse body (the model id is in the URL)."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be an object")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest("messages must be a list", "messages")
-    system = _text_blocks(body.get("system"), "system")
+    parts, conversation = split_turns(body)
+    system = [block for part in parts for block in _text_blocks(part.content, part.path)]
     turns: list[dict[str, Any]] = []
-    for i, message in enumerate(messages):
-        path = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequest("messages must be objects", path)
-        role = message.get("role")
-        if role == "system":
-            system.extend(_text_blocks(message.get("content"), f"{path}.content"))
-            continue
-        if role not in ("user", "assistant"):
-            raise InvalidRequest(f"unsupported role {role!r}", f"{path}.role")
-        blocks = _message_blocks(message.get("content"), path)
+    for turn in conversation:
+        blocks = _message_blocks(turn.content, turn.path)
         if not blocks or all("cachePoint" in b for b in blocks):
             continue
-        if turns and turns[-1]["role"] == role:
+        if turns and turns[-1]["role"] == turn.role:
             turns[-1]["content"].extend(blocks)
         else:
-            turns.append({"role": role, "content": blocks})
+            turns.append({"role": turn.role, "content": blocks})
     out: dict[str, Any] = {"messages": turns}
     if system:
         out["system"] = system

@@ -42,6 +42,7 @@ from typing import Any, Iterable
 
 from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.turns import split_turns
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.usage import Usage
 
@@ -418,29 +419,14 @@ def ir_request_to_gemini(body: dict[str, Any], *, model: str | None = None) -> d
         whose signature the client lost get Google's placeholder L{SKIP_SIGNATURE}, so the request is not
         refused; real signatures are never replaced.
     """
-    if not isinstance(body, dict):
-        raise InvalidRequest("request body must be an object")
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise InvalidRequest("messages must be a list", "messages")
+    parts_of_system, conversation = split_turns(body)
     out: dict[str, Any] = {}
-    system_texts = []
-    if body.get("system") is not None:
-        system_texts.append(_text_of(body.get("system"), "system"))
+    system_texts = [_text_of(part.content, part.path) for part in parts_of_system]
     contents: list[dict[str, Any]] = []
     tool_names: dict[str, str] = {}
-    for i, message in enumerate(messages):
-        path = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise InvalidRequest("messages must be objects", path)
-        role = message.get("role")
-        if role == "system":
-            system_texts.append(_text_of(message.get("content"), f"{path}.content"))
-            continue
-        if role not in ("user", "assistant"):
-            raise InvalidRequest(f"unsupported role {role!r}", f"{path}.role")
-        grole = "model" if role == "assistant" else "user"
-        parts = _turn_parts(message.get("content"), grole, path, tool_names)
+    for turn in conversation:
+        grole = "model" if turn.role == "assistant" else "user"
+        parts = _turn_parts(turn.content, grole, turn.path, tool_names)
         if not parts:
             continue
         if contents and contents[-1]["role"] == grole:
