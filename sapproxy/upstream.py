@@ -23,16 +23,58 @@ from attrs import frozen
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IConsumer, IReactorTime
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IConsumer, IReactorTime, IStreamClientEndpoint
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 
 class _QuietFactory(_HTTP11ClientFactory):
     # One log line per upstream connection is noise at thousands of streams.
     noisy = False
+
+
+@implementer(IAgentEndpointFactory)
+class CachedEndpoints:
+    """
+    One endpoint per upstream origin, made on first use and reused for every request after it.
+
+    L{Agent} asks its endpoint factory for an endpoint on every request, even one that is then served by a
+    pooled connection, and Twisted's standard factory builds a new L{HostnameEndpoint} each time, which runs
+    the host through IDNA (four label checks per request; about 7 % of a proxied request's CPU in the
+    profile).  The upstream origins come from the config, so this cache is bounded by it.  The endpoints are
+    what the standard factory makes: TCP for C{http}, TLS (the given policy) for C{https}.
+    """
+
+    def __init__(self, reactor: Any, *, connect_timeout: float | None = None,
+                 tls_policy: IPolicyForHTTPS | None = None) -> None:
+        self._reactor = reactor
+        self._connect_timeout = connect_timeout
+        self._tls = tls_policy if tls_policy is not None else BrowserLikePolicyForHTTPS()
+        self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._endpoints[key] = self._make(uri)
+        return endpoint
+
+    def _make(self, uri: URI) -> IStreamClientEndpoint:
+        if uri.scheme not in (b"http", b"https"):
+            raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
+        try:
+            host = uri.host.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"the upstream host {uri.host!r} is not ASCII") from None
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port,
+                                                           timeout=self._connect_timeout or 30)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
+        return endpoint
 
 
 @frozen
@@ -54,7 +96,7 @@ def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
     pool.cachedConnectionTimeout = int(idle_connection_timeout)
     pool.retryAutomatically = False
     pool._factory = _QuietFactory
-    agent = Agent(reactor, pool=pool, connectTimeout=connect_timeout)
+    agent = Agent.usingEndpointFactory(reactor, CachedEndpoints(reactor, connect_timeout=connect_timeout), pool=pool)
     return HttpClients(HTTPClient(agent), UpstreamClient(agent), pool)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.ids import chat_id_from_message_id, new_tool_use_id
+from sapproxy.translate.sse import Rendered, json_text, split_template
 from sapproxy.translate.usage import Usage
 
 __all__ = [
@@ -592,6 +593,11 @@ def ir_response_to_chat(
 _TEXT, _THINKING, _TOOL = 1, 2, 3
 
 
+#: What follows a content delta's text in a chunk's JSON (L{AnthropicToOpenAIStream._chunk}'s shape).
+_CHUNK_SUFFIX = b'},"logprobs":null,"finish_reason":null}]}'
+_CHUNK_SUFFIX_USAGE = b'},"logprobs":null,"finish_reason":null}],"usage":null}'
+
+
 class AnthropicToOpenAIStream:
     """
     Anthropic stream events in, C{chat.completion.chunk} dicts out.
@@ -621,6 +627,7 @@ class AnthropicToOpenAIStream:
         "_thinking",
         "_signature",
         "_thought",
+        "_templates",
     )
 
     def __init__(self, model: str, *, completion_id: str, created: int, include_usage: bool) -> None:
@@ -639,6 +646,8 @@ class AnthropicToOpenAIStream:
         self._thinking: list[str] = []
         self._signature = ""
         self._thought = 0  # how many thinking_blocks entries were sent
+        #: delta key ("content", "reasoning_content") -> the chunk's JSON before the text, or None (no template)
+        self._templates: dict[str, bytes | None] = {}
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -651,6 +660,21 @@ class AnthropicToOpenAIStream:
         if self.include_usage:
             chunk["usage"] = None
         return chunk
+
+    def _text_chunk(self, key: str, text: str) -> dict[str, Any]:
+        """
+        A chunk whose delta is C{{key: text}}: the hottest event of a stream, rendered from a template
+        (see L{Rendered}).
+        """
+        chunk = self._chunk({key: text})
+        suffix = _CHUNK_SUFFIX_USAGE if self.include_usage else _CHUNK_SUFFIX
+        try:
+            prefix = self._templates[key]
+        except KeyError:
+            prefix = self._templates[key] = split_template(json_text(self._chunk({key: ""})), b'""', suffix)
+        if prefix is None:
+            return chunk
+        return Rendered(chunk, prefix + json_text(text) + suffix)
 
     def _start(self, out: list[dict[str, Any]]) -> None:
         self._started = True
@@ -674,8 +698,8 @@ class AnthropicToOpenAIStream:
             slot = self._blocks.get(event.get("index"))  # type: ignore[arg-type]
             if dkind == "text_delta":
                 text = delta.get("text")
-                if text:
-                    out.append(self._chunk({"content": text}))
+                if text and isinstance(text, str):
+                    out.append(self._text_chunk("content", text))
             elif dkind == "input_json_delta":
                 fragment = delta.get("partial_json")
                 if fragment and slot is not None and slot >= _TOOL:
@@ -684,9 +708,9 @@ class AnthropicToOpenAIStream:
                     )
             elif dkind == "thinking_delta":
                 text = delta.get("thinking")
-                if text:
+                if text and isinstance(text, str):
                     self._thinking.append(text)
-                    out.append(self._chunk({"reasoning_content": text}))
+                    out.append(self._text_chunk("reasoning_content", text))
             elif dkind == "signature_delta":
                 self._signature = delta.get("signature") or self._signature  # replaces, as the SDKs do
             return out

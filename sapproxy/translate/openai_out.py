@@ -30,6 +30,7 @@ from typing import Any
 from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.ids import message_id_from_chat_id, new_call_id
+from sapproxy.translate.sse import Rendered, json_text, split_template
 from sapproxy.translate.usage import Usage
 
 __all__ = [
@@ -456,6 +457,7 @@ class OpenAIToAnthropicStream:
         "_refused",
         "_done",
         "_has_tools",
+        "_template",
     )
 
     def __init__(self, model: str, *, message_id: str | None = None) -> None:
@@ -471,6 +473,8 @@ class OpenAIToAnthropicStream:
         self._refused = False
         self._done = False
         self._has_tools = False
+        #: (block index, the text delta's JSON before the text or None): see L{_text_delta}
+        self._template: tuple[int, bytes | None] = (-1, None)
 
     def _start(self, out: list[dict[str, Any]], completion_id: Any) -> None:
         self._started = True
@@ -523,6 +527,20 @@ class OpenAIToAnthropicStream:
                 self._end(out)
         return out
 
+    def _text_delta(self, text: str) -> dict[str, Any]:
+        """
+        The open block's C{text_delta}: the hottest event of a stream, rendered from a template (L{Rendered}).
+        """
+        event = {"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": text}}
+        index, prefix = self._template
+        if index != self._index:
+            blank = {"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": ""}}
+            prefix = split_template(json_text(blank), b'""', b"}}")
+            self._template = (self._index, prefix)
+        if prefix is None:
+            return event
+        return Rendered(event, prefix + json_text(text) + b"}}")
+
     def _delta(self, delta: dict[str, Any], out: list[dict[str, Any]]) -> None:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
@@ -535,7 +553,7 @@ class OpenAIToAnthropicStream:
         if text and isinstance(text, str):
             if self._kind != _TEXT:
                 self._open(out, _TEXT, {"type": "text", "text": ""})
-            out.append({"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": text}})
+            out.append(self._text_delta(text))
         refusal = delta.get("refusal")
         if refusal and isinstance(refusal, str):
             self._refused = True

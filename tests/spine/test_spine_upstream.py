@@ -8,6 +8,7 @@ from typing import Any
 
 import treq
 from treq.testing import RequestTraversalAgent
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
 from sapproxy.upstream import UpstreamClient, upstream_headers, url_bytes
@@ -62,3 +63,46 @@ def test_url_bytes() -> None:
     assert url_bytes(plain) == plain.encode()
     # What a config could hold and a request line cannot: encoded as treq would have.
     assert url_bytes("http://bücher.example/v2/a b") == b"http://xn--bcher-kva.example/v2/a%20b"
+
+
+def test_one_endpoint_per_origin_for_every_request() -> None:
+    """
+    The pool's Agent asks for an endpoint on every request; the same origin must get the same one back
+    (no IDNA work per request), and the connection it makes goes where the URL says.
+    """
+    from twisted.internet.endpoints import HostnameEndpoint
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.web.client import URI
+
+    from sapproxy.upstream import CachedEndpoints, make_http_client
+
+    reactor = MemoryReactorClock()
+    endpoints = CachedEndpoints(reactor, connect_timeout=7)
+    a = endpoints.endpointForURI(URI.fromBytes(b"http://sap.test:8080/v2/a"))
+    assert endpoints.endpointForURI(URI.fromBytes(b"http://sap.test:8080/v2/b?x=1")) is a
+    assert endpoints.endpointForURI(URI.fromBytes(b"http://sap.test:8081/v2/a")) is not a
+    tls = endpoints.endpointForURI(URI.fromBytes(b"https://sap.test/v2/a"))
+    assert tls is not endpoints.endpointForURI(URI.fromBytes(b"http://sap.test/v2/a"))
+    assert isinstance(a, HostnameEndpoint) and not isinstance(tls, HostnameEndpoint)  # https: wrapped in TLS
+
+    clients = make_http_client(reactor, pool_size=4, connect_timeout=7)
+    clients.upstream.post(b"http://127.0.0.1:3999/v2/inference/deployments/d1/chat/completions", Headers({}), b"{}")
+    clients.upstream.post(b"http://127.0.0.1:3999/v2/inference/deployments/d2/chat/completions", Headers({}), b"{}")
+    # Both requests connect (nothing pooled yet) to the URL's address, with the configured connect timeout.
+    assert [(host, port, timeout) for host, port, _, timeout, _ in reactor.tcpClients] == \
+        [("127.0.0.1", 3999, 7), ("127.0.0.1", 3999, 7)]
+
+
+def test_unsupported_scheme_is_refused() -> None:
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.web.client import URI
+    from twisted.web.error import SchemeNotSupported
+
+    from sapproxy.upstream import CachedEndpoints
+
+    try:
+        CachedEndpoints(MemoryReactorClock()).endpointForURI(URI.fromBytes(b"ftp://sap.test/x"))
+    except SchemeNotSupported:
+        pass
+    else:
+        raise AssertionError("ftp accepted")
