@@ -95,6 +95,17 @@ class Procs:
                     pass
 
 
+def checkout_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """
+    The environment a sapproxy process runs in: this checkout first on its path, so the benchmark measures
+    the code in the tree, not whatever copy was last installed into the venv (twistd finds the plugin in
+    ROOT/twisted/plugins the same way).  An experiment's own PYTHONPATH goes before it.
+    """
+    extra = dict(extra or {})
+    extra["PYTHONPATH"] = os.pathsep.join(p for p in (extra.get("PYTHONPATH"), str(ROOT)) if p)
+    return extra
+
+
 def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
     end = time.time() + timeout
     while time.time() < end:
@@ -388,10 +399,10 @@ def main() -> int:
         procs.start("bare", [PY, str(BENCH / "bare_passthrough.py"), "--port", str(PORTS["bare"]),
                              "--upstream", f"http://127.0.0.1:{PORTS['upstream']}"], "gateway")
         twistd = str(Path(PY).parent / "twistd")
+        extra = {k: (str((ROOT / v).resolve()) if k == "PYTHONPATH" else v)
+                 for k, _, v in (e.partition("=") for e in a.sapproxy_env)}
         sap = procs.start("sapproxy", [twistd, "-n", "--pidfile=", "sapproxy", "--config",
-                                       str(sapproxy_config(rundir))], "gateway",
-                           env={k: (str((ROOT / v).resolve()) if k == "PYTHONPATH" else v)
-                                for k, _, v in (e.partition("=") for e in a.sapproxy_env)})
+                                       str(sapproxy_config(rundir))], "gateway", env=checkout_env(extra))
         if a.sapproxy_env:
             notes.append("sapproxy ran with extra environment: " + " ".join(a.sapproxy_env))
         targets = ["direct", "bare", "sapproxy"]

@@ -111,18 +111,35 @@ class TrackingRequest(Request):
     def process(self) -> None:
         site = cast(Any, self.channel).site
         site.inflight.add(self)
-        self.notifyFinish().addBoth(lambda _: site.inflight.discard(self))
+        self.notifyFinish().addBoth(self._finished, site)
         super().process()
+
+    def _finished(self, result: object, site: Any) -> None:
+        site.inflight.discard(self)
+        site.finished += 1
+        # Klein's render keeps a self-referencing error handler that closes over the request, so every request
+        # ends in a reference cycle only the garbage collector frees; a long stream outlives the young
+        # collections and lands in the oldest generation, which is collected rarely (and slowly, once it is
+        # large).  Whatever the request still refers to waits there with it: above all its connection, the
+        # transport and protocol with their buffers.  Twisted already dropped the channel and the body at
+        # this point; once every callback of this turn has run, the connection is let go of too.
+        site.reactor.callLater(0, self._release)
+
+    def _release(self) -> None:
+        self.transport = None
+        self._adapterCache = {}  # Klein's request component (its URL map adapter)
 
 
 class GatewaySite(Site):
     requestFactory = TrackingRequest
     displayTracebacks = False
 
-    def __init__(self, resource: Any, *, max_body_bytes: int, **kwargs: Any) -> None:
-        super().__init__(resource, **kwargs)
+    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, **kwargs: Any) -> None:
+        super().__init__(resource, reactor=reactor, **kwargs)
         self.max_body_bytes = max_body_bytes
         self.inflight: set[Request] = set()
+        #: Requests finished since start (for L{sapproxy.memory.IdleCollector}).
+        self.finished = 0
         self.noisy = False
 
     def log(self, request: http.Request) -> None:
@@ -176,7 +193,7 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
-        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes)
+        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor)
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)

@@ -36,6 +36,7 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
+    from sapproxy.memory import IdleCollector, malloc_trim
     from sapproxy.service import GatewayService
 
     try:
@@ -51,7 +52,11 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"sapproxy: cannot listen on {config.host}:{config.port}: {problem}\n")
         raise SystemExit(1)
     _tune_gc(reactor)
-    return GatewayService(config, reactor, config_path=options["config"], reuse_port=reuse_port)
+    service = GatewayService(config, reactor, config_path=options["config"], reuse_port=reuse_port)
+    site = service.site
+    collector = IdleCollector(reactor, lambda: len(site.inflight), lambda: site.finished, trim=malloc_trim())
+    collector.setServiceParent(service)
+    return service
 
 
 #: Young objects (net allocations) between collections of the youngest generation, then how many of those
@@ -69,8 +74,9 @@ def _tune_gc(reactor: Any) -> None:
     pause: 50,000 (this module's earlier value) freed ~1,100 requests' garbage in one 17-26 ms stop, a p99 of
     30-60 ms at concurrency 1 (bench/); 5,000 keeps each stop near 2 ms for the same total work.  The other
     two make older collections rare (Python's default of 10 and 10 made opening 9,000 streams 2.5 times slower
-    in bench/: full collections over every live stream), and C{gc.freeze} moves what start-up allocated out
-    of the collector's sight.
+    in bench/: full collections over every live stream; L{sapproxy.memory.IdleCollector} does the full
+    collections instead, when nothing is in flight), and C{gc.freeze} moves what start-up allocated out of
+    the collector's sight.
     """
     gc.set_threshold(*GC_THRESHOLDS)
     reactor.callWhenRunning(gc.freeze)

@@ -23,8 +23,11 @@ from attrs import frozen
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.python.failure import Failure
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IConsumer, IReactorTime, IStreamClientEndpoint
+from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
@@ -32,9 +35,31 @@ from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPoli
 from zope.interface import implementer
 
 
+class _CycleFreeClientProtocol(HTTP11ClientProtocol):
+    """
+    Twisted's HTTP/1.1 client protocol, leaving no reference cycle behind a finished response.
+
+    The response parser keeps its body decoder after the body ends, and the decoder holds the parser's own
+    C{_finished} method: a cycle that only the garbage collector can free, and through the parser it holds
+    the response, the request with its body, and the connection.  A stream outlives several young
+    collections, so all of that reached the oldest generation and stayed there until a full collection
+    (about 20 KiB a stream: 9,000 finished streams kept 180 MiB, and freeing them took a 1.5 s pause).  Once
+    the parser is disconnected the decoder is never used again, so it is dropped.
+    """
+
+    def _disconnectParser(self, reason: Failure) -> None:
+        parser = self._parser
+        super()._disconnectParser(reason)
+        if parser is not None:
+            parser.bodyDecoder = None
+
+
 class _QuietFactory(_HTTP11ClientFactory):
     # One log line per upstream connection is noise at thousands of streams.
     noisy = False
+
+    def buildProtocol(self, addr: Any) -> HTTP11ClientProtocol:
+        return _CycleFreeClientProtocol(self._quiescentCallback)
 
 
 @implementer(IAgentEndpointFactory)
@@ -70,8 +95,15 @@ class CachedEndpoints:
             host = uri.host.decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"the upstream host {uri.host!r} is not ASCII") from None
-        endpoint: IStreamClientEndpoint = HostnameEndpoint(self._reactor, host, uri.port,
-                                                           timeout=self._connect_timeout or 30)
+        timeout = self._connect_timeout or 30
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            # An address needs no resolution (HostnameEndpoint would still hand it to a resolver thread).
+            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port, timeout=timeout)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port, timeout=timeout)
+        else:
+            endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=timeout)
         if uri.scheme == b"https":
             endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
         return endpoint
@@ -116,7 +148,10 @@ class BytesProducer:
         self.length = len(body)
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
+        # Written once and never again (each attempt has a producer of its own): let go of the body, which
+        # can be megabytes of conversation, instead of keeping it for as long as the response is referenced.
+        body, self._body = self._body, b""
+        consumer.write(body)
         return succeed(None)
 
     def pauseProducing(self) -> None:

@@ -43,11 +43,18 @@ class Services:
 
 
 def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:
+    """
+    C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
+    chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
+    """
+    body = _dumps(payload).encode("utf-8")
     request.setResponseCode(status)
-    request.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
+    raw = request.responseHeaders
+    raw.setRawHeaders(b"content-type", [b"application/json"])
+    raw.setRawHeaders(b"content-length", [b"%d" % len(body)])
     for name, value in (headers or {}).items():
-        request.responseHeaders.setRawHeaders(name, [value])
-    return _dumps(payload).encode("utf-8")
+        raw.setRawHeaders(name, [value])
+    return body
 
 
 def error_body(request: Any, dialect: str, error: GatewayError) -> bytes:

@@ -100,6 +100,20 @@ def _raw_stream(stack: Stack, model: str, include_usage: bool | None, **body: An
     return sse_data(reply.body)
 
 
+def test_int_openai_whole_responses_carry_their_length(stack: Stack) -> None:
+    """
+    A whole response (and an error) is sent in one piece with Content-Length, not chunked; a stream is chunked.
+    """
+    for model, status in (("gpt-4.1", 200), ("gemini-2.5-pro", 200), ("gpt-nonexistent-9", 404)):
+        reply = stack.gateway.post("/v1/chat/completions", {"model": model, "messages": _user("hi")})
+        assert reply.status == status, reply
+        assert reply.headers["content-length"] == str(len(reply.body)), reply.headers
+        assert "transfer-encoding" not in reply.headers
+        reply.json()
+    reply = stack.gateway.post("/v1/chat/completions", {"model": "gpt-4.1", "stream": True, "messages": _user("hi")})
+    assert reply.headers.get("transfer-encoding") == "chunked" and "content-length" not in reply.headers
+
+
 @pytest.mark.parametrize("model", ["gpt-4.1", "anthropic--claude-4.5-sonnet", "gemini-2.5-pro"])
 @pytest.mark.parametrize("include_usage", [None, True])
 def test_int_openai_raw_stream_framing(stack: Stack, model: str, include_usage: bool | None) -> None:
