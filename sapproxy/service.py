@@ -121,13 +121,11 @@ class TrackingRequest(Request):
         # ends in a reference cycle only the garbage collector frees; a long stream outlives the young
         # collections and lands in the oldest generation, which is collected rarely (and slowly, once it is
         # large).  Whatever the request still refers to waits there with it: above all its connection, the
-        # transport and protocol with their buffers.  Twisted already dropped the channel and the body at
-        # this point; once every callback of this turn has run, the connection is let go of too.
-        site.reactor.callLater(0, self._release)
-
-    def _release(self) -> None:
+        # transport and protocol with their buffers.  Twisted has dropped the channel and the body by now
+        # (nothing after this, in Twisted, Klein or the routes, uses the transport), so let go of the
+        # connection and of Klein's component (its URL map adapter) too.
         self.transport = None
-        self._adapterCache = {}  # Klein's request component (its URL map adapter)
+        self._adapterCache = {}
 
 
 class GatewaySite(Site):
