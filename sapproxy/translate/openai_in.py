@@ -698,8 +698,9 @@ class AnthropicToOpenAIStream:
             slot = self._blocks.get(event.get("index"))  # type: ignore[arg-type]
             if dkind == "text_delta":
                 text = delta.get("text")
-                if text and isinstance(text, str):
-                    out.append(self._text_chunk("content", text))
+                if text:
+                    out.append(self._text_chunk("content", text) if isinstance(text, str) else
+                               self._chunk({"content": text}))
             elif dkind == "input_json_delta":
                 fragment = delta.get("partial_json")
                 if fragment and slot is not None and slot >= _TOOL:
@@ -708,9 +709,10 @@ class AnthropicToOpenAIStream:
                     )
             elif dkind == "thinking_delta":
                 text = delta.get("thinking")
-                if text and isinstance(text, str):
+                if text:
                     self._thinking.append(text)
-                    out.append(self._text_chunk("reasoning_content", text))
+                    out.append(self._text_chunk("reasoning_content", text) if isinstance(text, str) else
+                               self._chunk({"reasoning_content": text}))
             elif dkind == "signature_delta":
                 self._signature = delta.get("signature") or self._signature  # replaces, as the SDKs do
             return out
