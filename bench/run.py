@@ -378,17 +378,17 @@ def main() -> int:
     notes: list[str] = []
     # 10,000 streams need a little over 20,000 descriptors (client and upstream side each): where the hard limit
     # is lower, the memory test holds the most that fit and the 10k row extrapolates from it.
-    fit = fitting_streams(raise_nofile()[0])
+    nofile = raise_nofile()
+    fit = fitting_streams(nofile[0])
     holds = a.hold or ([1000] if quick else [1000, fit, 1000])
     if not a.hold and not quick and fit < 10000:
         notes.append(f"10,000 streams need about 20,050 descriptors in sapproxy (one client and one upstream socket "
-                     f"each, and its own) but RLIMIT_NOFILE is {raise_nofile()[0]} and its hard limit cannot be raised "
+                     f"each, and its own) but RLIMIT_NOFILE is {nofile[0]} and its hard limit cannot be raised "
                      f"here: the memory test held {fit:,}, the most that fit, and the 10k row extrapolates from it")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     rundir = RESULTS / ("run-" + time.strftime("%Y%m%d-%H%M%S"))
     rundir.mkdir()
-    nofile = raise_nofile()
     ncpu = os.cpu_count() or 1
     have_taskset = shutil.which("taskset") is not None
     if ncpu >= 2 and have_taskset:

@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (  # noqa: E402  (bench/run.py: the same processes, bodies and load generator)
     BENCH, PORTS, PY, RESULTS, Load, Procs, auth_headers, bodies, checkout_env, cpu_seconds, ensure_wrk, log, machine,
-    port_free,
-    raise_nofile, sapproxy_config, wait_port,
+    port_free, raise_nofile, sapproxy_config, wait_port,
 )
 
 

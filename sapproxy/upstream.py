@@ -75,7 +75,7 @@ class CachedEndpoints:
     what the standard factory makes: TCP for C{http}, TLS (the given policy) for C{https}.
     """
 
-    def __init__(self, reactor: Any, *, connect_timeout: float | None = None,
+    def __init__(self, reactor: Any, *, connect_timeout: float = 30.0,
                  tls_policy: IPolicyForHTTPS | None = None) -> None:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
@@ -96,7 +96,7 @@ class CachedEndpoints:
             host = uri.host.decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"the upstream host {uri.host!r} is not ASCII") from None
-        timeout = self._connect_timeout or 30
+        timeout = self._connect_timeout
         endpoint: IStreamClientEndpoint
         if isIPAddress(host):
             # An address needs no resolution (HostnameEndpoint would still hand it to a resolver thread).

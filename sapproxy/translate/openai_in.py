@@ -646,8 +646,9 @@ class AnthropicToOpenAIStream:
         self._thinking: list[str] = []
         self._signature = ""
         self._thought = 0  # how many thinking_blocks entries were sent
-        #: delta key ("content", "reasoning_content") -> the chunk's JSON before the text, or None (no template)
-        self._templates: dict[str, bytes | None] = {}
+        #: delta key ("content", "reasoning_content") -> the chunk's JSON before and after the text, or None
+        #: when the template does not fit (see L{_text_chunk})
+        self._templates: dict[str, tuple[bytes, bytes] | None] = {}
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -667,14 +668,15 @@ class AnthropicToOpenAIStream:
         (see L{Rendered}).
         """
         chunk = self._chunk({key: text})
-        suffix = _CHUNK_SUFFIX_USAGE if self.include_usage else _CHUNK_SUFFIX
         try:
-            prefix = self._templates[key]
+            template = self._templates[key]
         except KeyError:
-            prefix = self._templates[key] = split_template(json_text(self._chunk({key: ""})), b'""', suffix)
-        if prefix is None:
+            suffix = _CHUNK_SUFFIX_USAGE if self.include_usage else _CHUNK_SUFFIX
+            prefix = split_template(json_text(self._chunk({key: ""})), b'""', suffix)
+            template = self._templates[key] = None if prefix is None else (prefix, suffix)
+        if template is None:
             return chunk
-        return Rendered(chunk, prefix + json_text(text) + suffix)
+        return Rendered(chunk, template[0] + json_text(text) + template[1])
 
     def _start(self, out: list[dict[str, Any]]) -> None:
         self._started = True

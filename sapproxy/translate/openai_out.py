@@ -534,7 +534,7 @@ class OpenAIToAnthropicStream:
         event = {"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": text}}
         index, prefix = self._template
         if index != self._index:
-            blank = {"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": ""}}
+            blank = {**event, "delta": {"type": "text_delta", "text": ""}}
             prefix = split_template(json_text(blank), b'""', b"}}")
             self._template = (self._index, prefix)
         if prefix is None:
