@@ -22,7 +22,7 @@ CATEGORIES = [
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("usage accounting / SQLite", ("sapproxy/accounting.py", "sapproxy/usage/", "sqlite3")),
     ("sapproxy translate (SSE/IR/eventstream)", ("sapproxy/translate/",)),
-    ("sapproxy relay", ("sapproxy/relay.py",)),
+    ("sapproxy relay", ("sapproxy/dispatch/relay.py",)),
     ("sapproxy gateway/routes/auth", ("sapproxy/",)),
     ("botocore eventstream", ("botocore/",)),
     ("attrs/cattrs", ("attr/", "cattrs/")),

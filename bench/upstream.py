@@ -36,7 +36,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 try:  # reuse the gateway's own encoder when installed (same wire format as the real Bedrock)
-    from sapproxy.translate.eventstream import encode_event_frame as _encode_frame
+    from sapproxy.translate.framing.eventstream import encode_event_frame as _encode_frame
 except Exception:  # pragma: no cover - fallback: a tiny standalone encoder
     import binascii
     import struct

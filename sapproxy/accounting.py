@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
-from sapproxy.gateway import RequestContext
+from sapproxy.dispatch.forward import RequestContext
 from sapproxy.translate.estimate import CHARS_PER_TOKEN, completion_tokens, estimated_usage, prompt_tokens
 from sapproxy.translate.usage import Usage
 

@@ -9,171 +9,35 @@ close the upstream pool.
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-
-import attrs
 from typing import Any, cast
 
-from twisted.application.service import MultiService, Service
+import attrs
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.internet.tcp import makeBinding
 from twisted.logger import Logger
-from twisted.web import http
-from twisted.web.server import Request, Site
+from twisted.web.server import Site
 
 from sapproxy import __version__
 from sapproxy.accounting import Accounting
-from sapproxy.app import build_app
 from sapproxy.auth import Authenticator
 from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
+from sapproxy.dispatch.forward import Gateway
+from sapproxy.dispatch.plan import ExchangeBuilder
 from sapproxy.errors import GatewayError
-from sapproxy.exchanges import ExchangeBuilder
-from sapproxy.gateway import Gateway
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
-from sapproxy.resources._scaffold import Services, ServicesRef
+from sapproxy.site import GatewaySite, Listener
 from sapproxy.tracing import make_tracing
-from sapproxy.upstream import make_http_client
+from sapproxy.web.app import build_app
+from sapproxy.web.frame import Services, ServicesRef
+from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 
 log = Logger()
-
-
-class _Discard:
-    """
-    Where an oversized request body goes: nowhere.  The route answers 413 without it ever being held.
-    """
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def seek(self, *_: Any) -> int:
-        return 0
-
-    def tell(self) -> int:
-        return 0
-
-    def read(self, *_: Any) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
-class TrackingRequest(Request):
-    """
-    A request the site remembers until it finishes, so shutdown can wait for it; and whose body, when larger
-    than the site's limit, is never stored (decided from Content-Length before reading, when it is given).
-
-    @ivar body_too_large: the size that broke the limit, or L{None}.
-    """
-
-    body_too_large: int | None = None
-
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        # JSON APIs only: never parse form uploads into request.args (nor, for that, every POST's
-        # Content-Type through the email package, 7-9 % of a request's CPU in the profile).
-        kwargs["parsePOSTFormSubmission"] = False
-        super().__init__(channel, *args, **kwargs)
-
-    def gotLength(self, length: int | None) -> None:
-        channel: Any = self.channel
-        limit = channel.site.max_body_bytes
-        if length is not None and length > limit:
-            # Twisted dispatches a request only after its whole body; answer now and hang up instead.
-            self.body_too_large = length
-            self.content = _Discard()
-            path = getattr(channel, "_path", b"") or b""
-            dialect = "anthropic" if path.startswith(b"/v1/messages") else "openai"
-            error = GatewayError("request_too_large",
-                                 f"request body of {length} bytes exceeds the limit of {limit} bytes")
-            body = json.dumps(error.body(dialect)).encode()
-            channel.transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            channel.transport.loseConnection()
-        else:
-            super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        content: Any = self.content
-        channel: Any = self.channel
-        if self.body_too_large is None and content.tell() + len(data) > channel.site.max_body_bytes:
-            # A chunked upload without Content-Length: stop keeping it once it passes the limit.
-            self.body_too_large = content.tell() + len(data)
-            content = self.content = _Discard()
-        content.write(data)
-
-    def process(self) -> None:
-        site = cast(Any, self.channel).site
-        site.inflight.add(self)
-        self.notifyFinish().addBoth(self._finished, site)
-        super().process()
-
-    def _finished(self, result: object, site: Any) -> None:
-        site.inflight.discard(self)
-        site.finished += 1
-        # Klein's render keeps a self-referencing error handler that closes over the request, so every request
-        # ends in a reference cycle only the garbage collector frees; a long stream outlives the young
-        # collections and lands in the oldest generation, which is collected rarely (and slowly, once it is
-        # large).  Whatever the request still refers to waits there with it: above all its connection, the
-        # transport and protocol with their buffers.  Twisted has dropped the channel and the body by now
-        # (nothing after this, in Twisted, Klein or the routes, uses the transport), so let go of the
-        # connection and of Klein's component (its URL map adapter) too.
-        self.transport = None
-        self._adapterCache = {}
-
-
-class GatewaySite(Site):
-    requestFactory = TrackingRequest
-    displayTracebacks = False
-
-    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, **kwargs: Any) -> None:
-        super().__init__(resource, reactor=reactor, **kwargs)
-        self.max_body_bytes = max_body_bytes
-        self.inflight: set[Request] = set()
-        #: Requests finished since start (for L{sapproxy.memory.IdleCollector}).
-        self.finished = 0
-        self.noisy = False
-
-    def log(self, request: http.Request) -> None:
-        # Every API request gets one structured line from the accounting instead of a combined-log line.
-        pass
-
-
-class _Listener(Service):
-    def __init__(self, reactor: Any, config: GatewayConfig, site: GatewaySite, reuse_port: bool = False) -> None:
-        self._reactor = reactor
-        self._config = config
-        self._site = site
-        self._reuse_port = reuse_port
-        self.port: Any = None
-
-    def startService(self) -> None:
-        # Listening starts in listen(), once the gateway is ready to judge credentials.
-        super().startService()
-
-    def listen(self) -> None:
-        if not self.running or self.port is not None:
-            return
-        host, port = self._config.host, self._config.port
-        where: Any = makeBinding(host, port, reuseAddress=True, reusePort=True) if self._reuse_port else port
-        self.port = self._reactor.listenTCP(where, self._site, backlog=1024, interface=host)
-        address = self.port.getHost()
-        log.info("sapproxy {version} listening on http://{host}:{port}", version=__version__, host=address.host,
-                 port=address.port)
-
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
-        if self.port is None:
-            return None
-        d = self.port.stopListening()
-        self.port = None
-        return d
 
 
 class GatewayService(MultiService):
@@ -195,7 +59,7 @@ class GatewayService(MultiService):
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
-        self.listener = _Listener(reactor, config, self.site, reuse_port)
+        self.listener = Listener(reactor, config, self.site, reuse_port)
         self.listener.setServiceParent(self)
 
     @property

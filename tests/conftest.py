@@ -13,18 +13,17 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Recorded public provider streams, beside the project's root (never copied into it).
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+#: Recorded public provider streams, byte for byte, with their sources and licenses (tests/fixtures/README.md).
+FIXTURES = ROOT / "tests" / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def fixture_path(relative: str) -> Path:
     """
-    The path of one recorded fixture; skips the test (fails it under CI) where the fixtures are absent.
+    The path of one recorded fixture, which the project ships: a missing one is a broken checkout.
     """
     path = FIXTURES / relative
-    if not path.exists():
-        need(False, f"recorded fixture {relative} not found under {FIXTURES}")
+    assert path.exists(), f"recorded fixture {relative} not found under {FIXTURES}"
     return path
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from sapproxy.translate.sse import SSEDecoder, SSEEvent, encode_event, encode_raw
+from sapproxy.translate.framing.sse import SSEDecoder, SSEEvent, encode_event, encode_raw
 from conftest import fixture_path
 
 

@@ -291,7 +291,7 @@ def count_chat_tokens(body: dict[str, Any], family: str) -> int:
 
     @raise sapproxy.translate.errors.InvalidRequest: when the body cannot be converted.
     """
-    from sapproxy.translate.openai_in import chat_request_to_ir
+    from sapproxy.translate.client.openai_chat import chat_request_to_ir
 
     ir = chat_request_to_ir(body)
     if _family(family) != "claude":

@@ -32,11 +32,6 @@ def random_hex(length: int) -> str:
     return os.urandom((length + 1) // 2).hex()[:length]
 
 
-def new_chat_completion_id() -> str:
-    """A fresh OpenAI completion id, C{chatcmpl-} and 29 base62 characters like OpenAI's own."""
-    return "chatcmpl-" + _random(29)
-
-
 def new_message_id() -> str:
     """A fresh Anthropic message id, C{msg_01} and 22 base62 characters like Anthropic's own."""
     return "msg_01" + _random(22)
@@ -54,7 +49,8 @@ def chat_id_from_message_id(message_id: str | None) -> str:
     """C{msg_X} -> C{chatcmpl-X}; a fresh id when there is nothing to derive from."""
     if message_id:
         return "chatcmpl-" + (message_id[4:] if message_id.startswith("msg_") else message_id)
-    return new_chat_completion_id()
+    # A fresh OpenAI completion id: 29 base62 characters like OpenAI's own.
+    return "chatcmpl-" + _random(29)
 
 
 def message_id_from_chat_id(completion_id: str | None) -> str:

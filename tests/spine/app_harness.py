@@ -15,15 +15,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from sapproxy.accounting import Accounting
-from sapproxy.app import build_app
+from sapproxy.web.app import build_app
 from sapproxy.auth import Authenticator
 from sapproxy.config import GatewayConfig, ServiceKey, SubAccount
-from sapproxy.exchanges import ExchangeBuilder
-from sapproxy.gateway import Gateway
+from sapproxy.dispatch.plan import ExchangeBuilder
+from sapproxy.dispatch.forward import Gateway
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
-from sapproxy.resources._scaffold import Services, ServicesRef
-from sapproxy.upstream import UpstreamClient
+from sapproxy.web.frame import Services, ServicesRef
+from sapproxy.upstreams.http import UpstreamClient
 from sapproxy.simulator import default_simulator_config, make_simulator
 
 TOKEN = "sk-test"

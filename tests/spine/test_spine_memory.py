@@ -13,7 +13,7 @@ from twisted.web._newclient import HTTPClientParser, Request
 from twisted.web.http_headers import Headers
 
 from sapproxy.memory import IdleCollector, malloc_trim
-from sapproxy.upstream import BytesProducer, _QuietFactory
+from sapproxy.upstreams.http import BytesProducer, _QuietFactory
 
 
 def _garbage_after(run: Any) -> list[Any]:
@@ -104,7 +104,7 @@ def test_a_finished_request_lets_go_of_its_connection() -> None:
     from twisted.web.resource import Resource
     from twisted.web.test.requesthelper import DummyChannel
 
-    from sapproxy.service import GatewaySite, TrackingRequest
+    from sapproxy.site import GatewaySite, TrackingRequest
 
     class Hello(Resource):
         isLeaf = True

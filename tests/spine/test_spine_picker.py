@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from sapproxy.config import ServiceKey, SubAccount
-from sapproxy.picker import DeploymentPicker
+from sapproxy.dispatch.picker import DeploymentPicker
 
 KEY = ServiceKey(clientid="c", clientsecret="s", url="https://auth.example")
 

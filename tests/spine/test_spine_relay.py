@@ -13,10 +13,10 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
-from sapproxy.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
-from sapproxy.translate.passthrough import OpenAIPassthrough
-from sapproxy.translate.pipeline import SSEJsonSource, StreamPipeline
-from sapproxy.translate.sse import encode_data, encode_event
+from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
+from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough
+from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline
+from sapproxy.translate.framing.sse import encode_data, encode_event
 
 
 class FakeRequest:

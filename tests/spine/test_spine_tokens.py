@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from sapproxy.config import ServiceKey
-from sapproxy.tokens import TokenCache, TokenFetchError, TokenGrant
+from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, TokenGrant
 
 KEY = ServiceKey(clientid="c", clientsecret="s", url="https://auth.example")
 

@@ -11,7 +11,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from sapproxy.upstream import UpstreamClient, upstream_headers, url_bytes
+from sapproxy.upstreams.http import UpstreamClient, upstream_headers, url_bytes
 
 
 class Recorder(Resource):
@@ -74,7 +74,7 @@ def test_one_endpoint_per_origin_for_every_request() -> None:
     from twisted.internet.testing import MemoryReactorClock
     from twisted.web.client import URI
 
-    from sapproxy.upstream import CachedEndpoints, make_http_client
+    from sapproxy.upstreams.http import CachedEndpoints, make_http_client
 
     reactor = MemoryReactorClock()
     endpoints = CachedEndpoints(reactor, connect_timeout=7)
@@ -98,7 +98,7 @@ def test_unsupported_scheme_is_refused() -> None:
     from twisted.web.client import URI
     from twisted.web.error import SchemeNotSupported
 
-    from sapproxy.upstream import CachedEndpoints
+    from sapproxy.upstreams.http import CachedEndpoints
 
     try:
         CachedEndpoints(MemoryReactorClock()).endpointForURI(URI.fromBytes(b"ftp://sap.test/x"))

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from sapproxy.translate.bedrock import (
+from sapproxy.translate.wire.bedrock_invoke import (
     ALLOWED_TOP_LEVEL,
     BEDROCK_BETAS,
     BedrockStreamNormaliser,

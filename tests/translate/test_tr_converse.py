@@ -14,7 +14,7 @@ from conftest import FIXTURES, accumulate_anthropic, fixture_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sapproxy.translate.converse import (
+from sapproxy.translate.wire.converse import (
     ConverseStreamParseError,
     ConverseToAnthropicStream,
     converse_response_to_ir,

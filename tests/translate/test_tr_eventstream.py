@@ -14,7 +14,7 @@ from conftest import fixture_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sapproxy.translate.eventstream import (
+from sapproxy.translate.framing.eventstream import (
     EventStreamDecoder,
     EventStreamError,
     encode_chunk,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.gemini import (
+from sapproxy.translate.wire.gemini import (
     GeminiToAnthropicStream,
     apply_partial_arg,
     clean_schema,
@@ -25,7 +25,7 @@ from sapproxy.translate.gemini import (
 )
 
 EVENT = TypeAdapter(RawMessageStreamEvent)
-GEMINI_FIXTURES = sorted((FIXTURES / "gemini").glob("*.chunks.txt")) if (FIXTURES / "gemini").exists() else []
+GEMINI_FIXTURES = sorted((FIXTURES / "gemini").glob("*.chunks.txt"))
 
 
 def chunks(path: Path) -> list[dict[str, Any]]:

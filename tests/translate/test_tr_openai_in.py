@@ -1,5 +1,5 @@
 """
-An OpenAI Chat Completions client in front of an IR (Anthropic) upstream: sapproxy.translate.openai_in.
+An OpenAI Chat Completions client in front of an IR (Anthropic) upstream: sapproxy.translate.client.openai_chat.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import fixture_path
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.openai_in import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
+from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
 from test_tr_openai_support import (
     accumulate_anthropic,
     accumulate_openai,

@@ -1,5 +1,5 @@
 """
-A GPT (Azure OpenAI) upstream behind an Anthropic Messages client: sapproxy.translate.openai_out.
+A GPT (Azure OpenAI) upstream behind an Anthropic Messages client: sapproxy.translate.wire.openai_chat.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from conftest import fixture_path
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.openai_out import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
+from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
 from test_tr_openai_support import (
     accumulate_anthropic,
     accumulate_openai,

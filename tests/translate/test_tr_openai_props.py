@@ -15,8 +15,8 @@ from openai.types.chat import CompletionCreateParams
 from pydantic import TypeAdapter
 
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.openai_in import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
-from sapproxy.translate.openai_out import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
+from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
+from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
 from test_tr_openai_support import (
     accumulate_anthropic,
     accumulate_openai,

@@ -16,7 +16,7 @@ from anthropic.types import Message, RawMessageStreamEvent
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conftest import FIXTURES
-from sapproxy.translate.sse import SSEDecoder
+from sapproxy.translate.framing.sse import SSEDecoder
 
 _EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 

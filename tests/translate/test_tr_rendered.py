@@ -1,5 +1,5 @@
 """
-Content deltas rendered from per-stream templates (L{sapproxy.translate.sse.Rendered}) must be, byte for byte,
+Content deltas rendered from per-stream templates (L{sapproxy.translate.framing.sse.Rendered}) must be, byte for byte,
 what serialising the event would give, whatever the text, model name, ids and block numbers are.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sapproxy.translate.openai_in import AnthropicToOpenAIStream
-from sapproxy.translate.openai_out import OpenAIToAnthropicStream
-from sapproxy.translate.sse import Rendered, encode_data, encode_event, json_text, split_template
+from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream
+from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream
+from sapproxy.translate.framing.sse import Rendered, encode_data, encode_event, json_text, split_template
 
 #: Any text a model or a client can send, quotes, backslashes, control characters and astral planes included.
 anything = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)

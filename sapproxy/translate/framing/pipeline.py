@@ -1,0 +1,122 @@
+"""
+One upstream stream to one client stream: bytes in, framed client events out.
+
+A pipeline is a source (which turns upstream bytes into event dicts: SSE JSON, AWS event-stream), a chain
+of translators (each C{feed(event) -> [events]}, C{finish() -> [events]}), and an encoder (which frames a
+client event for one write).  It knows nothing about sockets, so the relay that moves the bytes and the
+converters that change them are tested apart.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Protocol, Sequence
+
+from sapproxy.translate.estimate import event_text_chars
+from sapproxy.translate.framing.sse import SSEDecoder
+from sapproxy.translate.usage import Usage
+
+
+class UpstreamStreamError(Exception):
+    """
+    The upstream sent bytes that are not the stream its headers promised.
+    """
+
+
+class Source(Protocol):
+    def feed(self, data: bytes) -> list[Any]: ...
+
+
+class Translator(Protocol):
+    def feed(self, event: Any) -> list[Any]: ...
+
+    def finish(self) -> list[Any]: ...
+
+
+class SSEJsonSource:
+    """
+    An SSE stream whose C{data:} fields are JSON (OpenAI, Anthropic, Gemini); C{[DONE]} is dropped here
+    and written once by the relay at the end, whatever the upstream did.
+    """
+
+    __slots__ = ("_decoder", "_parse")
+
+    def __init__(self, parse: Callable[[str], Any] = json.loads) -> None:
+        self._decoder = SSEDecoder()
+        self._parse = parse
+
+    def feed(self, data: bytes) -> list[Any]:
+        return self._events(self._decoder.feed(data))
+
+    def finish(self) -> list[Any]:
+        return self._events(self._decoder.finish())
+
+    def _events(self, raw: list[Any]) -> list[Any]:
+        out = []
+        for event in raw:
+            data = event.data
+            if data == "[DONE]" or not data.strip():
+                continue
+            try:
+                out.append(self._parse(data))
+            except ValueError:
+                raise UpstreamStreamError(f"upstream sent an event that is not JSON: {data[:80]!r}") from None
+        return out
+
+
+class StreamPipeline:
+    """
+    @ivar error: the type of the last error event the client was sent (both dialects put an C{error} object
+        in it), for the usage row; L{None} while all is well.
+    """
+
+    __slots__ = ("_source", "_translators", "_encode", "error", "output_chars")
+
+    def __init__(self, source: Source, translators: Sequence[Translator], encode: Callable[[Any], bytes]) -> None:
+        self._source = source
+        self._translators = tuple(translators)
+        self._encode = encode
+        self.error: str | None = None
+        #: Characters of model output sent to the client, for an estimate when the upstream gives no usage.
+        self.output_chars = 0
+
+    @property
+    def usage(self) -> Usage | None:
+        """
+        The token counts learnt so far: the translator nearest the upstream knows them first-hand.
+        """
+        for translator in self._translators:
+            usage = getattr(translator, "usage", None)
+            if usage is not None:
+                return usage
+        return None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        return self._run(self._source.feed(data), 0)
+
+    def finish(self) -> list[bytes]:
+        finish = getattr(self._source, "finish", None)
+        out = self._run(finish() if finish else [], 0)
+        for index, translator in enumerate(self._translators):
+            out.extend(self._run(translator.finish(), index + 1))
+        return out
+
+    def _run(self, events: list[Any], start: int) -> list[bytes]:
+        for translator in self._translators[start:]:
+            if not events:
+                return []
+            if len(events) == 1:
+                events = translator.feed(events[0])
+            else:
+                events = [out for event in events for out in translator.feed(event)]
+        encode = self._encode
+        out = []
+        chars = 0
+        for event in events:
+            chars += event_text_chars(event)
+            if "error" in event:
+                error = event["error"]
+                self.error = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
+            out.append(encode(event))
+        self.output_chars += chars
+        return out

@@ -1,0 +1,43 @@
+"""
+The Gemini wire format: Gemini / Vertex AI (C{generateContent}, C{streamGenerateContent}) upstreams behind the IR.
+
+Request: L{ir_request_to_gemini}.  Response: L{gemini_response_to_ir}.  Stream: L{GeminiToAnthropicStream}.
+
+Thought signatures
+==================
+
+Gemini 3 attaches an opaque C{thoughtSignature} to the part that follows its (hidden) reasoning: a
+C{functionCall} part, a text part, or an otherwise empty text part C{{"text": "", "thoughtSignature": ...}}.
+It must be sent back on the same kind of part in the next request, or Gemini loses (or, for function calls,
+refuses) the reasoning context.  The IR carries it as a B{thinking block}:
+
+  - a C{thought: true} part becomes C{{"type": "thinking", "thinking": <text>, "signature": <its
+    thoughtSignature or "">}};
+  - any other part with a C{thoughtSignature} is preceded by C{{"type": "thinking", "thinking": "",
+    "signature": <thoughtSignature>}} (so an empty signature-only part becomes just that thinking block).
+
+On the way back (L{ir_request_to_gemini}) a thinking block's thought text is not resent (Gemini does not
+want thought summaries back), but a non-empty C{signature} is attached to the B{next} part built from the
+same assistant turn; a signature with nothing after it becomes C{{"text": "", "thoughtSignature": ...}}.
+So C{[functionCall+sig]} -> C{[thinking(sig), tool_use]} -> C{[functionCall+sig]}, and
+C{[text, text""+sig]} -> C{[text, thinking(sig)]} -> C{[text, text""+sig]}: the signature survives any
+client that returns thinking blocks as Anthropic requires.  C{redacted_thinking} blocks (never produced
+here) are dropped on the way to Gemini.
+
+Tool call ids
+=============
+
+Gemini function calls have no ids (or optional ones the Gemini API does not require back); tool_use ids are
+derived deterministically from the message id and the call's position (C{toolu_<hash>}), and a tool_result's
+C{functionResponse.name} is found from the matching tool_use earlier in the conversation.
+"""
+
+from sapproxy.translate.wire.gemini.request import ir_request_to_gemini
+from sapproxy.translate.wire.gemini.response import gemini_error_event, gemini_response_to_ir, stop_reason, tool_use_id
+from sapproxy.translate.wire.gemini.schema import clean_schema
+from sapproxy.translate.wire.gemini.stream import GeminiToAnthropicStream, apply_partial_arg
+
+__all__ = [
+    "GeminiToAnthropicStream", "apply_partial_arg", "clean_schema", "gemini_error_event", "gemini_response_to_ir",
+    "ir_request_to_gemini", "stop_reason", "tool_use_id",
+]

@@ -1,0 +1,3 @@
+"""
+One module per upstream provider kind, and the one HTTP pool they share.
+"""

@@ -1,0 +1,3 @@
+"""
+The Klein glue: the app, the frame every API route runs in, the operator routes.
+"""

@@ -1,0 +1,44 @@
+"""
+The Klein application: every surface's routes over one set of services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from sapproxy.errors import GatewayError
+from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models
+from sapproxy.web import ops
+from sapproxy.web.frame import ServicesRef, error_body
+
+
+def _dialect_of(request: Any) -> str:
+    return "anthropic" if request.path.startswith(b"/v1/messages") else "openai"
+
+
+def build_app(ref: ServicesRef) -> Klein:
+    app = Klein()
+    openai_chat.install(app, ref)
+    openai_embeddings.install(app, ref)
+    openai_models.install(app, ref)
+    anthropic_messages.install(app, ref)
+    ops.install(app, ref)
+
+    @app.handle_errors(NotFound)
+    def not_found(request: Any, failure: Any) -> bytes:
+        path = request.path.decode("latin-1", "replace")
+        return error_body(request, _dialect_of(request), GatewayError("not_found", f"no route for {path}"))
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(request: Any, failure: Any) -> bytes:
+        method = request.method.decode("latin-1", "replace")
+        path = request.path.decode("latin-1", "replace")
+        allowed = ", ".join(failure.value.valid_methods or [])
+        request.setHeader(b"allow", allowed.encode())
+        return error_body(request, _dialect_of(request),
+                          GatewayError("method_not_allowed", f"{method} is not allowed on {path} (allowed: {allowed})"))
+
+    return app
