@@ -64,12 +64,16 @@ class ModelSettings:
     @ivar api_version: the Azure api-version for this model's chat calls.
     @ivar converse: serve this Claude model through Bedrock's C{/converse} APIs instead of C{/invoke}.
     @ivar upstream_model: the model id a Vertex path names (C{models/{id}:generateContent}).
+    @ivar max_output_tokens: the most output tokens the model gives, sent as the limit when an OpenAI
+        client sets none (Anthropic clients always do); the default comes from
+        L{sapproxy.translate.model_limits.max_output_tokens}, and 4096 for models it does not know.
     """
 
     family: str | None = None
     api_version: str | None = None
     converse: bool = False
     upstream_model: str | None = None
+    max_output_tokens: int | None = None
 
 
 @frozen
@@ -407,6 +411,8 @@ def _check_semantics(config: GatewayConfig) -> None:
     for model, settings in config.models.items():
         if settings.family not in (None, "openai", "claude", "gemini"):
             raise _PathError(f"models.{model}.family", "expected openai, claude or gemini")
+        if settings.max_output_tokens is not None and settings.max_output_tokens < 1:
+            raise _PathError(f"models.{model}.max_output_tokens", "expected a positive integer")
     for alias, target in config.aliases.items():
         if target not in served:
             raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount serves")

@@ -13,7 +13,8 @@ import json
 import time
 from typing import Any, Callable
 
-from attrs import frozen
+from attrs import evolve, frozen
+from twisted.logger import Logger
 
 from sapproxy.config import GatewayConfig, is_reasoning_model
 from sapproxy.models import ResolvedModel
@@ -24,12 +25,19 @@ from sapproxy.translate.wire.converse import (
 from sapproxy.translate.framing.eventstream import EventStreamDecoder
 from sapproxy.translate.ids import random_hex
 from sapproxy.translate.wire.gemini import GeminiToAnthropicStream, gemini_response_to_ir, ir_request_to_gemini
-from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
+from sapproxy.translate.client.openai_chat import (
+    DEFAULT_MAX_TOKENS, AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat,
+)
 from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
 from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai_response
 from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline, Translator
 from sapproxy.translate.framing.sse import encode_data, encode_event
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.fit import fit_request, upstream_kind
+from sapproxy.translate.tool_support import fit_tools
+from sapproxy.translate.model_limits import max_output_tokens
+
+log = Logger()
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -51,6 +59,8 @@ class Exchange:
     pipeline: Callable[[str], StreamPipeline]
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     usage: Callable[[dict[str, Any]], Usage | None]
+    #: the client's tools the upstream cannot run and that were left out (see translate/tool_support.py)
+    dropped_tools: tuple[str, ...] = ()
 
 
 def _message_usage(resp: dict[str, Any]) -> Usage | None:
@@ -86,7 +96,7 @@ class ExchangeBuilder:
         if dialect == "openai":
             if family == "openai":
                 return self._openai_to_gpt(resolved, body)
-            ir = chat_request_to_ir(body)
+            ir = chat_request_to_ir(body, default_max_tokens=self._max_output_tokens(resolved))
             stream = bool(body.get("stream"))
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             wants_usage = wants_usage or self._config.always_include_usage
@@ -106,6 +116,12 @@ class ExchangeBuilder:
             return self._anthropic_to_claude(resolved, body, anthropic_beta)
         stream = bool(body.get("stream"))
         return self._from_ir(resolved, body, stream, lambda up: up, lambda m: m, encode_event, anthropic_beta)
+
+    def _max_output_tokens(self, resolved: ResolvedModel) -> int:
+        """The model's own output limit (configured, else known), for OpenAI clients that set none."""
+        settings = self._config.model_settings(resolved.name)
+        return (settings.max_output_tokens or max_output_tokens(settings.upstream_model or resolved.name)
+                or DEFAULT_MAX_TOKENS)
 
     def embeddings(self, resolved: ResolvedModel, body: dict[str, Any]) -> Exchange:
         """
@@ -143,11 +159,15 @@ class ExchangeBuilder:
         stream = bool(body.get("stream"))
         model = resolved.requested
         upstream = bedrock_invoke_body(body, anthropic_beta=beta)
+        _, dropped = fit_tools(body, "invoke")  # bedrock_invoke_body drops the same; this names them
+        if dropped:
+            log.info("tools {tools} left out: {model} cannot run them", tools=", ".join(dropped), model=resolved.name)
         return Exchange(
             path="/invoke-with-response-stream" if stream else "/invoke",
             body=_dumps(upstream).encode(), stream=stream,
             pipeline=lambda ct: StreamPipeline(_claude_source(ct), [BedrockStreamNormaliser(model)], encode_event),
             convert=lambda resp: bedrock_invoke_response(resp, model), usage=_message_usage,
+            dropped_tools=tuple(dropped),
         )
 
     def _from_ir(self, resolved: ResolvedModel, ir: dict[str, Any], stream: bool,
@@ -158,6 +178,23 @@ class ExchangeBuilder:
         An IR request to whichever family serves it; C{client_side} adds the translators from IR events
         to the client's dialect, C{convert_message} turns an IR message into the client's response.
         """
+        settings = self._config.model_settings(resolved.name)
+        fitted = fit_request(ir, upstream_kind(resolved.family, settings.converse),
+                             settings.upstream_model or resolved.name)
+        if fitted.dropped_tools:
+            log.info("tools {tools} left out: {model} cannot run them", tools=", ".join(fitted.dropped_tools),
+                     model=resolved.name)
+        names = fitted.names
+        # The restorer costs a call per event: only streams whose tool names were rewritten get it.
+        exchange = self._from_fitted(resolved, fitted.ir, stream,
+                                     lambda ups: client_side(ups + [names.restorer()] if names.renamed else ups),
+                                     lambda m: convert_message(names.restore_message(m)), encode, beta)
+        return evolve(exchange, dropped_tools=fitted.dropped_tools)
+
+    def _from_fitted(self, resolved: ResolvedModel, ir: dict[str, Any], stream: bool,
+                     client_side: Callable[[list[Translator]], list[Translator]],
+                     convert_message: Callable[[dict[str, Any]], dict[str, Any]],
+                     encode: Callable[[Any], bytes], beta: str | None) -> Exchange:
         model = resolved.requested
         family = resolved.family
         message_id = "msg_" + random_hex(24)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import model_rules
 from .call import Call
 from .plan import Plan, ToolSpec, make_plan
 from .replies import JsonReply, Reply, StreamReply
@@ -168,6 +169,10 @@ def handle(call: Call) -> Reply:
     error = validate(call.body)
     if error is not None:
         return error
+    from .bedrock_api import model_id
+    message = model_rules.converse_errors(call.body, model_id(call.spec.model))
+    if message is not None:
+        return _validation(message)
     plan = _plan(call)
     body = call.body
     prompt = count_prompt_tokens({"s": body.get("system"), "m": body.get("messages")})

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from . import model_rules
 from .call import Call
 from .plan import Block, ToolSpec, make_plan
 from .replies import JsonReply, Reply, StreamReply
@@ -225,6 +226,9 @@ def handle(call: Call) -> Reply:
         return error
     body = call.body
     gen = _get(body, "generationConfig", "generation_config") or {}
+    message = model_rules.gemini_errors(body, body.get("tools"), gen)
+    if message is not None:
+        return invalid_argument(message)
     thinking_cfg = _get(gen, "thinkingConfig", "thinking_config") or {}
     budget = _get(thinking_cfg, "thinkingBudget", "thinking_budget")
     if budget == 0 and "pro" in call.spec.model:

@@ -11,6 +11,7 @@ from klein import Klein
 from sapproxy.errors import GatewayError
 from sapproxy.web.frame import Route, ServicesRef, json_body
 from sapproxy.translate.counting import count_tokens
+from sapproxy.web.notes import announce_dropped_tools
 
 
 def _check_messages(body: dict[str, Any]) -> None:
@@ -49,6 +50,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             beta = request.getHeader(b"anthropic-beta")
             exchange = route.services.builder.build("anthropic", resolved, body,
                                               anthropic_beta=beta.decode("latin-1") if beta else None)
+            announce_dropped_tools(request, exchange.dropped_tools)
             return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
 
         return await route.run(request, "/v1/messages", work)

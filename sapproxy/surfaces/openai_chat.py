@@ -10,6 +10,7 @@ from klein import Klein
 
 from sapproxy.errors import GatewayError
 from sapproxy.web.frame import Route, ServicesRef
+from sapproxy.web.notes import announce_dropped_tools
 
 
 def _check_chat(body: dict[str, Any]) -> None:
@@ -39,6 +40,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
             exchange = route.services.builder.build("openai", resolved, body)
+            announce_dropped_tools(request, exchange.dropped_tools)
             return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
 
         return await route.run(request, "/v1/chat/completions", work)

@@ -628,6 +628,7 @@ class AnthropicToOpenAIStream:
         "_signature",
         "_thought",
         "_templates",
+        "_argued",
     )
 
     def __init__(self, model: str, *, completion_id: str, created: int, include_usage: bool) -> None:
@@ -649,6 +650,8 @@ class AnthropicToOpenAIStream:
         #: delta key ("content", "reasoning_content") -> the chunk's JSON before and after the text, or None
         #: when the template does not fit (see L{_text_chunk})
         self._templates: dict[str, tuple[bytes, bytes] | None] = {}
+        #: OpenAI tool call indices whose arguments have been sent (at least one non-empty fragment)
+        self._argued: set[int] = set()
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -706,6 +709,7 @@ class AnthropicToOpenAIStream:
             elif dkind == "input_json_delta":
                 fragment = delta.get("partial_json")
                 if fragment and slot is not None and slot >= _TOOL:
+                    self._argued.add(slot - _TOOL)
                     out.append(
                         self._chunk({"tool_calls": [{"index": slot - _TOOL, "function": {"arguments": fragment}}]})
                     )
@@ -737,6 +741,7 @@ class AnthropicToOpenAIStream:
                 out.append(self._chunk({"tool_calls": [call]}))
                 if block.get("input"):
                     # Converters that know the whole input up front (Gemini) put it on the start.
+                    self._argued.add(number)
                     out.append(
                         self._chunk(
                             {"tool_calls": [{"index": number, "function": {"arguments": json.dumps(block["input"], ensure_ascii=False)}}]}
@@ -755,7 +760,13 @@ class AnthropicToOpenAIStream:
                 out.append(self._chunk({"thinking_blocks": [entry]}))
             return out
         if kind == "content_block_stop":
-            if self._blocks.get(event.get("index")) == _THINKING:  # type: ignore[arg-type]
+            slot = self._blocks.get(event.get("index"))  # type: ignore[arg-type]
+            if slot is not None and slot >= _TOOL and slot - _TOOL not in self._argued:
+                # A call without arguments (Claude streams no input_json_delta for {}): clients JSON-parse
+                # the accumulated arguments, so they get "{}" as the whole-response path gives them.
+                self._argued.add(slot - _TOOL)
+                out.append(self._chunk({"tool_calls": [{"index": slot - _TOOL, "function": {"arguments": "{}"}}]}))
+            if slot == _THINKING:
                 thinking = "".join(self._thinking)
                 if thinking or self._signature:
                     out.append(

@@ -18,6 +18,7 @@ Decisions a reader might not guess:
     an empty signature.
   - C{is_error} tool results are sent as their content prefixed with C{"Error: "}: OpenAI has no flag.
   - Images inside tool results cannot go into a C{tool} message, so they follow in the user message.
+  - C{role: "system"} messages inside C{messages} stay where they are, as system/developer messages.
   - The IR side key C{_response_format} (see L{sapproxy.translate.client.openai_chat}) is restored as
     C{response_format}.
 """
@@ -261,6 +262,12 @@ def ir_request_to_chat(body: dict[str, Any], *, reasoning_model: bool) -> dict[s
             converted = _assistant_message(message.get("content"), f"{path}.content")
             if converted is not None:
                 messages.append(converted)
+        elif role == "system":
+            # Claude Code (and OpenAI clients through the IR) put system turns inside the conversation;
+            # GPT takes them where they stand, as system (or, for reasoning models, developer) messages.
+            text = _system_text(message.get("content"))
+            if text:
+                messages.append({"role": "developer" if reasoning_model else "system", "content": text})
         else:
             raise InvalidRequest(f"{path}.role {role!r} is not supported", f"{path}.role")
 

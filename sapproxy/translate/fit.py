@@ -1,0 +1,47 @@
+"""
+An IR request fitted to the upstream that will run it, before that upstream's converter sees it: the
+tools it can run (L{sapproxy.translate.tool_support}), tool names it accepts
+(L{sapproxy.translate.tool_names}) and, for Claude, the sampling parameters the model generation accepts
+(L{sapproxy.translate.model_limits}).  Pure; the dispatcher logs and reports what was dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import frozen
+
+from sapproxy.translate.model_limits import fit_claude_sampling
+from sapproxy.translate.tool_names import ToolNames, encode_tool_names
+from sapproxy.translate.tool_support import fit_tools
+
+__all__ = ["FittedRequest", "fit_request", "upstream_kind"]
+
+
+@frozen
+class FittedRequest:
+    """
+    @ivar ir: the IR request to convert.
+    @ivar names: the tool names as sent, to give the client back its own.
+    @ivar dropped_tools: labels of the client's tools the upstream cannot run.
+    """
+
+    ir: dict[str, Any]
+    names: ToolNames
+    dropped_tools: tuple[str, ...]
+
+
+def upstream_kind(family: str, converse: bool) -> str:
+    """C{openai}, C{gemini}, C{converse} or C{invoke}: the API an IR request goes to."""
+    if family in ("openai", "gemini"):
+        return family
+    return "converse" if converse else "invoke"
+
+
+def fit_request(ir: dict[str, Any], upstream: str, model: str) -> FittedRequest:
+    """C{ir} (not mutated) fitted to C{upstream} (see L{upstream_kind}) serving C{model}."""
+    ir, dropped = fit_tools(ir, upstream)
+    ir, names = encode_tool_names(ir, upstream)
+    if upstream in ("invoke", "converse"):
+        ir = fit_claude_sampling(ir, model)
+    return FittedRequest(ir, names, tuple(dropped))

@@ -1,0 +1,93 @@
+"""
+The translation audit's fixes (issue 14) through the whole request path, against the simulator, which
+refuses what the real upstreams refuse.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app_harness import Harness, sse_data
+
+CHAT = "/v1/chat/completions"
+HI = [{"role": "user", "content": "hi"}]
+LONG = "mcp__claude_ai_Atlassian__getConfluencePageDescendantsWithAVeryLongNameIndeed_v2"
+
+
+def _upstream(h: Harness, fragment: str) -> dict[str, Any]:
+    return [r["body"] for r in h.simulator.requests if fragment in r["path"]][-1]
+
+
+def test_item1_claude_code_system_turns_reach_gpt() -> None:
+    h = Harness()
+    messages = [{"role": "user", "content": "hi"}, {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "again"}]
+    response, body = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 50, "messages": messages})
+    assert response.code == 200, body
+    assert [m["role"] for m in _upstream(h, "/chat/completions")["messages"]] == ["user", "system", "user"]
+
+
+def test_items2_3_openai_sampling_defaults_reach_claude_45() -> None:
+    h = Harness()
+    for model in ("anthropic--claude-4.5-sonnet", "anthropic--claude-4.5-haiku"):
+        response, body = h.post(CHAT, {"model": model, "messages": HI, "temperature": 1.6, "top_p": 1})
+        assert response.code == 200, body
+        sent = _upstream(h, "/invoke")
+        assert sent["temperature"] == 1 and "top_p" not in sent
+
+
+def test_item5_long_mcp_tool_names_through_gpt_and_gemini_come_back_as_sent() -> None:
+    h = Harness()
+    tool = {"name": LONG, "description": "d", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+    for model in ("gpt-4.1", "gemini-2.5-pro"):
+        for stream in (False, True):
+            response, body = h.post("/v1/messages", {"model": model, "max_tokens": 200, "messages": HI,
+                                                     "tools": [tool], "stream": stream})
+            assert response.code == 200, body
+            if stream:
+                starts = [json.loads(d)["content_block"] for d in sse_data(body)
+                          if json.loads(d)["type"] == "content_block_start"]
+                names = [b["name"] for b in starts if b["type"] == "tool_use"]
+            else:
+                names = [b["name"] for b in json.loads(body)["content"] if b["type"] == "tool_use"]
+            assert names == [LONG], (model, stream, body)
+
+
+def test_item5_openai_names_gemini_refuses() -> None:
+    h = Harness()
+    tool = {"type": "function", "function": {"name": "2fa-code", "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}}
+    response, body = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": HI, "tools": [tool]})
+    assert response.code == 200, body
+    (call,) = json.loads(body)["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "2fa-code"
+
+
+def test_item7_openai_clients_without_a_limit_get_the_models_own() -> None:
+    from sapproxy.config import ModelSettings
+
+    h = Harness()
+    for model, fragment, ceiling in (("gemini-2.5-pro", "generateContent", 65536),
+                                     ("anthropic--claude-4.5-sonnet", "/invoke", 64000)):
+        response, body = h.post(CHAT, {"model": model, "messages": HI})
+        assert response.code == 200, body
+        sent = _upstream(h, fragment)
+        assert (sent.get("generationConfig") or {}).get("maxOutputTokens", sent.get("max_tokens")) == ceiling
+    h = Harness(models={"gemini-2.5-pro": ModelSettings(max_output_tokens=12345)})
+    assert h.post(CHAT, {"model": "gemini-2.5-pro", "messages": HI})[0].code == 200
+    assert _upstream(h, "generateContent")["generationConfig"]["maxOutputTokens"] == 12345
+
+
+def test_item8_server_tools_are_dropped_and_named_for_every_family() -> None:
+    h = Harness()
+    tools = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+             {"type": "web_search_20250305", "name": "web_search"}, {"type": "bash_20250124", "name": "bash"}]
+    for model in ("gpt-4.1", "gemini-2.5-pro", "anthropic--claude-4.5-sonnet"):
+        response, body = h.post("/v1/messages", {"model": model, "max_tokens": 100, "messages": HI, "tools": tools})
+        assert response.code == 200, (model, body)
+        assert response.headers.getRawHeaders("x-sapproxy-dropped-tools") == ["web_search (web_search_20250305)"]
+    assert [t["function"]["name"] for t in _upstream(h, "/chat/completions")["tools"]] == ["get_weather", "bash"]
+    assert [d["name"] for d in _upstream(h, "generateContent")["tools"][0]["functionDeclarations"]] == ["get_weather", "bash"]
+    assert [t["name"] for t in _upstream(h, "/invoke")["tools"]] == ["get_weather", "bash"]
+    response, _ = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 100, "messages": HI, "tools": tools[:1]})
+    assert response.headers.getRawHeaders("x-sapproxy-dropped-tools") is None

@@ -1,0 +1,276 @@
+"""
+Converter-level tests for the translation audit (issue 14): each test names its item.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir
+from sapproxy.translate.fit import fit_request, upstream_kind
+from sapproxy.translate.model_limits import claude_model, fit_claude_sampling, max_output_tokens
+from sapproxy.translate.tool_names import RULES, ToolNames, encode_tool_names
+from sapproxy.translate.tool_support import fit_tools
+from sapproxy.translate.wire.converse import ir_request_to_converse
+from sapproxy.translate.wire.gemini import ir_request_to_gemini
+from sapproxy.translate.wire.openai_chat import ir_request_to_chat
+
+
+# ----------------------------------------------------------------- 1. system turns inside messages to GPT
+
+def test_item1_system_messages_inside_the_conversation_reach_gpt_in_place() -> None:
+    body = {"system": "top", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "a"},
+        {"role": "system", "content": [{"type": "text", "text": "mid"}]},
+        {"role": "assistant", "content": "b"},
+        {"role": "system", "content": "late"},
+        {"role": "user", "content": "c"},
+    ]}
+    out = ir_request_to_chat(body, reasoning_model=False)
+    assert [(m["role"], m["content"]) for m in out["messages"]] == [
+        ("system", "top"), ("user", "a"), ("system", "mid"), ("assistant", "b"), ("system", "late"), ("user", "c")]
+    reasoning = ir_request_to_chat(body, reasoning_model=True)
+    assert [m["role"] for m in reasoning["messages"]] == ["developer", "user", "developer", "assistant", "developer", "user"]
+
+
+def test_item1_an_empty_system_turn_is_left_out() -> None:
+    body = {"max_tokens": 10, "messages": [{"role": "user", "content": "a"}, {"role": "system", "content": ""}]}
+    assert ir_request_to_chat(body, reasoning_model=False)["messages"] == [{"role": "user", "content": "a"}]
+
+
+# ----------------------------------------------------------------- 2, 3. Claude's sampling rules
+
+@pytest.mark.parametrize("name, tier, version", [
+    ("anthropic--claude-4.5-sonnet", "sonnet", (4, 5)),
+    ("anthropic--claude-4-opus", "opus", (4, 0)),
+    ("anthropic--claude-4.1-opus", "opus", (4, 1)),
+    ("claude-sonnet-4-5-20250929", "sonnet", (4, 5)),
+    ("claude-sonnet-4-20250514", "sonnet", (4, 0)),
+    ("anthropic.claude-haiku-4-5-20251001-v1:0", "haiku", (4, 5)),
+    ("anthropic--claude-3.7-sonnet", "sonnet", (3, 7)),
+])
+def test_claude_generations_are_read_from_names(name: str, tier: str, version: tuple[int, int]) -> None:
+    model = claude_model(name)
+    assert model is not None and (model.tier, model.version) == (tier, version)
+
+
+@pytest.mark.parametrize("model, sent, kept", [
+    # the one-sampler generations: top_p goes, unless temperature is its default and top_p is not
+    ("anthropic--claude-4.5-sonnet", {"temperature": 0.2, "top_p": 1}, {"temperature": 0.2}),
+    ("anthropic--claude-4.5-haiku", {"temperature": 0.2, "top_p": 0.5}, {"temperature": 0.2}),
+    ("anthropic--claude-4.1-opus", {"temperature": 1, "top_p": 0.5}, {"top_p": 0.5}),
+    ("anthropic--claude-4.5-sonnet", {"temperature": 1, "top_p": 1}, {"temperature": 1}),
+    ("anthropic--claude-4.5-sonnet", {"top_p": 0.3}, {"top_p": 0.3}),
+    # older generations take both
+    ("anthropic--claude-4-sonnet", {"temperature": 0.2, "top_p": 0.5}, {"temperature": 0.2, "top_p": 0.5}),
+    ("anthropic--claude-4-opus", {"temperature": 0.2, "top_p": 1}, {"temperature": 0.2, "top_p": 1}),
+    # item 3: above 1 is clamped, then the rule above applies
+    ("anthropic--claude-4-sonnet", {"temperature": 1.7}, {"temperature": 1}),
+    ("anthropic--claude-4.5-sonnet", {"temperature": 2, "top_p": 0.9}, {"top_p": 0.9}),
+])
+def test_items2_3_claude_sampling(model: str, sent: dict[str, Any], kept: dict[str, Any]) -> None:
+    body = {"max_tokens": 5, "messages": [], **sent}
+    out = fit_claude_sampling(body, model)
+    assert {k: v for k, v in out.items() if k in ("temperature", "top_p")} == kept
+    assert body == {"max_tokens": 5, "messages": [], **sent}  # not mutated
+
+
+def test_items2_3_openai_defaults_reach_claude_and_gemini_as_each_accepts() -> None:
+    ir = chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}], "temperature": 1.5, "top_p": 1})
+    assert fit_request(ir, "invoke", "anthropic--claude-4.5-sonnet").ir["temperature"] == 1
+    assert "top_p" not in fit_request(ir, "invoke", "anthropic--claude-4.5-sonnet").ir
+    converse = ir_request_to_converse(fit_request(ir, "converse", "anthropic--claude-4.5-sonnet").ir)
+    assert converse["inferenceConfig"] == {"maxTokens": 4096, "temperature": 1}
+    # Gemini takes temperatures up to 2 and both parameters: left as sent
+    gemini = ir_request_to_gemini(fit_request(ir, "gemini", "gemini-2.5-pro").ir)
+    assert gemini["generationConfig"]["temperature"] == 1.5 and gemini["generationConfig"]["topP"] == 1
+
+
+# ----------------------------------------------------------------- 4. streamed tool calls without arguments
+
+def _tool_stream(deltas: list[str]) -> list[dict[str, Any]]:
+    stream = AnthropicToOpenAIStream("m", completion_id="c", created=1, include_usage=False)
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 0}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}},
+        *({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": d}} for d in deltas),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}},
+        {"type": "message_stop"},
+    ]
+    return [chunk for event in events for chunk in stream.feed(event)]
+
+
+def _arguments(chunks: list[dict[str, Any]]) -> str:
+    return "".join(call["function"].get("arguments") or "" for chunk in chunks for choice in chunk["choices"]
+                   for call in choice["delta"].get("tool_calls") or ())
+
+
+@pytest.mark.parametrize("deltas", [[], [""]])
+def test_item4_a_streamed_call_without_arguments_gives_an_empty_object(deltas: list[str]) -> None:
+    chunks = _tool_stream(deltas)
+    assert json.loads(_arguments(chunks)) == {}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_item4_arguments_that_came_are_not_added_to() -> None:
+    assert _arguments(_tool_stream(['{"a":', ' 1}'])) == '{"a": 1}'
+
+
+# ----------------------------------------------------------------- 5. tool names per upstream, reversibly
+
+LONG_MCP = "mcp__claude_ai_Atlassian__getConfluencePageDescendantsWithAVeryLongNameIndeed_v2"  # 83 chars
+
+
+@pytest.mark.parametrize("upstream, name", [
+    ("openai", LONG_MCP), ("openai", "my.tool"), ("openai", "tool with spaces"), ("openai", "ünï"),
+    ("gemini", "1st-tool"), ("gemini", "-dash"), ("gemini", LONG_MCP), ("gemini", "a/b"),
+    ("converse", "ns.tool"), ("converse", LONG_MCP), ("invoke", "x" * 130), ("invoke", "a.b"),
+])
+def test_item5_refused_names_are_rewritten_to_accepted_ones(upstream: str, name: str) -> None:
+    rule = RULES[upstream]
+    assert not rule.accepts(name)
+    encoded = rule.encode(name)
+    assert rule.accepts(encoded)
+    assert rule.encode(name) == encoded  # the same in every request: history and tools agree
+
+
+@pytest.mark.parametrize("upstream, name", [
+    ("openai", "get_weather"), ("openai", "1-tool"), ("gemini", "ns.tool:v1"), ("gemini", "_x"),
+    ("invoke", "mcp__" + "x" * 100), ("converse", "a-b_c"),
+])
+def test_item5_accepted_names_go_as_they_are(upstream: str, name: str) -> None:
+    assert RULES[upstream].encode(name) == name
+
+
+def test_item5_names_that_differ_only_in_refused_characters_stay_apart() -> None:
+    rule = RULES["openai"]
+    assert rule.encode("a.b") != rule.encode("a:b") != rule.encode("a_b")
+
+
+def test_item5_tools_history_and_choice_are_renamed_and_read_back() -> None:
+    ir = {
+        "max_tokens": 10,
+        "tools": [{"name": LONG_MCP, "input_schema": {"type": "object"}}, {"name": "ok", "input_schema": {"type": "object"}},
+                  {"type": "bash_20250124", "name": "bash"}],
+        "tool_choice": {"type": "tool", "name": LONG_MCP},
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": LONG_MCP, "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "done"}]},
+        ],
+    }
+    out, names = encode_tool_names(ir, "openai")
+    sent = RULES["openai"].encode(LONG_MCP)
+    assert out["tools"][2] == {"type": "bash_20250124", "name": "bash"}  # Anthropic-defined: its fixed name
+    fitted = fit_request(ir, "openai", "gpt-4.1")
+    assert fitted.ir["tools"][0]["name"] == sent and fitted.names.client_name(sent) == LONG_MCP
+    assert [t["name"] for t in out["tools"]] == [sent, "ok", "bash"]
+    assert out["tool_choice"]["name"] == sent
+    assert out["messages"][1]["content"][0]["name"] == sent
+    assert ir["tools"][0]["name"] == LONG_MCP  # not mutated
+    chat = ir_request_to_chat(fitted.ir, reasoning_model=False)
+    assert chat["tools"][0]["function"]["name"] == sent
+    assert chat["messages"][1]["tool_calls"][0]["function"]["name"] == sent
+    # the answer: whole and streamed
+    message = {"content": [{"type": "tool_use", "id": "t2", "name": sent, "input": {}}, {"type": "tool_use", "id": "t3", "name": "other", "input": {}}]}
+    assert [b["name"] for b in names.restore_message(message)["content"]] == [LONG_MCP, "other"]
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t2", "name": sent, "input": {}}}
+    assert names.restorer().feed(start)[0]["content_block"]["name"] == LONG_MCP
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}
+    assert names.restorer().feed(text) == [text]
+
+
+def test_item5_gemini_function_responses_use_the_renamed_call() -> None:
+    ir = {"max_tokens": 10, "tools": [{"name": "9lives", "input_schema": {"type": "object", "properties": {"a": {"type": "string"}}}}],
+          "messages": [{"role": "user", "content": "go"},
+                       {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "9lives", "input": {}}]},
+                       {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}]}
+    fitted = fit_request(ir, "gemini", "gemini-2.5-pro")
+    body = ir_request_to_gemini(fitted.ir)
+    name = body["tools"][0]["functionDeclarations"][0]["name"]
+    assert RULES["gemini"].accepts(name) and name != "9lives"
+    assert body["contents"][1]["parts"][0]["functionCall"]["name"] == name
+    assert body["contents"][2]["parts"][0]["functionResponse"]["name"] == name
+    assert fitted.names.client_name(name) == "9lives"
+
+
+def test_item5_no_renaming_no_restorer_state() -> None:
+    _, names = encode_tool_names({"tools": [{"name": "fine", "input_schema": {}}], "messages": []}, "openai")
+    assert not names.renamed and isinstance(names, ToolNames)
+
+
+# ----------------------------------------------------------------- 7. per-model output ceilings
+
+@pytest.mark.parametrize("name, ceiling", [
+    ("gemini-2.5-pro", 65536), ("gemini-2.5-flash", 65536), ("gemini-3-pro-preview", 65536), ("gemini-2.0-flash", 8192),
+    ("anthropic--claude-4.5-sonnet", 64000), ("anthropic--claude-4.1-opus", 32000), ("anthropic--claude-4-opus", 32000),
+    ("anthropic--claude-4.5-haiku", 64000), ("anthropic--claude-3.7-sonnet", 64000), ("anthropic--claude-3.5-sonnet", 8192),
+    ("anthropic--claude-3-haiku", 4096), ("claude-opus-4-5-20251101", 64000), ("gpt-4.1", None), ("mystery", None),
+])
+def test_item7_known_output_ceilings(name: str, ceiling: int | None) -> None:
+    assert max_output_tokens(name) == ceiling
+
+
+def test_item7_the_default_limit_is_the_callers_unless_the_client_set_one() -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    assert chat_request_to_ir(body, default_max_tokens=65536)["max_tokens"] == 65536
+    assert chat_request_to_ir({**body, "max_tokens": 77}, default_max_tokens=65536)["max_tokens"] == 77
+    gemini = ir_request_to_gemini(chat_request_to_ir(body, default_max_tokens=65536))
+    assert gemini["generationConfig"]["maxOutputTokens"] == 65536
+
+
+# ----------------------------------------------------------------- 8. typed and server tools, one rule
+
+TYPED = [
+    {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+    {"type": "bash_20250124", "name": "bash"},
+    {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+    {"type": "computer_20250124", "name": "computer", "display_width_px": 1024, "display_height_px": 768},
+    {"type": "web_fetch_20250910", "name": "web_fetch"},
+]
+
+
+def _ir_with(tools: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"max_tokens": 100, "messages": [
+        {"role": "user", "content": "look it up"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "found"}]},
+        {"role": "user", "content": "thanks"}], "tools": tools, **extra}
+
+
+@pytest.mark.parametrize("upstream", ["openai", "gemini", "converse"])
+def test_item8_function_calling_upstreams_get_client_tools_bash_and_editor(upstream: str) -> None:
+    out, dropped = fit_tools(_ir_with(TYPED), upstream)
+    assert [t["name"] for t in out["tools"]] == ["get_weather", "bash", "str_replace_based_edit_tool"]
+    assert all("type" not in t and t["input_schema"]["type"] == "object" for t in out["tools"])
+    assert dropped == ["web_search (web_search_20250305)", "computer (computer_20250124)", "web_fetch (web_fetch_20250910)"]
+    assert [b["type"] for b in out["messages"][1]["content"]] == ["text"]
+    # and every converter takes the result
+    convert = {"openai": lambda ir: ir_request_to_chat(ir, reasoning_model=False), "gemini": ir_request_to_gemini,
+               "converse": ir_request_to_converse}[upstream]
+    assert json.dumps(convert(out)).count("str_replace_based_edit_tool") == 1
+
+
+def test_item8_invoke_keeps_the_anthropic_defined_client_tools() -> None:
+    out, dropped = fit_tools(_ir_with(TYPED), "invoke")
+    assert [t.get("type") for t in out["tools"]] == [None, "bash_20250124", "text_editor_20250728", "computer_20250124"]
+    assert dropped == ["web_search (web_search_20250305)", "web_fetch (web_fetch_20250910)"]
+
+
+def test_item8_a_forced_dropped_tool_becomes_auto_and_no_tools_no_choice() -> None:
+    out, _ = fit_tools(_ir_with(TYPED, tool_choice={"type": "tool", "name": "web_search", "disable_parallel_tool_use": True}), "openai")
+    assert out["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    out, dropped = fit_tools(_ir_with([TYPED[1]], tool_choice={"type": "any"}), "gemini")
+    assert "tools" not in out and "tool_choice" not in out and dropped == ["web_search (web_search_20250305)"]
+
+
+def test_item8_upstream_kinds() -> None:
+    assert [upstream_kind("openai", False), upstream_kind("gemini", False), upstream_kind("claude", True),
+            upstream_kind("claude", False)] == ["openai", "gemini", "converse", "invoke"]
