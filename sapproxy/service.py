@@ -36,6 +36,7 @@ from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
+from sapproxy.upstreams.image_fetch import ImageFetcher
 
 log = Logger()
 
@@ -80,6 +81,7 @@ class GatewayService(MultiService):
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
             bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,
+            images=ImageFetcher(self.reactor, config.image_fetch) if config.image_fetch.enabled else None,
         )
 
     def reload(self) -> bool:

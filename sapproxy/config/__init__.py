@@ -131,6 +131,28 @@ class TracingSettings:
 
 
 @frozen
+class ImageFetchSettings:
+    """
+    Fetching C{https} image URLs for upstreams that take only inline images (Claude on Bedrock); see
+    L{sapproxy.upstreams.image_fetch}.  With C{enabled} false such a request is answered with a 400.
+
+    @ivar allow_http: also fetch plain C{http} URLs.
+    @ivar allow_private_addresses: also fetch from loopback, private, link-local and other non-global
+        addresses (tests against a local server; never in production).
+    @ivar max_bytes: the largest image accepted.
+    @ivar timeout: seconds for the whole fetch, redirects included.
+    @ivar max_redirects: redirects followed (each one checked like the first URL).
+    """
+
+    enabled: bool = True
+    allow_http: bool = False
+    allow_private_addresses: bool = False
+    max_bytes: int = 5 * 1024 * 1024
+    timeout: float = 10.0
+    max_redirects: int = 3
+
+
+@frozen
 class GatewayConfig:
     # path and subaccounts are filled in after the optional keys are structured (see _structure).
     path: Path = Path("config.json")
@@ -161,6 +183,7 @@ class GatewayConfig:
     #: Extra regular expressions whose matches are masked in logged bodies.
     redact_patterns: tuple[str, ...] = ()
     tracing: TracingSettings | None = None
+    image_fetch: ImageFetchSettings = ImageFetchSettings()
 
     @property
     def directory(self) -> Path:
@@ -184,7 +207,7 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
-    "log_bodies", "redact_patterns", "tracing",
+    "log_bodies", "redact_patterns", "tracing", "image_fetch",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group",
 }
@@ -217,7 +240,7 @@ def _converter() -> cattrs.Converter:
     c.register_structure_hook(str, string)
     c.register_structure_hook(bool, boolean)
     # After the scalar hooks: structure functions are generated against the hooks registered so far.
-    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings):
+    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings, ImageFetchSettings):
         c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
     c.register_structure_hook(
         GatewayConfig,
@@ -425,6 +448,9 @@ def _check_semantics(config: GatewayConfig) -> None:
             raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
     if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
         raise _PathError("tracing.exporter", "expected otlp or console")
+    fetch = config.image_fetch
+    if fetch.max_bytes < 1 or fetch.timeout <= 0 or fetch.max_redirects < 0:
+        raise _PathError("image_fetch", "expected max_bytes >= 1, timeout > 0 and max_redirects >= 0")
     if config.on_client_hangup not in ("close", "drain"):
         raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store

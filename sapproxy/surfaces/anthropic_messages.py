@@ -11,6 +11,7 @@ from klein import Klein
 from sapproxy.errors import GatewayError
 from sapproxy.web.frame import Route, ServicesRef, json_body
 from sapproxy.translate.counting import count_tokens
+from sapproxy.web.images import inline_remote_images
 from sapproxy.web.notes import announce_dropped_tools
 
 
@@ -48,6 +49,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
             beta = request.getHeader(b"anthropic-beta")
+            body = await inline_remote_images(route.services.images, "anthropic", resolved, body)
             exchange = route.services.builder.build("anthropic", resolved, body,
                                               anthropic_beta=beta.decode("latin-1") if beta else None)
             announce_dropped_tools(request, exchange.dropped_tools)

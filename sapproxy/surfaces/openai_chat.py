@@ -10,6 +10,7 @@ from klein import Klein
 
 from sapproxy.errors import GatewayError
 from sapproxy.web.frame import Route, ServicesRef
+from sapproxy.web.images import inline_remote_images
 from sapproxy.web.notes import announce_dropped_tools
 
 
@@ -39,6 +40,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             _check_chat(body)
             ctx.stream = bool(body.get("stream"))
             await route.limit(identity)
+            body = await inline_remote_images(route.services.images, "openai", resolved, body)
             exchange = route.services.builder.build("openai", resolved, body)
             announce_dropped_tools(request, exchange.dropped_tools)
             return await route.services.gateway.forward(ctx, request, resolved.name, exchange)

@@ -40,6 +40,8 @@ class Services:
     rate_limiter: Any = None
     metrics: Any = None
     bodies: BodyLogger | None = None
+    #: fetches image URLs for upstreams that take only inline images (None: fetching is off)
+    images: Any = None
 
 
 def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:

@@ -43,7 +43,7 @@ class Rows:
 
 
 class Harness:
-    def __init__(self, **config_changes: Any) -> None:
+    def __init__(self, *, images: Any = None, **config_changes: Any) -> None:
         self.clock = MemoryReactorClock()
         self.simulator = make_simulator(default_simulator_config(), self.clock)
         self.upstream = StubTreq(self.simulator.resource())
@@ -64,6 +64,7 @@ class Harness:
             accounting=Accounting(self.clock, metrics=self.metrics, store=self.rows),
             builder=ExchangeBuilder(self.config),
             metrics=self.metrics,
+            images=images,
         )
         self.client = StubTreq(build_app(ServicesRef(self.services)).resource())
 
