@@ -175,6 +175,7 @@ def handle(call: Call) -> Reply:
         return _validation(message)
     plan = _plan(call)
     body = call.body
+    wants_stop_sequence = "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ())
     prompt = count_prompt_tokens({"s": body.get("system"), "m": body.get("messages")})
     usage = {"inputTokens": prompt, "outputTokens": plan.output_tokens, "totalTokens": prompt + plan.output_tokens}
     metrics = {"latencyMs": 1200}
@@ -192,8 +193,10 @@ def handle(call: Call) -> Reply:
         response: dict[str, Any] = {
             "output": {"message": {"role": "assistant", "content": content}}, "stopReason": plan.stop,
             "usage": usage, "metrics": metrics,
-            "additionalModelResponseFields": {"stop_sequence": plan.stop_sequence},
         }
+        if wants_stop_sequence:
+            # Bedrock returns the model's own fields only when asked for them by path.
+            response["additionalModelResponseFields"] = {"stop_sequence": plan.stop_sequence}
         if call.directive.no_usage:
             del response["usage"]
         return JsonReply(200, response)
@@ -223,8 +226,11 @@ def handle(call: Call) -> Reply:
                 for piece in block.pieces():
                     yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"text": piece}}}
             yield {"contentBlockStop": {"contentBlockIndex": index}}
-        yield {"messageStop": {"additionalModelResponseFields": {"delta": {"stop_sequence": plan.stop_sequence}},
-                               "stopReason": plan.stop}}
+        if wants_stop_sequence:
+            yield {"messageStop": {"additionalModelResponseFields": {"delta": {"stop_sequence": plan.stop_sequence}},
+                                   "stopReason": plan.stop}}
+        else:
+            yield {"messageStop": {"stopReason": plan.stop}}
         metadata: dict[str, Any] = {"metrics": metrics}
         if not call.directive.no_usage:
             metadata["usage"] = {**usage, "serverToolUsage": {}}

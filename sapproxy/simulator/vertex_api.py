@@ -62,6 +62,7 @@ BODY_SPEC = with_snake_case({
     "toolConfig": {"functionCallingConfig": {"mode": str, "allowedFunctionNames": [str]}},
     "generationConfig": {"maxOutputTokens": int, "temperature": NUMBER, "topP": NUMBER, "topK": NUMBER,
                          "stopSequences": [str], "responseMimeType": str, "responseSchema": dict,
+                         "seed": int, "presencePenalty": NUMBER, "frequencyPenalty": NUMBER,
                          "thinkingConfig": {"thinkingBudget": int, "includeThoughts": bool}},
     "labels": ANY,
 })

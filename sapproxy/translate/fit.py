@@ -11,6 +11,7 @@ from typing import Any
 
 from attrs import frozen
 
+from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.model_limits import fit_claude_sampling
 from sapproxy.translate.tool_names import ToolNames, encode_tool_names
 from sapproxy.translate.tool_support import fit_tools
@@ -44,4 +45,20 @@ def fit_request(ir: dict[str, Any], upstream: str, model: str) -> FittedRequest:
     ir, names = encode_tool_names(ir, upstream)
     if upstream in ("invoke", "converse"):
         ir = fit_claude_sampling(ir, model)
+        _refuse_unknown_sampling(ir)
     return FittedRequest(ir, names, tuple(dropped))
+
+
+def _refuse_unknown_sampling(ir: dict[str, Any]) -> None:
+    """
+    Claude has no seed and no penalties: a request that sets them would get another answer than asked
+    for, so it is refused; a penalty of 0 (the default, sent by many clients) changes nothing and passes.
+    """
+    sampling = ir.get("_sampling")
+    if not isinstance(sampling, dict):
+        return
+    if sampling.get("seed") is not None:
+        raise InvalidRequest("seed is not supported for Claude models", "seed")
+    for key in ("presence_penalty", "frequency_penalty"):
+        if sampling.get(key):
+            raise InvalidRequest(f"{key} is not supported for Claude models (only 0, the default)", key)

@@ -81,7 +81,8 @@ def fit_claude_sampling(body: dict[str, Any], model: str) -> dict[str, Any]:
       - where the model refuses C{temperature} and C{top_p} together (L{refuses_temperature_with_top_p})
         one is dropped: C{top_p}, unless C{temperature} is its default 1 and C{top_p} is not its default 1
         (then the client meant nucleus sampling, and C{temperature} goes).  Many OpenAI clients send
-        C{top_p: 1} by default, which this drops.
+        C{top_p: 1} by default, which this drops;
+      - whitespace-only stop sequences, which Claude refuses (OpenAI and Gemini take them), are left out.
     """
     temperature, top_p = body.get("temperature"), body.get("top_p")
     out = body
@@ -91,4 +92,10 @@ def fit_claude_sampling(body: dict[str, Any], model: str) -> dict[str, Any]:
     if temperature is not None and top_p is not None and refuses_temperature_with_top_p(model):
         drop = "temperature" if temperature == 1 and top_p != 1 else "top_p"
         out = {key: value for key, value in out.items() if key != drop}
+    stops = out.get("stop_sequences")
+    if isinstance(stops, list) and any(isinstance(x, str) and not x.strip() for x in stops):
+        kept = [x for x in stops if not (isinstance(x, str) and not x.strip())]
+        out = {key: value for key, value in out.items() if key != "stop_sequences"}
+        if kept:
+            out["stop_sequences"] = kept
     return out

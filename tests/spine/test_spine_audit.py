@@ -91,3 +91,44 @@ def test_item8_server_tools_are_dropped_and_named_for_every_family() -> None:
     assert [t["name"] for t in _upstream(h, "/invoke")["tools"]] == ["get_weather", "bash"]
     response, _ = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 100, "messages": HI, "tools": tools[:1]})
     assert response.headers.getRawHeaders("x-sapproxy-dropped-tools") is None
+
+
+def test_item11_json_object_reaches_gemini_as_a_mime_type() -> None:
+    h = Harness()
+    response, _ = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": HI, "response_format": {"type": "json_object"}})
+    assert response.code == 200
+    assert _upstream(h, "generateContent")["generationConfig"]["responseMimeType"] == "application/json"
+
+
+def test_item13_converse_tells_which_stop_sequence_matched() -> None:
+    from sapproxy.config import ModelSettings
+
+    h = Harness(models={"anthropic--claude-4.5-sonnet": ModelSettings(converse=True)})
+    ask = [{"role": "user", "content": 'hi #sim{"stop": "stop_sequence"}'}]
+    for stream in (False, True):
+        response, body = h.post("/v1/messages", {"model": "anthropic--claude-4.5-sonnet", "max_tokens": 50,
+                                                 "messages": ask, "stop_sequences": ["HALT"], "stream": stream})
+        assert response.code == 200, body
+        if stream:
+            (delta,) = [json.loads(d)["delta"] for d in sse_data(body) if json.loads(d)["type"] == "message_delta"]
+        else:
+            delta = json.loads(body)
+        assert (delta["stop_reason"], delta["stop_sequence"]) == ("stop_sequence", "HALT")
+
+
+def test_item16_seed_is_refused_for_claude_in_the_openai_dialect_and_reaches_gemini() -> None:
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "anthropic--claude-4.5-sonnet", "messages": HI, "seed": 1})
+    assert response.code == 400
+    error = json.loads(body)["error"]
+    assert error["param"] == "seed" and "not supported for Claude" in error["message"]
+    response, _ = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": HI, "seed": 1, "frequency_penalty": 0.2})
+    assert response.code == 200
+    assert _upstream(h, "generateContent")["generationConfig"]["seed"] == 1
+
+
+def test_item17_reasoning_effort_none_reaches_gemini_pro_as_its_least_thinking() -> None:
+    h = Harness()
+    response, body = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": HI, "reasoning_effort": "none"})
+    assert response.code == 200, body
+    assert _upstream(h, "generateContent")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 128}

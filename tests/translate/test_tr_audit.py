@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir
+from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.fit import fit_request, upstream_kind
 from sapproxy.translate.model_limits import claude_model, fit_claude_sampling, max_output_tokens
 from sapproxy.translate.tool_names import RULES, ToolNames, encode_tool_names
 from sapproxy.translate.tool_support import fit_tools
+from sapproxy.translate.wire.bedrock_invoke import bedrock_invoke_body
 from sapproxy.translate.wire.converse import ir_request_to_converse
 from sapproxy.translate.wire.gemini import ir_request_to_gemini
 from sapproxy.translate.wire.openai_chat import ir_request_to_chat
@@ -274,3 +276,116 @@ def test_item8_a_forced_dropped_tool_becomes_auto_and_no_tools_no_choice() -> No
 def test_item8_upstream_kinds() -> None:
     assert [upstream_kind("openai", False), upstream_kind("gemini", False), upstream_kind("claude", True),
             upstream_kind("claude", False)] == ["openai", "gemini", "converse", "invoke"]
+
+
+# ----------------------------------------------------------------- 11. json_object to Gemini
+
+def test_item11_json_object_sets_gemini_response_mime_type() -> None:
+    ir = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})
+    assert ir_request_to_gemini(ir)["generationConfig"]["responseMimeType"] == "application/json"
+    assert ir_request_to_chat(ir, reasoning_model=False)["response_format"] == {"type": "json_object"}
+
+
+# ----------------------------------------------------------------- 13. stop sequences
+
+def test_item13_whitespace_stops_reach_gpt_and_gemini_but_not_claude() -> None:
+    ir = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "stop": ["\n\n", "END"]})
+    assert ir_request_to_gemini(ir)["generationConfig"]["stopSequences"] == ["\n\n", "END"]
+    assert fit_request(ir, "invoke", "anthropic--claude-4.5-sonnet").ir["stop_sequences"] == ["END"]
+    only_blank = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "stop": " "})
+    assert "stop_sequences" not in fit_request(only_blank, "converse", "anthropic--claude-4-sonnet").ir
+    assert ir_request_to_chat({"max_tokens": 5, "messages": [], "stop_sequences": [" ", "\n"]},
+                              reasoning_model=False)["stop"] == [" ", "\n"]
+
+
+def test_item13_more_stop_sequences_than_the_upstream_takes_are_refused_not_cut() -> None:
+    body = {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": list("abcde")}
+    with pytest.raises(InvalidRequest) as gpt:
+        ir_request_to_chat(body, reasoning_model=False)
+    assert gpt.value.param == "stop_sequences" and "at most 4" in gpt.value.message
+    assert ir_request_to_gemini(body)["generationConfig"]["stopSequences"] == list("abcde")
+    with pytest.raises(InvalidRequest) as gemini:
+        ir_request_to_gemini({**body, "stop_sequences": list("abcdef")})
+    assert "at most 5" in gemini.value.message
+
+
+def test_item13_converse_asks_which_stop_sequence_matched() -> None:
+    from sapproxy.translate.wire.converse import converse_response_to_ir
+
+    body = {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "stop_sequences": ["END"]}
+    assert ir_request_to_converse(body)["additionalModelResponseFieldPaths"] == ["/stop_sequence"]
+    assert "additionalModelResponseFieldPaths" not in ir_request_to_converse({**body, "stop_sequences": []})
+    answer = converse_response_to_ir({"output": {"message": {"role": "assistant", "content": [{"text": "a"}]}},
+                                      "stopReason": "end_turn", "usage": {},
+                                      "additionalModelResponseFields": {"stop_sequence": "END"}}, "m")
+    assert (answer["stop_reason"], answer["stop_sequence"]) == ("stop_sequence", "END")
+
+
+# ----------------------------------------------------------------- 14. Converse tool_choice none
+
+def test_item14_converse_tool_choice_none_leaves_the_tools_out_unless_history_needs_them() -> None:
+    tool = {"name": "w", "input_schema": {"type": "object"}}
+    body = {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": [tool], "tool_choice": {"type": "none"}}
+    assert "toolConfig" not in ir_request_to_converse(body)
+    history = {**body, "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "w", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}]}
+    config = ir_request_to_converse(history)["toolConfig"]
+    assert config == {"tools": [{"toolSpec": {"name": "w", "inputSchema": {"json": {"type": "object"}}}}]}
+
+
+# ----------------------------------------------------------------- 16. seed, penalties, logprobs
+
+def test_item16_seed_and_penalties_reach_gemini_and_are_refused_for_claude() -> None:
+    body = {"messages": [{"role": "user", "content": "x"}], "seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.5}
+    ir = chat_request_to_ir(body)
+    gen = ir_request_to_gemini(ir)["generationConfig"]
+    assert (gen["seed"], gen["presencePenalty"], gen["frequencyPenalty"]) == (7, 0.5, -0.5)
+    with pytest.raises(InvalidRequest) as seed:
+        fit_request(ir, "invoke", "anthropic--claude-4.5-sonnet")
+    assert seed.value.param == "seed"
+    penalty = chat_request_to_ir({"messages": body["messages"], "presence_penalty": 0.5})
+    with pytest.raises(InvalidRequest) as refused:
+        fit_request(penalty, "converse", "anthropic--claude-4.5-sonnet")
+    assert refused.value.param == "presence_penalty"
+    defaults = chat_request_to_ir({"messages": body["messages"], "presence_penalty": 0, "frequency_penalty": 0})
+    assert "_sampling" not in bedrock_invoke_body(fit_request(defaults, "invoke", "anthropic--claude-4.5-sonnet").ir, anthropic_beta=None)
+
+
+@pytest.mark.parametrize("extra, param", [({"logprobs": True}, "logprobs"), ({"top_logprobs": 3}, "top_logprobs"),
+                                          ({"seed": "1"}, "seed"), ({"presence_penalty": 3}, "presence_penalty")])
+def test_item16_what_cannot_come_back_is_refused_not_dropped(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], **extra})
+    assert refused.value.param == param
+    assert "_sampling" not in chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "logprobs": False})
+
+
+# ----------------------------------------------------------------- 17. allowed_tools, xhigh, none
+
+def _fn(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {}}}}
+
+
+def test_item17_allowed_tools_restricts_what_is_offered() -> None:
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function", "function": {"name": "b"}}]}}
+    ir = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "tools": [_fn("a"), _fn("b"), _fn("c")], "tool_choice": choice})
+    assert [t["name"] for t in ir["tools"]] == ["b"] and ir["tool_choice"] == {"type": "any"}
+    auto = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "a"}}, {"type": "function", "function": {"name": "c"}}]}}
+    ir = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "tools": [_fn("a"), _fn("b"), _fn("c")], "tool_choice": auto})
+    assert [t["name"] for t in ir["tools"]] == ["a", "c"] and ir["tool_choice"] == {"type": "auto"}
+    unknown = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "z"}}]}}
+    with pytest.raises(InvalidRequest) as refused:
+        chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "tools": [_fn("a")], "tool_choice": unknown})
+    assert refused.value.param == "tool_choice.allowed_tools.tools[0]"
+
+
+def test_item17_xhigh_and_none() -> None:
+    ir = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "xhigh", "max_tokens": 1000})
+    assert ir["thinking"] == {"type": "enabled", "budget_tokens": 32768} and ir["max_tokens"] > 32768
+    none = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})
+    assert ir_request_to_gemini(none, model="gemini-2.5-flash")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+    assert ir_request_to_gemini(none, model="gemini-2.5-pro")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 128}
+    assert ir_request_to_gemini(none, model="gemini-3-pro-preview")["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "low"}
+    assert bedrock_invoke_body(none, anthropic_beta=None)["thinking"] == {"type": "disabled"}

@@ -52,7 +52,7 @@ def test_full_request() -> None:
         "max_tokens": 100,
         "temperature": 0.5,
         "top_k": 5,
-        "stop_sequences": ["a", "b", "c", "d", "e"],
+        "stop_sequences": ["a", "b", "c", "d"],
         "metadata": {"user_id": "u1"},
         "stream": True,
     }

@@ -19,11 +19,13 @@ Side keys (not part of either public API; documented here because other modules 
     signature) is sent once, at the block's end, on top of the C{reasoning_content} deltas, with an extra
     C{index} (0, 1, ... per block): the openai SDK's stream accumulator merges every list in a delta by its
     entries' C{index} and raises on entries without one.
-  - C{_response_format} on the IR request: the client's C{response_format} when it is C{json_schema},
-    as sent.  The Anthropic Messages API has no such field, so the Claude upstream path MUST pop it (and
+  - C{_response_format} on the IR request: the client's C{response_format} when it is C{json_schema} or
+    C{json_object}, as sent.  The Anthropic Messages API has no such field, so the Claude upstream path MUST pop it (and
     any other C{_}-prefixed key) before sending; the Gemini converter maps it to C{responseSchema}, and
     L{sapproxy.translate.wire.openai_chat.ir_request_to_chat} restores it as C{response_format}.  A system
     instruction asking for JSON is added as well, so a converter that ignores the key still gets JSON.
+  - C{_sampling} on the IR request: C{seed}, C{presence_penalty}, C{frequency_penalty} as sent (see
+    L{_sampling}).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ __all__ = [
 DEFAULT_MAX_TOKENS = 4096
 
 #: C{reasoning_effort} -> Anthropic C{thinking.budget_tokens}.  1024 is Anthropic's minimum budget.
-REASONING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+REASONING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 
 _FINISH = {
     "end_turn": "stop",
@@ -318,6 +320,64 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
     raise InvalidRequest("tool_choice must be auto, none, required or a named function", "tool_choice")
 
 
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """
+    The OpenAI sampling parameters the IR has no field for (C{seed}, C{presence_penalty},
+    C{frequency_penalty}), as the side key C{_sampling}: Gemini maps them, the Claude path refuses those
+    that would change the answer (L{sapproxy.translate.fit}).  C{logprobs} (and C{top_logprobs}) cannot
+    come back through the IR: asked for, they are refused here rather than dropped.
+    """
+    if body.get("logprobs") is True or (body.get("top_logprobs") not in (None, 0)):
+        param = "logprobs" if body.get("logprobs") is True else "top_logprobs"
+        raise InvalidRequest(f"{param} is not supported for this model", param)
+    out: dict[str, Any] = {}
+    seed = body.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise InvalidRequest("seed must be an integer", "seed")
+        out["seed"] = seed
+    for key in ("presence_penalty", "frequency_penalty"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not -2 <= value <= 2:
+            raise InvalidRequest(f"{key} must be a number from -2 to 2", key)
+        out[key] = value
+    return out
+
+
+def _allowed_tools(choice: Any) -> list[str] | None:
+    """The tool names of an C{allowed_tools} choice, or None for any other choice."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return None
+    spec = choice.get("allowed_tools")
+    tools = spec.get("tools") if isinstance(spec, dict) else None
+    if not isinstance(tools, list) or not tools:
+        raise InvalidRequest("tool_choice.allowed_tools.tools must be a non-empty array", "tool_choice.allowed_tools.tools")
+    names: list[str] = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else (tool.get("name") if isinstance(tool, dict) else None)
+        if not isinstance(name, str) or not name:
+            path = f"tool_choice.allowed_tools.tools[{i}].function.name"
+            raise InvalidRequest(f"{path} is required", path)
+        names.append(name)
+    return names
+
+
+def _only(tools: list[dict[str, Any]], allowed: list[str]) -> list[dict[str, Any]]:
+    """
+    The tools named in an C{allowed_tools} choice: the IR has no such restriction, so the others are not
+    offered at all (the model cannot call what it is not shown).
+    """
+    known = {tool["name"] for tool in tools}
+    for i, name in enumerate(allowed):
+        if name not in known:
+            path = f"tool_choice.allowed_tools.tools[{i}]"
+            raise InvalidRequest(f"{path} names {name!r}, which is not in tools", path)
+    return [tool for tool in tools if tool["name"] in allowed]
+
+
 def _positive_int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
@@ -409,6 +469,7 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         kind = response_format.get("type")
         if kind == "json_object":
             system.append({"type": "text", "text": _JSON_OBJECT_INSTRUCTION})
+            ir["_response_format"] = response_format  # Gemini: responseMimeType; GPT: as sent
         elif kind == "json_schema":
             spec = response_format.get("json_schema")
             if not isinstance(spec, dict):
@@ -429,6 +490,9 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         ir["tools"] = _tools(tools)
         if body.get("tool_choice") is not None:
             tool_choice = _tool_choice(body["tool_choice"])
+            allowed = _allowed_tools(body["tool_choice"])
+            if allowed is not None:
+                ir["tools"] = _only(ir["tools"], allowed)
         if body.get("parallel_tool_calls") is False:
             tool_choice = tool_choice or {"type": "auto"}
             if tool_choice["type"] != "none":
@@ -452,14 +516,18 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
     thinking: dict[str, Any] | None = None
     if isinstance(body.get("thinking"), dict):
         thinking = body["thinking"]  # an Anthropic-aware client's extra_body, taken as meant
-    elif effort is not None and effort != "none":
+    elif effort == "none":
+        # Said out loud: Gemini 2.5 and 3 think unless told not to (Claude does not, and takes this as is).
+        thinking = {"type": "disabled"}
+    elif effort is not None:
         budget = REASONING_BUDGETS.get(effort) if isinstance(effort, str) else None
         if budget is None:
             raise InvalidRequest(
-                "reasoning_effort must be one of none, minimal, low, medium, high", "reasoning_effort"
+                "reasoning_effort must be one of none, minimal, low, medium, high, xhigh", "reasoning_effort"
             )
         thinking = {"type": "enabled", "budget_tokens": budget}
-    if thinking is not None and tool_choice is not None and tool_choice["type"] in ("any", "tool"):
+    if thinking is not None and thinking.get("type") != "disabled" and tool_choice is not None \
+            and tool_choice["type"] in ("any", "tool"):
         thinking = None  # Claude refuses thinking with forced tool use; the forced tool is what was asked for
     if thinking is not None and thinking.get("type") == "enabled":
         # Claude refuses a tool loop continued with thinking on unless the assistant turn that called the
@@ -487,9 +555,12 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise InvalidRequest("stop must be a string or an array of strings", "stop")
-        stops = [s for s in stops if s.strip()]  # Claude rejects whitespace-only stop sequences
+        stops = [s for s in stops if s]  # whitespace-only ones are Claude's business (model_limits.py)
         if stops:
             ir["stop_sequences"] = stops
+    sampling = _sampling(body)
+    if sampling:
+        ir["_sampling"] = sampling
     user = body.get("user")
     if isinstance(user, str) and user:
         ir["metadata"] = {"user_id": user}

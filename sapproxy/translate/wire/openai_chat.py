@@ -324,8 +324,11 @@ def ir_request_to_chat(body: dict[str, Any], *, reasoning_model: bool) -> dict[s
         if stops is not None:
             if not isinstance(stops, list) or not all(isinstance(x, str) for x in stops):
                 raise InvalidRequest("stop_sequences must be an array of strings", "stop_sequences")
+            if len(stops) > MAX_STOP_SEQUENCES:
+                raise InvalidRequest(f"stop_sequences: this model takes at most {MAX_STOP_SEQUENCES} stop "
+                                     f"sequences, not {len(stops)}", "stop_sequences")
             if stops:
-                out["stop"] = stops[:MAX_STOP_SEQUENCES]
+                out["stop"] = stops
     else:
         thinking = body.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") == "enabled":

@@ -155,6 +155,9 @@ def _turn_parts(
     return parts
 
 
+#: Gemini's limit on C{generationConfig.stopSequences}.
+MAX_STOP_SEQUENCES = 5
+
 _TOOL_MODES = {"auto": "AUTO", "any": "ANY", "tool": "ANY", "none": "NONE"}
 
 
@@ -204,6 +207,20 @@ def _sign_function_calls(contents: list[dict[str, Any]]) -> None:
         calls = [part for part in turn["parts"] if "functionCall" in part]
         if calls and not any("thoughtSignature" in part for part in calls):
             calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+
+
+def _least_thinking(model: str | None) -> dict[str, Any]:
+    """
+    Thinking off, or as little as the model allows: Gemini 2.5 Flash (and Flash-Lite) take a budget of 0,
+    2.5 Pro refuses 0 ("This model only works in thinking mode") and takes 128, its minimum; Gemini 3
+    cannot stop thinking and takes C{thinkingLevel: low}.
+    """
+    match = _MAJOR.search(model or "")
+    if match is not None and int(match.group(1)) >= 3:
+        return {"thinkingLevel": "low"}
+    if model and "pro" in model:
+        return {"thinkingBudget": 128}
+    return {"thinkingBudget": 0}
 
 
 def ir_request_to_gemini(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
@@ -259,7 +276,10 @@ def ir_request_to_gemini(body: dict[str, Any], *, model: str | None = None) -> d
             gen[dst] = value
     stops = body.get("stop_sequences")
     if isinstance(stops, list) and stops:
-        gen["stopSequences"] = [s for s in stops if isinstance(s, str)][:5]
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise InvalidRequest(f"stop_sequences: Gemini takes at most {MAX_STOP_SEQUENCES} stop sequences, "
+                                 f"not {len(stops)}", "stop_sequences")
+        gen["stopSequences"] = [s for s in stops if isinstance(s, str)]
     thinking = body.get("thinking")
     if isinstance(thinking, dict):
         if thinking.get("type") == "enabled":
@@ -270,6 +290,13 @@ def ir_request_to_gemini(body: dict[str, Any], *, model: str | None = None) -> d
             }
         elif thinking.get("type") == "adaptive":
             gen["thinkingConfig"] = {"thinkingBudget": -1, "includeThoughts": True}
+        elif thinking.get("type") == "disabled":
+            gen["thinkingConfig"] = _least_thinking(model)
+    sampling = body.get("_sampling")
+    if isinstance(sampling, dict):
+        for src, dst in (("seed", "seed"), ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+            if sampling.get(src) is not None:
+                gen[dst] = sampling[src]
     fmt = body.get("_response_format")
     if isinstance(fmt, dict):
         if fmt.get("type") == "json_schema":
