@@ -113,9 +113,39 @@ def gemini_errors(body: Mapping[str, Any], tools: Any, gen: Mapping[str, Any]) -
                 return (f"* GenerateContentRequest.tools[{i}].function_declarations[{j}].name: [FIELD_INVALID] "
                         "Invalid function name. Must start with a letter or an underscore. Must be a-z, A-Z, 0-9, "
                         "or contain underscores, dots, colons and dashes, with a maximum length of 64.\n")
+    for i, tool in enumerate(tools or ()):
+        decls = (tool.get("functionDeclarations") or tool.get("function_declarations") or ()) \
+            if isinstance(tool, Mapping) else ()
+        for j, decl in enumerate(decls):
+            where = _non_string_enum(decl.get("parameters") if isinstance(decl, Mapping) else None,
+                                     f"tools[{i}].function_declarations[{j}].parameters")
+            if where is not None:
+                return f"Invalid value at '{where}' (TYPE_STRING)"
     limit = gen.get("maxOutputTokens", gen.get("max_output_tokens"))
     if isinstance(limit, int) and limit > GEMINI_MAX_OUTPUT:
         return (f"Unable to submit request because it has a maxOutputTokens value of {limit} but the supported "
                 f"range is from 1 (inclusive) to {GEMINI_MAX_OUTPUT + 1} (exclusive). Update the value and try "
                 "again.")
+    return None
+
+
+def _non_string_enum(schema: Any, path: str, depth: int = 0) -> str | None:
+    """The path of the first enum value that is not a string (Vertex's C{Schema.enum} is C{string[]})."""
+    if depth > 32 or not isinstance(schema, Mapping):
+        return None
+    for k, value in enumerate(schema.get("enum") or ()):
+        if not isinstance(value, str):
+            return f"{path}.enum[{k}]"
+    for name, sub in (schema.get("properties") or {}).items():
+        found = _non_string_enum(sub, f"{path}.properties[{name}].value", depth + 1)
+        if found:
+            return found
+    for key in ("items",):
+        found = _non_string_enum(schema.get(key), f"{path}.{key}", depth + 1)
+        if found:
+            return found
+    for k, sub in enumerate(schema.get("anyOf") or ()):
+        found = _non_string_enum(sub, f"{path}.any_of[{k}]", depth + 1)
+        if found:
+            return found
     return None

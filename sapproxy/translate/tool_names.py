@@ -17,11 +17,16 @@ Being a pure function of the name, the same client name maps to the same upstrea
 so the tool calls of earlier turns (in the history) match the tools of this one; the hash keeps two
 client names that differ only in refused characters apart.  L{ToolNames} remembers the pairs seen in one
 request, and gives the client back its own name in every tool call of the answer.
+
+Gemini also takes C{enum} values only as strings, so a schema's C{enum: [1, 2]} goes as C{["1", "2"]} and
+the model answers C{"1"}; for such tools L{ToolNames} turns the answer's strings back into the schema's
+own values (L{restore_enum_values}).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -72,32 +77,46 @@ RULES: dict[str, NameRule] = {
 class ToolNames:
     """
     The client's tool names of one request and the upstream names they went out as; reads the upstream's
-    names back.
+    names back, and, for tools whose schema the upstream could only take with enum values as strings
+    (Gemini), the arguments' typed values (see L{restore_enum_values}).
     """
 
-    __slots__ = ("_back",)
+    __slots__ = ("_back", "_enums")
 
     def __init__(self) -> None:
         self._back: dict[str, str] = {}
+        #: client tool name -> its input schema, for tools with non-string enum or const values
+        self._enums: dict[str, dict[str, Any]] = {}
 
     def note(self, client: str, upstream: str) -> None:
         if client != upstream:
             self._back[upstream] = client
 
+    def note_typed_enums(self, client: str, schema: dict[str, Any]) -> None:
+        self._enums[client] = schema
+
     @property
     def renamed(self) -> bool:
-        return bool(self._back)
+        """Whether anything in an answer may need restoring (L{restorer} is only needed then)."""
+        return bool(self._back or self._enums)
+
+    def restore_input(self, client: str, arguments: Any) -> Any:
+        schema = self._enums.get(client)
+        return arguments if schema is None else restore_enum_values(arguments, schema)
 
     def client_name(self, upstream: str) -> str:
         """The client's name for C{upstream} (unknown names, and names that were not rewritten, as they are)."""
         return self._back.get(upstream, upstream)
 
     def restore_message(self, message: dict[str, Any]) -> dict[str, Any]:
-        """An IR message with the client's names in its C{tool_use} blocks (in place, returned)."""
-        if self._back:
+        """An IR message with the client's names (and typed enum values) in its C{tool_use} blocks (in
+        place, returned)."""
+        if self.renamed:
             for block in message.get("content") or ():
                 if isinstance(block, dict) and block.get("type") == "tool_use" and isinstance(block.get("name"), str):
                     block["name"] = self.client_name(block["name"])
+                    if "input" in block:
+                        block["input"] = self.restore_input(block["name"], block["input"])
         return message
 
     def restorer(self) -> "ToolNameRestorer":
@@ -106,22 +125,39 @@ class ToolNames:
 
 class ToolNameRestorer:
     """
-    A stream translator on IR events: the client's name on each C{tool_use} block start.  Placed right
-    after the upstream's converter, before the client's.
+    A stream translator on IR events: the client's name on each C{tool_use} block start, and typed enum
+    values in its input (the Gemini converter sends a call's whole input as one C{input_json_delta}).
+    Placed right after the upstream's converter, before the client's.
     """
 
-    __slots__ = ("_names",)
+    __slots__ = ("_names", "_typed")
 
     def __init__(self, names: ToolNames) -> None:
         self._names = names
+        self._typed: dict[Any, str] = {}  # block index -> client tool name, for tools with typed enums
 
     def feed(self, event: Any) -> list[Any]:
-        if isinstance(event, dict) and event.get("type") == "content_block_start":
+        if not isinstance(event, dict):
+            return [event]
+        kind = event.get("type")
+        if kind == "content_block_start":
             block = event.get("content_block")
             if isinstance(block, dict) and block.get("type") == "tool_use" and isinstance(block.get("name"), str):
                 name = self._names.client_name(block["name"])
+                if name in self._names._enums:
+                    self._typed[event.get("index")] = name
                 if name != block["name"]:
                     return [{**event, "content_block": {**block, "name": name}}]
+        elif kind == "content_block_delta" and event.get("index") in self._typed:
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+                try:
+                    arguments = json.loads(delta.get("partial_json") or "")
+                except ValueError:
+                    return [event]  # a fragment, not a whole input: left as it is
+                restored = self._names.restore_input(self._typed[event["index"]], arguments)
+                text = json.dumps(restored, ensure_ascii=False)
+                return [{**event, "delta": {**delta, "partial_json": text}}]
         return [event]
 
     def finish(self) -> list[Any]:
@@ -152,6 +188,10 @@ def encode_tool_names(ir: dict[str, Any], upstream: str) -> tuple[dict[str, Any]
 
     out = dict(ir)
     tools = ir.get("tools")
+    if upstream == "gemini" and isinstance(tools, list):
+        for tool in tools:
+            if _is_client_tool(tool) and isinstance(tool.get("name"), str) and has_typed_enums(tool.get("input_schema")):
+                names.note_typed_enums(tool["name"], tool["input_schema"])
     if isinstance(tools, list):
         out["tools"] = [{**t, "name": rename(t.get("name"))} if _is_client_tool(t) and "name" in t else t
                         for t in tools]
@@ -172,3 +212,57 @@ def encode_tool_names(ir: dict[str, Any], upstream: str) -> tuple[dict[str, Any]
             rewritten.append(message)
         out["messages"] = rewritten
     return out, names
+
+
+def has_typed_enums(schema: Any, depth: int = 0) -> bool:
+    """Whether a JSON schema holds an C{enum} or C{const} with a value that is not a string."""
+    if depth > 32:
+        return False
+    if isinstance(schema, dict):
+        if "const" in schema and not isinstance(schema["const"], str):
+            return True
+        if isinstance(schema.get("enum"), list) and any(v is not None and not isinstance(v, str) for v in schema["enum"]):
+            return True
+        return any(has_typed_enums(v, depth + 1) for k, v in schema.items() if k not in ("enum", "const"))
+    if isinstance(schema, list):
+        return any(has_typed_enums(v, depth + 1) for v in schema)
+    return False
+
+
+def restore_enum_values(value: Any, schema: Any, depth: int = 0) -> Any:
+    """
+    C{value} (a tool call's arguments from Gemini) with each string that stands for a non-string C{enum}
+    or C{const} value of C{schema} turned back into that value: Gemini's schema takes enum values only as
+    strings (L{sapproxy.translate.wire.gemini.schema.clean_schema} sends C{1} as C{"1"}), and answers with
+    the string.  Follows C{properties}, C{items}, C{anyOf}/C{oneOf}/C{allOf} and local C{$ref}s.
+    """
+    return _restore(value, schema, schema, depth)
+
+
+def _restore(value: Any, schema: Any, root: Any, depth: int) -> Any:
+    if depth > 32 or not isinstance(schema, dict):
+        return value
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        node: Any = root
+        for piece in ref[2:].split("/"):
+            node = node.get(piece.replace("~1", "/").replace("~0", "~")) if isinstance(node, dict) else None
+        return _restore(value, node, root, depth + 1)
+    if isinstance(value, str):
+        candidates = list(schema.get("enum") or []) if isinstance(schema.get("enum"), list) else []
+        if "const" in schema:
+            candidates.append(schema["const"])
+        for candidate in candidates:
+            if not isinstance(candidate, str) and json.dumps(candidate) == value:
+                return candidate
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in schema.get(key) or ():
+            restored = _restore(value, option, root, depth + 1)
+            if restored is not value:
+                return restored
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        props = schema["properties"]
+        return {k: _restore(v, props.get(k), root, depth + 1) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_restore(v, schema["items"], root, depth + 1) for v in value]
+    return value

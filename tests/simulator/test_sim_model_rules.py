@@ -110,3 +110,15 @@ def test_vertex_refuses_what_gemini_refuses(body: dict[str, Any], message: str) 
 def test_vertex_takes_dots_and_colons_and_its_ceiling() -> None:
     body = _vertex(tools=[{"functionDeclarations": [{"name": "_ns.tool:v1"}]}], generationConfig={"maxOutputTokens": 65536})
     assert Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent", body).status == 200
+
+
+def test_vertex_takes_enum_values_only_as_strings() -> None:
+    params = {"type": "object", "properties": {"level": {"type": "integer", "enum": [1, 2]}}}
+    r = Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent",
+                      _vertex(tools=[{"functionDeclarations": [{"name": "f", "parameters": params}]}]))
+    assert r.status == 400
+    assert r.json()["error"]["message"].endswith(
+        "'tools[0].function_declarations[0].parameters.properties[level].value.enum[0]' (TYPE_STRING)")
+    params["properties"]["level"] = {"type": "string", "enum": ["1", "2"]}
+    assert Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent",
+                         _vertex(tools=[{"functionDeclarations": [{"name": "f", "parameters": params}]}])).status == 200

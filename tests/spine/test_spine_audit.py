@@ -132,3 +132,19 @@ def test_item17_reasoning_effort_none_reaches_gemini_pro_as_its_least_thinking()
     response, body = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": HI, "reasoning_effort": "none"})
     assert response.code == 200, body
     assert _upstream(h, "generateContent")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 128}
+
+
+def test_item15_numeric_enums_through_gemini_come_back_as_numbers() -> None:
+    h = Harness()
+    schema = {"type": "object", "properties": {"level": {"type": "integer", "enum": [2, 3]}}, "required": ["level"]}
+    for stream in (False, True):
+        response, body = h.post("/v1/messages", {"model": "gemini-2.5-pro", "max_tokens": 200, "messages": HI,
+                                                 "tools": [{"name": "set_level", "input_schema": schema}], "stream": stream})
+        assert response.code == 200, body
+        if stream:
+            text = "".join(json.loads(d)["delta"].get("partial_json", "") for d in sse_data(body)
+                           if json.loads(d)["type"] == "content_block_delta")
+            arguments = json.loads(text)
+        else:
+            (arguments,) = [b["input"] for b in json.loads(body)["content"] if b["type"] == "tool_use"]
+        assert arguments == {"level": 2}

@@ -389,3 +389,42 @@ def test_item17_xhigh_and_none() -> None:
     assert ir_request_to_gemini(none, model="gemini-2.5-pro")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 128}
     assert ir_request_to_gemini(none, model="gemini-3-pro-preview")["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "low"}
     assert bedrock_invoke_body(none, anthropic_beta=None)["thinking"] == {"type": "disabled"}
+
+
+# ----------------------------------------------------------------- 15. typed enums through Gemini
+
+from sapproxy.translate.tool_names import has_typed_enums, restore_enum_values  # noqa: E402
+
+LEVEL_SCHEMA = {"type": "object", "properties": {
+    "level": {"type": "integer", "enum": [1, 2, 3]},
+    "ratio": {"const": 0.5},
+    "flag": {"enum": [True, False]},
+    "mode": {"type": "string", "enum": ["1", "fast"]},
+    "steps": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+    "either": {"anyOf": [{"type": "integer", "enum": [7]}, {"type": "string"}]},
+}, "$defs": {"step": {"type": "object", "properties": {"n": {"enum": [10, 20]}}}}}
+
+
+def test_item15_typed_enum_values_come_back_typed() -> None:
+    assert has_typed_enums(LEVEL_SCHEMA) and not has_typed_enums({"properties": {"a": {"enum": ["x"]}}})
+    answer = {"level": "2", "ratio": "0.5", "flag": "true", "mode": "1", "steps": [{"n": "20"}, {"n": "30"}],
+              "either": "7", "extra": "2"}
+    assert restore_enum_values(answer, LEVEL_SCHEMA) == {
+        "level": 2, "ratio": 0.5, "flag": True, "mode": "1", "steps": [{"n": 20}, {"n": "30"}], "either": 7, "extra": "2"}
+
+
+def test_item15_gemini_answers_are_restored_whole_and_streamed() -> None:
+    ir = {"max_tokens": 10, "messages": [{"role": "user", "content": "go"}],
+          "tools": [{"name": "set", "input_schema": LEVEL_SCHEMA}, {"name": "plain", "input_schema": {"type": "object"}}]}
+    fitted = fit_request(ir, "gemini", "gemini-2.5-pro")
+    sent = ir_request_to_gemini(fitted.ir)["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert sent["properties"]["level"]["enum"] == ["1", "2", "3"]  # what Gemini takes
+    message = {"content": [{"type": "tool_use", "id": "t", "name": "set", "input": {"level": "3"}},
+                           {"type": "tool_use", "id": "u", "name": "plain", "input": {"level": "3"}}]}
+    assert [b["input"] for b in fitted.names.restore_message(message)["content"]] == [{"level": 3}, {"level": "3"}]
+    restorer = fitted.names.restorer()
+    restorer.feed({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "set", "input": {}}})
+    (delta,) = restorer.feed({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"level": "1"}'}})
+    assert json.loads(delta["delta"]["partial_json"]) == {"level": 1}
+    # other upstreams take typed enums as they are: nothing to restore
+    assert not fit_request(ir, "openai", "gpt-4.1").names.renamed
