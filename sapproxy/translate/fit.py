@@ -39,8 +39,18 @@ def upstream_kind(family: str, converse: bool) -> str:
     return "converse" if converse else "invoke"
 
 
-def fit_request(ir: dict[str, Any], upstream: str, model: str) -> FittedRequest:
-    """C{ir} (not mutated) fitted to C{upstream} (see L{upstream_kind}) serving C{model}."""
+#: Wire format names (L{sapproxy.registry.WIRE_FORMATS}) -> the upstream kinds of the fitting rules.
+WIRE_KINDS = {"openai_chat": "openai", "gemini": "gemini", "converse": "converse", "bedrock_invoke": "invoke"}
+
+
+def fit_request(ir: dict[str, Any], upstream: str, model: str, *, max_output_tokens: int | None = None) -> FittedRequest:
+    """
+    C{ir} (not mutated) fitted to C{upstream} (see L{upstream_kind}) serving C{model}.
+
+    @param max_output_tokens: the model's own output ceiling, which replaces a default C{max_tokens} (one
+        the client did not set: the IR says so with C{_max_tokens_default}).
+    """
+    ir = _fit_max_tokens(ir, max_output_tokens)
     ir, dropped = fit_tools(ir, upstream)
     ir, names = encode_tool_names(ir, upstream)
     if upstream in ("invoke", "converse"):
@@ -62,3 +72,22 @@ def _refuse_unknown_sampling(ir: dict[str, Any]) -> None:
     for key in ("presence_penalty", "frequency_penalty"):
         if sampling.get(key):
             raise InvalidRequest(f"{key} is not supported for Claude models (only 0, the default)", key)
+
+
+def _fit_max_tokens(ir: dict[str, Any], ceiling: int | None) -> dict[str, Any]:
+    """
+    A default C{max_tokens} replaced by the model's C{ceiling}: Gemini 2.5 and 3 think by default and the
+    thinking counts against the limit (a small default leaves an empty answer), and a small default cuts
+    long Claude answers.  A thinking budget the ceiling cannot hold keeps the default (budget plus answer).
+    """
+    if "_max_tokens_default" not in ir:
+        return ir
+    out = {key: value for key, value in ir.items() if key != "_max_tokens_default"}
+    if ceiling is None:
+        return out
+    thinking = out.get("thinking")
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) and thinking.get("type") == "enabled" else None
+    if isinstance(budget, int) and budget >= ceiling:
+        return out
+    out["max_tokens"] = ceiling
+    return out

@@ -428,3 +428,15 @@ def test_item15_gemini_answers_are_restored_whole_and_streamed() -> None:
     assert json.loads(delta["delta"]["partial_json"]) == {"level": 1}
     # other upstreams take typed enums as they are: nothing to restore
     assert not fit_request(ir, "openai", "gpt-4.1").names.renamed
+
+
+def test_item7_the_fitting_puts_the_models_ceiling_where_the_client_set_none() -> None:
+    unset = chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}]})
+    fitted = fit_request(unset, "gemini", "gemini-2.5-pro", max_output_tokens=65536).ir
+    assert fitted["max_tokens"] == 65536 and "_max_tokens_default" not in fitted
+    assert fit_request(unset, "invoke", "x", max_output_tokens=None).ir["max_tokens"] == 4096
+    mine = chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50})
+    assert fit_request(mine, "gemini", "gemini-2.5-pro", max_output_tokens=65536).ir["max_tokens"] == 50
+    thinking = chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "xhigh"})
+    assert fit_request(thinking, "invoke", "m", max_output_tokens=64000).ir["max_tokens"] == 64000
+    assert fit_request(thinking, "invoke", "m", max_output_tokens=8192).ir["max_tokens"] == 4096 + 32768

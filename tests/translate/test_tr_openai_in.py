@@ -35,7 +35,9 @@ def _param(body: dict[str, Any]) -> str | None:
 
 def test_minimal_request() -> None:
     ir = chat_request_to_ir({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-    assert ir == {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 4096}
+    # no limit set: a default the wire's fitting replaces with the model's ceiling (issue 14, item 7)
+    assert ir == {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 4096,
+                  "_max_tokens_default": True}
     assert chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}]}, default_max_tokens=99)["max_tokens"] == 99
 
 
