@@ -9,7 +9,6 @@ Anthropic Messages format) in L{sapproxy.translate}.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Callable
 
@@ -30,8 +29,7 @@ from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai
 from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline, Translator
 from sapproxy.translate.framing.sse import encode_data, encode_event
 from sapproxy.translate.usage import Usage
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from sapproxy.translate.jsontext import compact_json
 
 
 @frozen
@@ -118,7 +116,7 @@ class ExchangeBuilder:
             return resp
 
         return Exchange(path=f"/embeddings?api-version={self._config.api_version(resolved.name)}",
-                        body=_dumps(body).encode(), stream=False, pipeline=_never_streams, convert=convert,
+                        body=compact_json(body).encode(), stream=False, pipeline=_never_streams, convert=convert,
                         usage=_openai_usage)
 
     def _openai_to_gpt(self, resolved: ResolvedModel, body: dict[str, Any]) -> Exchange:
@@ -133,7 +131,7 @@ class ExchangeBuilder:
             upstream["stream_options"] = options
         path = f"/chat/completions?api-version={self._config.api_version(resolved.name)}"
         return Exchange(
-            path=path, body=_dumps(upstream).encode(), stream=stream,
+            path=path, body=compact_json(upstream).encode(), stream=stream,
             pipeline=lambda _: StreamPipeline(
                 SSEJsonSource(), [OpenAIPassthrough(model, client_wants_usage=client_wants_usage)], encode_data),
             convert=lambda resp: openai_response(resp, model), usage=_openai_usage,
@@ -145,7 +143,7 @@ class ExchangeBuilder:
         upstream = bedrock_invoke_body(body, anthropic_beta=beta)
         return Exchange(
             path="/invoke-with-response-stream" if stream else "/invoke",
-            body=_dumps(upstream).encode(), stream=stream,
+            body=compact_json(upstream).encode(), stream=stream,
             pipeline=lambda ct: StreamPipeline(_claude_source(ct), [BedrockStreamNormaliser(model)], encode_event),
             convert=lambda resp: bedrock_invoke_response(resp, model), usage=_message_usage,
         )
@@ -170,7 +168,7 @@ class ExchangeBuilder:
             def openai_pipeline(_: str) -> StreamPipeline:
                 return StreamPipeline(SSEJsonSource(), client_side([OpenAIToAnthropicStream(model, message_id=message_id)]), encode)
 
-            return Exchange(path, _dumps(upstream).encode(), stream, openai_pipeline,
+            return Exchange(path, compact_json(upstream).encode(), stream, openai_pipeline,
                             lambda resp: convert_message(chat_response_to_ir(resp, model)), _openai_usage)
         if family == "gemini":
             upstream_model = settings.upstream_model or resolved.name
@@ -180,7 +178,7 @@ class ExchangeBuilder:
             def gemini_pipeline(_: str) -> StreamPipeline:
                 return StreamPipeline(SSEJsonSource(), client_side([GeminiToAnthropicStream(model, message_id=message_id)]), encode)
 
-            return Exchange(path, _dumps(upstream).encode(), stream, gemini_pipeline,
+            return Exchange(path, compact_json(upstream).encode(), stream, gemini_pipeline,
                             lambda resp: convert_message(gemini_response_to_ir(resp, model)),
                             lambda resp: Usage.from_gemini(resp.get("usageMetadata") or {}))
         if settings.converse:
@@ -190,7 +188,7 @@ class ExchangeBuilder:
                 return StreamPipeline(SSEJsonSource(parse_converse_stream_line),
                                       client_side([ConverseToAnthropicStream(model, message_id=message_id)]), encode)
 
-            return Exchange("/converse-stream" if stream else "/converse", _dumps(upstream).encode(), stream,
+            return Exchange("/converse-stream" if stream else "/converse", compact_json(upstream).encode(), stream,
                             converse_pipeline, lambda resp: convert_message(converse_response_to_ir(resp, model)),
                             lambda resp: Usage.from_converse(resp.get("usage") or {}))
         upstream = bedrock_invoke_body(ir, anthropic_beta=beta)
@@ -198,6 +196,6 @@ class ExchangeBuilder:
         def claude_pipeline(content_type: str) -> StreamPipeline:
             return StreamPipeline(_claude_source(content_type), client_side([BedrockStreamNormaliser(model)]), encode)
 
-        return Exchange("/invoke-with-response-stream" if stream else "/invoke", _dumps(upstream).encode(), stream,
+        return Exchange("/invoke-with-response-stream" if stream else "/invoke", compact_json(upstream).encode(), stream,
                         claude_pipeline, lambda resp: convert_message(bedrock_invoke_response(resp, model)),
                         _message_usage)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sapproxy.translate import ir
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.usage import Usage
 
@@ -122,7 +123,7 @@ _ERROR_TYPES = {
 }
 
 
-def gemini_error_event(error: dict[str, Any]) -> dict[str, Any]:
+def gemini_error_event(error: dict[str, Any]) -> ir.ErrorEvent:
     """A Google API error object (C{{"code", "message", "status"}}) as an Anthropic stream C{error} event."""
     status = error.get("status")
     kind = _ERROR_TYPES.get(status, "api_error") if isinstance(status, str) else "api_error"
