@@ -11,7 +11,7 @@ events) turns what it reads into the same event sequence::
 The converters decide I{what} to say (which block, which delta, which stop reason); L{AnthropicStreamWriter}
 decides the indices and the order, so that no converter can produce a sequence an Anthropic SDK refuses:
 blocks numbered 0, 1, 2... in the order they open, one block open at a time (opening one closes the one
-before), no delta outside an open block, nothing after C{message_stop} or an error.  Asking for anything
+before), no delta outside an open block of its kind, nothing after C{message_stop} or an error.  Asking for anything
 else is a bug in the converter and raises L{StreamOrderError} rather than reaching a client.
 
 One deliberate exception, L{AnthropicStreamWriter.tool_input_at}: a tool call's argument fragment that
@@ -33,6 +33,16 @@ from sapproxy.translate import ir
 from sapproxy.translate.framing.sse import Rendered, json_text, split_template
 
 __all__ = ["AnthropicStreamWriter", "StreamOrderError", "message_start"]
+
+
+#: The block type each delta type belongs to.
+_DELTA_BLOCK = {
+    "text_delta": "text",
+    "citations_delta": "text",
+    "thinking_delta": "thinking",
+    "signature_delta": "thinking",
+    "input_json_delta": "tool_use",
+}
 
 
 class StreamOrderError(RuntimeError):
@@ -111,17 +121,17 @@ class AnthropicStreamWriter:
         return index
 
     def delta(self, out: list[ir.StreamEvent], delta: ir.BlockDelta) -> None:
-        """A C{content_block_delta} on the open block."""
-        if self.open_type is None:
-            raise StreamOrderError("a delta with no open content block")
+        """A C{content_block_delta} on the open block, which must be of the delta's kind."""
+        if self.open_type is None or _DELTA_BLOCK.get(delta["type"]) != self.open_type:
+            raise StreamOrderError(f"a {delta['type']} with no open block of its kind (open: {self.open_type})")
         out.append({"type": "content_block_delta", "index": self.open_index, "delta": delta})
 
     def text(self, out: list[ir.StreamEvent], text: str) -> None:
         """
-        A C{text_delta} on the open block, rendered from the block's template (L{Rendered}).
+        A C{text_delta} on the open text block, rendered from the block's template (L{Rendered}).
         """
-        if self.open_type is None:
-            raise StreamOrderError("a delta with no open content block")
+        if self.open_type != "text":
+            raise StreamOrderError(f"a text_delta with no open text block (open: {self.open_type})")
         index = self.open_index
         event: dict[str, Any] = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}
         cached, prefix = self._template
@@ -178,3 +188,4 @@ class AnthropicStreamWriter:
             raise StreamOrderError("the stream has ended")
         out.append(error)
         self.ended = True
+        self.open_type = None  # left unclosed on the wire, and closed to any further delta

@@ -482,16 +482,14 @@ class ConverseToAnthropicStream:
             return
         use = delta.get("toolUse")
         if isinstance(use, dict):
-            if entry is None:
+            if entry is None or entry[1] != "tool_use":
+                self._close(out, upstream)
                 index = self._open(out, upstream, {"type": "tool_use", "id": "", "name": "", "input": {}})
             else:
                 index = entry[0]
             fragment = use.get("input")
             if isinstance(fragment, str) and fragment:
-                if index == writer.open_index and writer.open_type is not None:
-                    writer.delta(out, {"type": "input_json_delta", "partial_json": fragment})
-                elif entry is not None and entry[1] == "tool_use":
-                    writer.tool_input_at(out, index, fragment)
+                writer.tool_input_at(out, index, fragment)
             return
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, dict):
