@@ -30,6 +30,7 @@ from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline, T
 from sapproxy.translate.framing.sse import encode_data, encode_event
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.jsontext import compact_json
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse, as_json, as_request
 
 
 @frozen
@@ -96,14 +97,14 @@ class ExchangeBuilder:
                 return upstream + [AnthropicToOpenAIStream(
                     model, completion_id=completion_id, created=created, include_usage=wants_usage)]
 
-            def convert(message: dict[str, Any]) -> dict[str, Any]:
+            def convert(message: IRResponse) -> dict[str, Any]:
                 return ir_response_to_chat(message, model, created=created, completion_id=completion_id)
 
             return self._from_ir(resolved, ir, stream, to_openai, convert, encode_data, None)
         if family == "claude" and not self._config.model_settings(resolved.name).converse:
             return self._anthropic_to_claude(resolved, body, anthropic_beta)
         stream = bool(body.get("stream"))
-        return self._from_ir(resolved, body, stream, lambda up: up, lambda m: m, encode_event, anthropic_beta)
+        return self._from_ir(resolved, as_request(body), stream, lambda up: up, as_json, encode_event, anthropic_beta)
 
     def embeddings(self, resolved: ResolvedModel, body: dict[str, Any]) -> Exchange:
         """
@@ -140,17 +141,17 @@ class ExchangeBuilder:
     def _anthropic_to_claude(self, resolved: ResolvedModel, body: dict[str, Any], beta: str | None) -> Exchange:
         stream = bool(body.get("stream"))
         model = resolved.requested
-        upstream = bedrock_invoke_body(body, anthropic_beta=beta)
+        upstream = bedrock_invoke_body(as_request(body), anthropic_beta=beta)
         return Exchange(
             path="/invoke-with-response-stream" if stream else "/invoke",
             body=compact_json(upstream).encode(), stream=stream,
             pipeline=lambda ct: StreamPipeline(_claude_source(ct), [BedrockStreamNormaliser(model)], encode_event),
-            convert=lambda resp: bedrock_invoke_response(resp, model), usage=_message_usage,
+            convert=lambda resp: as_json(bedrock_invoke_response(resp, model)), usage=_message_usage,
         )
 
-    def _from_ir(self, resolved: ResolvedModel, ir: dict[str, Any], stream: bool,
+    def _from_ir(self, resolved: ResolvedModel, ir: IRRequest, stream: bool,
                  client_side: Callable[[list[Translator]], list[Translator]],
-                 convert_message: Callable[[dict[str, Any]], dict[str, Any]],
+                 convert_message: Callable[[IRResponse], dict[str, Any]],
                  encode: Callable[[Any], bytes], beta: str | None) -> Exchange:
         """
         An IR request to whichever family serves it; C{client_side} adds the translators from IR events

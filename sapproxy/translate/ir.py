@@ -16,11 +16,18 @@ Two things the types do not promise, on purpose:
     declared here.
 
 Optional fields are C{NotRequired} (or the whole class is C{total=False} where nearly every field is).
+
+Where JSON from outside becomes the IR (a client's Anthropic body, an Anthropic upstream's own response) or
+code reads the IR defensively as plain JSON, L{as_request}, L{as_response} and L{as_json} say so: they are
+casts, free at run time, named so that the boundary is visible.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, Union
+from typing import Any, Literal, Mapping, Union, cast
+
+# typing_extensions's TypedDict, so that pydantic can check values against these types (tests do).
+from typing_extensions import NotRequired, TypedDict
 
 __all__ = [
     "CacheControl",
@@ -57,6 +64,9 @@ __all__ = [
     "ErrorBody",
     "ErrorEvent",
     "StreamEvent",
+    "as_request",
+    "as_response",
+    "as_json",
 ]
 
 
@@ -306,3 +316,27 @@ StreamEvent = Union[
     MessageStopEvent,
     ErrorEvent,
 ]
+
+
+# ---------------------------------------------------------------------------------------------- boundaries
+
+
+def as_request(body: Mapping[str, Any]) -> Request:
+    """
+    A JSON object taken as an IR request, unchecked: an Anthropic client's body is the IR as it came, and
+    every converter that reads it checks what it reads.
+    """
+    return cast(Request, body)
+
+
+def as_response(body: Mapping[str, Any]) -> Response:
+    """A JSON object taken as an IR message, unchecked (an Anthropic upstream's own response)."""
+    return cast(Response, body)
+
+
+def as_json(value: Request | Response | StreamEvent) -> dict[str, Any]:
+    """
+    An IR value as the plain JSON object it is at run time: for code that reads it defensively (it may
+    hold fields and block types this module does not declare) or hands it on as JSON.
+    """
+    return cast("dict[str, Any]", value)

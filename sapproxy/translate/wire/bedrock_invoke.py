@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from sapproxy.translate import ir
 from sapproxy.translate.usage import Usage
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -194,7 +195,7 @@ def _content_is_empty(content: Any) -> bool:
     return not content
 
 
-def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> dict[str, Any]:
+def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict[str, Any]:
     """
     Turn a client's Messages API request into a body for Bedrock C{invoke}/C{invoke-with-response-stream}.
 
@@ -284,12 +285,12 @@ def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> 
     return out
 
 
-def bedrock_invoke_response(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def bedrock_invoke_response(resp: dict[str, Any], model: str) -> ir.Response:
     """Bedrock's non-stream invoke body as the client's Messages response: the client's model name,
     Bedrock's invocation metrics dropped, everything else kept."""
     out = {key: value for key, value in resp.items() if key != _BEDROCK_EXTRA}
     out["model"] = model
-    return out
+    return ir.as_response(out)
 
 
 class BedrockStreamNormaliser:
@@ -297,6 +298,9 @@ class BedrockStreamNormaliser:
     Events decoded from C{invoke-with-response-stream} (already Anthropic stream events) made
     indistinguishable from Anthropic's own: C{message_start} names the client's model, C{message_stop} loses
     C{amazon-bedrock-invocationMetrics}.  Keeps L{usage} current.
+
+    The events are the upstream's own, passed on as JSON (every other field and block type kept), hence
+    plain dicts rather than L{ir.StreamEvent}s.
     """
 
     def __init__(self, model: str) -> None:

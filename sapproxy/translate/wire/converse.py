@@ -197,7 +197,7 @@ def _message_blocks(content: Any, path: str) -> list[dict[str, Any]]:
     return out
 
 
-def ir_request_to_converse(body: dict[str, Any]) -> dict[str, Any]:
+def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
     """An IR (Anthropic Messages) request as a Bedrock Converse body (the model id is in the URL)."""
     parts, conversation = split_turns(body)
     system = [block for part in parts for block in _text_blocks(part.content, part.path)]
@@ -292,7 +292,7 @@ def _stop_sequence(fields: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def converse_response_to_ir(resp: dict[str, Any], model: str, *, message_id: str | None = None) -> dict[str, Any]:
+def converse_response_to_ir(resp: dict[str, Any], model: str, *, message_id: str | None = None) -> ir.Response:
     """A Converse response as an IR (Anthropic Messages) response naming C{model}."""
     message = ((resp.get("output") or {}).get("message")) or {}
     content: list[dict[str, Any]] = []
@@ -340,7 +340,7 @@ def converse_response_to_ir(resp: dict[str, Any], model: str, *, message_id: str
         "stop_sequence": stop_sequence,
         "usage": Usage.from_converse(usage if isinstance(usage, dict) else {}).to_anthropic(),
     }
-    return out
+    return ir.as_response(out)
 
 
 def _opaque(value: Any) -> str:

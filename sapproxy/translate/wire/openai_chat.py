@@ -230,7 +230,7 @@ def _assistant_message(content: Any, path: str) -> dict[str, Any] | None:
     return message
 
 
-def ir_request_to_chat(body: dict[str, Any], *, reasoning_model: bool) -> dict[str, Any]:
+def ir_request_to_chat(body: ir.Request, *, reasoning_model: bool) -> dict[str, Any]:
     """
     An Anthropic Messages request body as an OpenAI Chat Completions request body.
 
@@ -350,7 +350,7 @@ def _parse_input(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def chat_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def chat_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
     """
     An OpenAI C{chat.completion} as an Anthropic Message naming C{model}.
 
@@ -360,7 +360,7 @@ def chat_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
     choices = resp.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
-    content: list[dict[str, Any]] = []
+    content: list[ir.ContentBlock] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})

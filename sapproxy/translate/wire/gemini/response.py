@@ -45,7 +45,7 @@ def _usage(resp: dict[str, Any]) -> Usage:
     return Usage.from_gemini(meta if isinstance(meta, dict) else {})
 
 
-def gemini_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
     """A Gemini C{generateContent} response as an IR (Anthropic Messages) response naming C{model}."""
     message_id = _message_id(resp)
     content: list[dict[str, Any]] = []
@@ -106,7 +106,7 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
         out["stop_details"] = refusal_details(str(block))
     elif out["stop_reason"] == "refusal":
         out["stop_details"] = refusal_details(str(finish))
-    return out
+    return ir.as_response(out)
 
 
 _ERROR_TYPES = {
