@@ -188,20 +188,20 @@ def _any_module_under(package: str) -> bool:
 # ---------------------------------------------------------------------------------------------- the reader
 
 
-def _scan(source: str, module: str = "sapproxy.surfaces.example") -> tuple[list[Import], list[tuple[str, int]]]:
+def _scan(tmp: Path, source: str, module: str = "sapproxy.surfaces.example") -> tuple[list[Import], list[tuple[str, int]]]:
     """What the reader finds in C{source}, as if it were C{module}."""
-    path = ROOT / "tests" / "_import_rules_probe.py"
+    path = tmp / "example.py"
+    path.write_text(source)
     MODULES[module] = path
     try:
-        path.write_text(source)
         return list(imports_of(module)), list(private_reaches(module))
     finally:
         del MODULES[module]
-        path.unlink()
 
 
-def test_the_reader_sees_every_form() -> None:
+def test_the_reader_sees_every_form(tmp_path: Path) -> None:
     imports, _ = _scan(
+        tmp_path,
         "import twisted.internet.reactor\n"
         "from sapproxy.translate.wire import gemini\n"
         "from ..upstreams.http import UpstreamClient\n"
@@ -218,8 +218,9 @@ def test_the_reader_sees_every_form() -> None:
     assert any(_within(i.module, f) for i in imports for f in rule.forbidden)
 
 
-def test_the_reader_sees_private_reaches() -> None:
+def test_the_reader_sees_private_reaches(tmp_path: Path) -> None:
     _, reaches = _scan(
+        tmp_path,
         "from sapproxy.translate.framing.sse import _private_thing, json_text, __all__\n"
         "from sapproxy.dispatch import plan\n"
         "import sapproxy.translate.framing.sse as sse\n"
