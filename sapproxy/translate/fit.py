@@ -11,6 +11,7 @@ from typing import Any
 
 from attrs import frozen
 
+from sapproxy.translate import ir as irtypes
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.model_limits import fit_claude_sampling
 from sapproxy.translate.tool_names import ToolNames, encode_tool_names
@@ -27,7 +28,7 @@ class FittedRequest:
     @ivar dropped_tools: labels of the client's tools the upstream cannot run.
     """
 
-    ir: dict[str, Any]
+    ir: irtypes.Request
     names: ToolNames
     dropped_tools: tuple[str, ...]
 
@@ -43,20 +44,21 @@ def upstream_kind(family: str, converse: bool) -> str:
 WIRE_KINDS = {"openai_chat": "openai", "gemini": "gemini", "converse": "converse", "bedrock_invoke": "invoke"}
 
 
-def fit_request(ir: dict[str, Any], upstream: str, model: str, *, max_output_tokens: int | None = None) -> FittedRequest:
+def fit_request(request: irtypes.Request, upstream: str, model: str, *,
+                max_output_tokens: int | None = None) -> FittedRequest:
     """
     C{ir} (not mutated) fitted to C{upstream} (see L{upstream_kind}) serving C{model}.
 
     @param max_output_tokens: the model's own output ceiling, which replaces a default C{max_tokens} (one
         the client did not set: the IR says so with C{_max_tokens_default}).
     """
-    ir = _fit_max_tokens(ir, max_output_tokens)
+    ir = _fit_max_tokens(irtypes.as_json(request), max_output_tokens)
     ir, dropped = fit_tools(ir, upstream)
     ir, names = encode_tool_names(ir, upstream)
     if upstream in ("invoke", "converse"):
         ir = fit_claude_sampling(ir, model)
         _refuse_unknown_sampling(ir)
-    return FittedRequest(ir, names, tuple(dropped))
+    return FittedRequest(irtypes.as_request(ir), names, tuple(dropped))
 
 
 def _refuse_unknown_sampling(ir: dict[str, Any]) -> None:

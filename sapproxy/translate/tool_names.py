@@ -32,6 +32,8 @@ from typing import Any
 
 from attrs import frozen
 
+from sapproxy.translate import ir as irtypes
+
 __all__ = ["NameRule", "RULES", "ToolNames", "encode_tool_names"]
 
 
@@ -108,11 +110,11 @@ class ToolNames:
         """The client's name for C{upstream} (unknown names, and names that were not rewritten, as they are)."""
         return self._back.get(upstream, upstream)
 
-    def restore_message(self, message: dict[str, Any]) -> dict[str, Any]:
+    def restore_message(self, message: irtypes.Response) -> irtypes.Response:
         """An IR message with the client's names (and typed enum values) in its C{tool_use} blocks (in
         place, returned)."""
         if self.renamed:
-            for block in message.get("content") or ():
+            for block in irtypes.as_json(message).get("content") or ():
                 if isinstance(block, dict) and block.get("type") == "tool_use" and isinstance(block.get("name"), str):
                     block["name"] = self.client_name(block["name"])
                     if "input" in block:

@@ -9,6 +9,7 @@ import mimetypes
 import re
 from typing import Any
 
+from sapproxy.translate import ir
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.wire.gemini.schema import clean_schema
@@ -223,7 +224,7 @@ def _least_thinking(model: str | None) -> dict[str, Any]:
     return {"thinkingBudget": 0}
 
 
-def ir_request_to_gemini(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[str, Any]:
     """
     An IR (Anthropic Messages) request as a Gemini C{generateContent} body (model and stream are in the URL).
 
