@@ -216,12 +216,18 @@ class Request(TypedDict, total=False):
 
 
 class Usage(TypedDict):
-    """Token counts as Anthropic reports them (see L{sapproxy.translate.usage.Usage.to_anthropic})."""
+    """
+    Token counts as Anthropic reports them (see L{sapproxy.translate.usage.Usage.to_anthropic}), plus one
+    side key: C{output_tokens_details.thinking_tokens}, the part of C{output_tokens} spent thinking, where an
+    upstream tells it (Gemini's C{thoughtsTokenCount}, OpenAI's C{reasoning_tokens}); Anthropic has no such
+    field, and clients ignore what they do not know.
+    """
 
     input_tokens: int
     output_tokens: int
     cache_read_input_tokens: NotRequired[int]
     cache_creation_input_tokens: NotRequired[int]
+    output_tokens_details: NotRequired[dict[str, int]]
 
 
 class Response(TypedDict):

@@ -440,3 +440,22 @@ def test_item7_the_fitting_puts_the_models_ceiling_where_the_client_set_none() -
     thinking = chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "xhigh"})
     assert fit_request(thinking, "invoke", "m", max_output_tokens=64000).ir["max_tokens"] == 64000
     assert fit_request(thinking, "invoke", "m", max_output_tokens=8192).ir["max_tokens"] == 4096 + 32768
+
+
+# ----------------------------------------------------------------- 10. Gemini thinking tokens
+
+def test_item10_gemini_thinking_tokens_reach_both_dialects() -> None:
+    from sapproxy.translate.wire.gemini import GeminiToAnthropicStream, gemini_response_to_ir
+    from sapproxy.translate.client.openai_chat import ir_response_to_chat
+
+    resp = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2, "thoughtsTokenCount": 40}}
+    message = gemini_response_to_ir(resp, "m")
+    assert message["usage"]["output_tokens"] == 42
+    assert message["usage"]["output_tokens_details"] == {"thinking_tokens": 40}  # Anthropic clients
+    chat = ir_response_to_chat(message, "m", created=1)
+    assert chat["usage"]["completion_tokens_details"]["reasoning_tokens"] == 40  # OpenAI clients
+    gemini = GeminiToAnthropicStream("m", message_id="msg_1")
+    openai = AnthropicToOpenAIStream("m", completion_id="c", created=1, include_usage=True)
+    chunks = [c for e in gemini.feed(resp) + gemini.finish() for c in openai.feed(e)]
+    assert chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] == 40

@@ -95,7 +95,8 @@ def test_text_stream_exact() -> None:
         {
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"input_tokens": 9, "output_tokens": 23 + 185, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+            "usage": {"input_tokens": 9, "output_tokens": 23 + 185, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+                      "output_tokens_details": {"thinking_tokens": 185}},
         },
         {"type": "message_stop"},
     ]
@@ -237,7 +238,8 @@ def test_response_to_ir() -> None:
     assert out["content"][1] == {"type": "text", "text": "Hi"}
     assert out["content"][2] == {"type": "thinking", "thinking": "", "signature": "SIG"}
     assert out["content"][3]["input"] == {"a": 1}
-    assert out["usage"] == {"input_tokens": 6, "output_tokens": 8, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0}
+    assert out["usage"] == {"input_tokens": 6, "output_tokens": 8, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0,
+                            "output_tokens_details": {"thinking_tokens": 3}}  # thoughtsTokenCount (issue 14, item 10)
     # Deterministic ids.
     assert gemini_response_to_ir(resp, "m")["content"][3]["id"] == out["content"][3]["id"]
 
