@@ -459,3 +459,47 @@ def test_item10_gemini_thinking_tokens_reach_both_dialects() -> None:
     openai = AnthropicToOpenAIStream("m", completion_id="c", created=1, include_usage=True)
     chunks = [c for e in gemini.feed(resp) + gemini.finish() for c in openai.feed(e)]
     assert chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] == 40
+
+
+# ----------------------------------------------------------------- 22. interleaved parallel tool calls from Azure
+
+def _azure(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def _call(index: int, arguments: str, name: str | None = None) -> dict[str, Any]:
+    call: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+    if name:
+        call.update(id=f"call_{index}", type="function")
+        call["function"]["name"] = name
+    return {"tool_calls": [call]}
+
+
+def test_item22_interleaved_fragments_never_follow_their_blocks_stop() -> None:
+    from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream
+
+    chunks = [_azure({"role": "assistant"}), _azure(_call(0, "", "a")), _azure(_call(1, "", "b")),
+              _azure(_call(0, '{"x":')), _azure(_call(1, '{"y":')), _azure(_call(0, " 1}")), _azure(_call(1, " 2}")),
+              _azure({}, "tool_calls"),
+              {"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}]
+    stream = OpenAIToAnthropicStream("m", message_id="msg_1")
+    events = [e for chunk in chunks for e in stream.feed(chunk)] + stream.finish()
+    stopped: set[int] = set()
+    open_index = None
+    arguments: dict[int, str] = {}
+    names: dict[int, str] = {}
+    for event in events:
+        if event["type"] == "content_block_start":
+            assert open_index is None
+            open_index = event["index"]
+            names[event["index"]] = event["content_block"]["name"]
+        elif event["type"] == "content_block_delta":
+            assert event["index"] == open_index and event["index"] not in stopped, event
+            arguments[event["index"]] = arguments.get(event["index"], "") + event["delta"]["partial_json"]
+        elif event["type"] == "content_block_stop":
+            assert event["index"] == open_index
+            stopped.add(event["index"])
+            open_index = None
+    assert {names[i]: json.loads(a) for i, a in arguments.items()} == {"a": {"x": 1}, "b": {"y": 2}}
+    assert events[-2]["delta"]["stop_reason"] == "tool_use"
