@@ -36,6 +36,7 @@ from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
 from sapproxy.upstreams.http import UpstreamClient, sleep
 from sapproxy.web.notes import announce_dropped_tools
+from sapproxy.translate.errors import UnusableAnswer
 
 log = Logger()
 
@@ -275,7 +276,10 @@ class Gateway:
         except ValueError:
             raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
         usage = exchange.usage(upstream)
-        converted = exchange.convert(upstream)
+        try:
+            converted = exchange.convert(upstream)
+        except UnusableAnswer as e:
+            raise GatewayError("bad_gateway", e.message) from None
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),
                                         first_byte_at=first_byte_at)
 

@@ -260,6 +260,16 @@ def handle(call: Call) -> Reply:
     finish = "MAX_TOKENS" if plan.stop == "max_tokens" else "STOP"
     with_usage = not call.directive.no_usage
     signature = thinking_signature(call.user_text) if thinks else None
+    if call.directive.stop == "malformed_function_call":
+        # What Gemini answers when it could not write the tool call it meant: no content at all.
+        failed = {"candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL",
+                                  "finishMessage": "Malformed function call: print(default_api.f(x=))"}],
+                  **({"usageMetadata": usage} if with_usage else {}), **envelope}
+        if method == "generateContent":
+            return JsonReply(200, failed)
+        return StreamReply("text/event-stream", iter([_sse(failed)]),
+                           lambda: _sse({"error": {"code": 500, "message": "Internal error encountered.",
+                                                   "status": "INTERNAL"}}))
 
     if method == "generateContent":
         parts = list(_parts(plan.blocks, signature, whole=True))

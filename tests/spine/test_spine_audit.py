@@ -148,3 +148,18 @@ def test_item15_numeric_enums_through_gemini_come_back_as_numbers() -> None:
         else:
             (arguments,) = [b["input"] for b in json.loads(body)["content"] if b["type"] == "tool_use"]
         assert arguments == {"level": 2}
+
+
+def test_item19_a_malformed_gemini_function_call_is_an_error_not_an_empty_answer() -> None:
+    h = Harness()
+    ask = [{"role": "user", "content": 'hi #sim{"stop": "malformed_function_call"}'}]
+    response, body = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": ask})
+    assert response.code == 502
+    assert "MALFORMED_FUNCTION_CALL" in json.loads(body)["error"]["message"]
+    response, body = h.post("/v1/messages", {"model": "gemini-2.5-pro", "max_tokens": 50, "messages": ask, "stream": True})
+    events = [json.loads(d) for d in sse_data(body)]
+    assert events[-1]["type"] == "error" and "MALFORMED_FUNCTION_CALL" in events[-1]["error"]["message"]
+    assert not any(e["type"] == "message_delta" for e in events)
+    response, body = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": ask, "stream": True})
+    chunks = [json.loads(d) for d in sse_data(body) if d != "[DONE]"]
+    assert "MALFORMED_FUNCTION_CALL" in chunks[-1]["error"]["message"]

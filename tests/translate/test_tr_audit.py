@@ -503,3 +503,20 @@ def test_item22_interleaved_fragments_never_follow_their_blocks_stop() -> None:
             open_index = None
     assert {names[i]: json.loads(a) for i, a in arguments.items()} == {"a": {"x": 1}, "b": {"y": 2}}
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+# ----------------------------------------------------------------- 19. MALFORMED_FUNCTION_CALL
+
+def test_item19_malformed_function_call_is_unusable_whole_and_an_error_streamed() -> None:
+    from sapproxy.translate.errors import UnusableAnswer
+    from sapproxy.translate.wire.gemini import GeminiToAnthropicStream, gemini_response_to_ir
+
+    resp = {"candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL", "finishMessage": "Malformed function call: x"}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 0}}
+    with pytest.raises(UnusableAnswer) as unusable:
+        gemini_response_to_ir(resp, "m")
+    assert "MALFORMED_FUNCTION_CALL" in unusable.value.message
+    stream = GeminiToAnthropicStream("m", message_id="msg_1")
+    events = stream.feed(resp) + stream.finish()
+    assert [e["type"] for e in events] == ["message_start", "error"]
+    assert events[-1]["error"]["type"] == "api_error"

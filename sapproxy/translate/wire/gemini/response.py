@@ -9,12 +9,22 @@ import hashlib
 from typing import Any
 
 from sapproxy.translate import ir
+from sapproxy.translate.errors import UnusableAnswer
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.usage import Usage
 
 _REFUSALS = frozenset(
     {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
 )
+
+
+#: Gemini finish reasons that leave no usable answer: the model failed to write a tool call.
+MALFORMED = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"})
+
+
+def malformed_message(finish_reason: str) -> str:
+    return (f"Gemini ended its answer with {finish_reason}: it produced a tool call it could not write "
+            "(arguments not matching the tool's schema, or a call of an undeclared tool); retry the request")
 
 
 def stop_reason(finish_reason: Any, has_tool_use: bool) -> str:
@@ -92,6 +102,8 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
     feedback = resp.get("promptFeedback") or {}
     block = feedback.get("blockReason") if isinstance(feedback, dict) else None
     finish = candidate.get("finishReason")
+    if finish in MALFORMED and calls == 0:
+        raise UnusableAnswer(malformed_message(finish))
     out: dict[str, Any] = {
         "id": message_id,
         "type": "message",

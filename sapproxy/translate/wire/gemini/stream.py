@@ -12,7 +12,9 @@ from typing import Any
 from sapproxy.translate import ir
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire.gemini.response import refusal_details, gemini_error_event, stop_reason, tool_use_id
+from sapproxy.translate.wire.gemini.response import (
+    MALFORMED, gemini_error_event, malformed_message, refusal_details, stop_reason, tool_use_id,
+)
 
 _PATH_TOKEN = re.compile(r"\.([A-Za-z_$][\w$-]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
 
@@ -249,6 +251,11 @@ class GeminiToAnthropicStream:
             return out
         self._start(out)
         self._close(out)
+        if self._finish_reason in MALFORMED and not self._saw_tool_use:
+            # No usable answer: an error, as a whole response gets (a 502), not an empty "success".
+            self._writer.fail(out, {"type": "error", "error": {"type": "api_error",
+                                                               "message": malformed_message(self._finish_reason)}})
+            return out
         if self._block_reason and self._finish_reason is None:
             reason = "refusal"
             details: dict[str, Any] | None = refusal_details(self._block_reason)
