@@ -102,8 +102,20 @@ def openai_tool_errors(body: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def gemini_errors(body: Mapping[str, Any], tools: Any, gen: Mapping[str, Any]) -> str | None:
-    """Vertex's 400s for function names and the output token ceiling."""
+def gemini_errors(body: Mapping[str, Any], tools: Any, gen: Mapping[str, Any], model: str = "") -> str | None:
+    """Vertex's 400s for function names, enum values, the output token ceiling and (Gemini 3) unsigned
+    replayed function calls."""
+    if re.search(r"gemini-([3-9]|\d\d)", model):
+        for i, content in enumerate(body.get("contents") or ()):
+            parts = content.get("parts") if isinstance(content, Mapping) else None
+            calls = [(j, p) for j, p in enumerate(parts or ()) if isinstance(p, Mapping) and "functionCall" in p]
+            if calls and isinstance(content, Mapping) and content.get("role") == "model" \
+                    and not calls[0][1].get("thoughtSignature"):
+                name = (calls[0][1].get("functionCall") or {}).get("name")
+                return (f"Function call is missing a thought_signature in functionCall parts. This is required for "
+                        f"tools to work correctly, and missing thought_signature may lead to degraded model "
+                        f"performance. Additional data, function call `default_api:{name}` , position {i + 1}. "
+                        "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
     for i, tool in enumerate(tools or ()):
         decls = (tool.get("functionDeclarations") or tool.get("function_declarations") or ()) \
             if isinstance(tool, Mapping) else ()

@@ -227,7 +227,7 @@ def handle(call: Call) -> Reply:
         return error
     body = call.body
     gen = _get(body, "generationConfig", "generation_config") or {}
-    message = model_rules.gemini_errors(body, body.get("tools"), gen)
+    message = model_rules.gemini_errors(body, body.get("tools"), gen, call.spec.model)
     if message is not None:
         return invalid_argument(message)
     thinking_cfg = _get(gen, "thinkingConfig", "thinking_config") or {}

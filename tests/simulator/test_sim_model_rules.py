@@ -122,3 +122,23 @@ def test_vertex_takes_enum_values_only_as_strings() -> None:
     params["properties"]["level"] = {"type": "string", "enum": ["1", "2"]}
     assert Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent",
                          _vertex(tools=[{"functionDeclarations": [{"name": "f", "parameters": params}]}])).status == 200
+
+
+def test_gemini_3_refuses_a_replayed_function_call_without_its_signature() -> None:
+    from sapproxy.simulator import SimulatorConfig, default_simulator_config
+    from sapproxy.simulator.config import DeploymentSpec
+
+    base = default_simulator_config()
+    config = SimulatorConfig(clientid=base.clientid, clientsecret=base.clientsecret,
+                             deployments={"d-g3": DeploymentSpec("vertex", "gemini-3-pro-preview")})
+    call = {"functionCall": {"name": "lookup", "args": {}}}
+    history = [{"role": "user", "parts": [{"text": "find"}]}, {"role": "model", "parts": [{"text": "ok"}, call]},
+               {"role": "user", "parts": [{"functionResponse": {"name": "lookup", "response": {"content": "x"}}}]}]
+    path = "models/gemini-3-pro-preview:generateContent"
+    r = Driver(config).post("d-g3", path, {"contents": history})
+    assert r.status == 400 and "missing a thought_signature" in r.json()["error"]["message"]
+    history[1]["parts"][1] = {**call, "thoughtSignature": "c2ln"}
+    assert Driver(config).post("d-g3", path, {"contents": history}).status == 200
+    # Gemini 2.5 does not ask for them
+    history[1]["parts"][1] = call
+    assert Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent", {"contents": history}).status == 200

@@ -520,3 +520,61 @@ def test_item19_malformed_function_call_is_unusable_whole_and_an_error_streamed(
     events = stream.feed(resp) + stream.finish()
     assert [e["type"] for e in events] == ["message_start", "error"]
     assert events[-1]["error"]["type"] == "api_error"
+
+
+# ----------------------------------------------------------------- 9. Gemini signatures through OpenAI clients
+
+SIG = "CiQBcsjafP8Q7Zr+/w3NnD5kY1xlx0AWyqbB3yT3m2dJ1C8oQ0E="
+
+
+def _gemini_call() -> dict[str, Any]:
+    return {"candidates": [{"content": {"role": "model", "parts": [
+        {"text": "Let me look."},
+        {"functionCall": {"name": "lookup", "args": {"q": "x"}}, "thoughtSignature": SIG}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3}}
+
+
+def _echo(call_id: str, *, thinking_blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    assistant: dict[str, Any] = {"role": "assistant", "content": "Let me look.", "tool_calls": [
+        {"id": call_id, "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}]}
+    if thinking_blocks is not None:
+        assistant["thinking_blocks"] = thinking_blocks
+    return {"model": "gemini-3-pro-preview", "messages": [
+        {"role": "user", "content": "find x"}, assistant,
+        {"role": "tool", "tool_call_id": call_id, "content": "found"}],
+        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]}
+
+
+def _model_parts(chat_body: dict[str, Any]) -> list[dict[str, Any]]:
+    gemini = ir_request_to_gemini(chat_request_to_ir(chat_body), model="gemini-3-pro-preview")
+    return next(c["parts"] for c in gemini["contents"] if c["role"] == "model")
+
+
+def test_item9_the_signature_rides_in_the_call_id_and_goes_back_on_its_call() -> None:
+    from sapproxy.translate.client.openai_chat import ir_response_to_chat
+    from sapproxy.translate.wire.gemini import GeminiToAnthropicStream, gemini_response_to_ir
+
+    chat = ir_response_to_chat(gemini_response_to_ir(_gemini_call(), "m"), "m", created=1)
+    (call,) = chat["choices"][0]["message"]["tool_calls"]
+    assert RULES["invoke"].accepts(call["id"][:128]) and "+" not in call["id"] and "/" not in call["id"]
+    # a client that keeps only the id
+    parts = _model_parts(_echo(call["id"]))
+    assert parts == [{"text": "Let me look."}, {"functionCall": {"name": "lookup", "args": {"q": "x"}}, "thoughtSignature": SIG}]
+    # a client that also echoes thinking_blocks: still only on the call, not on the text before it
+    blocks = chat["choices"][0]["message"]["thinking_blocks"]
+    assert _model_parts(_echo(call["id"], thinking_blocks=blocks)) == parts
+    # streamed: the same id
+    gemini = GeminiToAnthropicStream("m", message_id="msg_1")
+    openai = AnthropicToOpenAIStream("m", completion_id="c", created=1, include_usage=False)
+    chunks = [c for e in gemini.feed(_gemini_call()) + gemini.finish() for c in openai.feed(e)]
+    ids = [tc["id"] for c in chunks for ch in c["choices"] for tc in ch["delta"].get("tool_calls") or () if tc.get("id")]
+    assert len(ids) == 1 and _model_parts(_echo(ids[0])) == parts
+
+
+def test_item9_ids_without_a_signature_are_untouched() -> None:
+    from sapproxy.translate.wire.gemini.signatures import signed_tool_use_id, tool_use_id_signature
+
+    assert signed_tool_use_id("toolu_1", None) == "toolu_1"
+    assert signed_tool_use_id("toolu_1", "not base64!") == "toolu_1"
+    assert tool_use_id_signature("call_abc") is None and tool_use_id_signature(None) is None
+    assert tool_use_id_signature(signed_tool_use_id("toolu_1", SIG)) == SIG

@@ -13,6 +13,7 @@ from sapproxy.translate import ir
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.wire.gemini.schema import clean_schema
+from sapproxy.translate.wire.gemini.signatures import tool_use_id_signature
 
 
 def _guess_mime(url: str, default: str = "application/octet-stream") -> str:
@@ -102,6 +103,10 @@ def _turn_parts(
         raise InvalidRequest("content must be a string or a list of blocks", f"{path}.content")
     parts: list[dict[str, Any]] = []
     signature: str | None = None
+    # Signatures that ride in tool call ids (signatures.py) go back on their own calls; a thinking block
+    # holding the same one (a client that also kept thinking_blocks) must not put it on another part.
+    in_ids = {sig for b in content if isinstance(b, dict) and b.get("type") == "tool_use"
+              for sig in (tool_use_id_signature(b.get("id")),) if sig} if role == "model" else set()
     for i, block in enumerate(content):
         bpath = f"{path}.content[{i}]"
         if not isinstance(block, dict):
@@ -125,6 +130,11 @@ def _turn_parts(
             if isinstance(tool_id, str):
                 tool_names[tool_id] = name
             part = {"functionCall": {"name": name, "args": args}}
+            carried = tool_use_id_signature(tool_id) if role == "model" else None
+            if carried:
+                part["thoughtSignature"] = carried
+                parts.append(part)
+                continue
         elif kind == "tool_result":
             tool_id = block.get("tool_use_id")
             if not isinstance(tool_id, str):
@@ -139,7 +149,7 @@ def _turn_parts(
             continue
         elif kind == "thinking":
             sig = block.get("signature")
-            if role == "model" and isinstance(sig, str) and sig:
+            if role == "model" and isinstance(sig, str) and sig and sig not in in_ids:
                 signature = sig
             continue
         elif kind == "redacted_thinking":

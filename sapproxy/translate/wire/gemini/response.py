@@ -11,6 +11,7 @@ from typing import Any
 from sapproxy.translate import ir
 from sapproxy.translate.errors import UnusableAnswer
 from sapproxy.translate.ids import new_message_id
+from sapproxy.translate.wire.gemini.signatures import signed_tool_use_id
 from sapproxy.translate.usage import Usage
 
 _REFUSALS = frozenset(
@@ -86,7 +87,7 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
             content.append(
                 {
                     "type": "tool_use",
-                    "id": tool_use_id(message_id, calls),
+                    "id": signed_tool_use_id(tool_use_id(message_id, calls), sig if isinstance(sig, str) else None),
                     "name": call.get("name") or "",
                     "input": args if isinstance(args, dict) else {},
                 }

@@ -12,6 +12,7 @@ from typing import Any
 from sapproxy.translate import ir
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire.gemini.signatures import signed_tool_use_id
 from sapproxy.translate.wire.gemini.response import (
     MALFORMED, gemini_error_event, malformed_message, refusal_details, stop_reason, tool_use_id,
 )
@@ -117,6 +118,7 @@ class GeminiToAnthropicStream:
         self._block_reason: str | None = None
         self._saw_tool_use = False
         self._pending_signatures: list[str] = []
+        self._call_signature: str | None = None
 
     # -- helpers
 
@@ -155,7 +157,7 @@ class GeminiToAnthropicStream:
             out,
             {
                 "type": "tool_use",
-                "id": tool_use_id(self.message_id, self._calls),
+                "id": signed_tool_use_id(tool_use_id(self.message_id, self._calls), self._call_signature),
                 "name": str(call.get("name") or ""),
                 "input": {},
             },
@@ -201,7 +203,9 @@ class GeminiToAnthropicStream:
                 else:
                     # A signature on the continuation of a streamed call: sent once the call is complete.
                     self._pending_signatures.append(sig)
+            self._call_signature = sig if call.get("name") else None  # also in the call's id (signatures.py)
             self._function_call(out, call)
+            self._call_signature = None
             return
         if sig:
             self._signature(out, sig)
