@@ -15,7 +15,7 @@ from sapproxy.translate import ir as irtypes
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.model_limits import fit_claude_sampling
 from sapproxy.translate.tool_names import ToolNames, encode_tool_names
-from sapproxy.translate.tool_support import fit_tools
+from sapproxy.translate.tool_support import fit_tools, search_results_as_text
 
 __all__ = ["FittedRequest", "fit_request", "upstream_kind"]
 
@@ -54,6 +54,8 @@ def fit_request(request: irtypes.Request, upstream: str, model: str, *,
     """
     ir = _fit_max_tokens(irtypes.as_json(request), max_output_tokens)
     ir, dropped = fit_tools(ir, upstream)
+    if upstream != "invoke":
+        ir = search_results_as_text(ir)
     ir, names = encode_tool_names(ir, upstream)
     if upstream in ("invoke", "converse"):
         ir = fit_claude_sampling(ir, model)

@@ -124,3 +124,39 @@ def _without_server_blocks(message: Any) -> Any:
         return message
     cleaned = [b for b in content if not (isinstance(b, dict) and b.get("type") in _SERVER_BLOCKS)]
     return message if len(cleaned) == len(content) else {**message, "content": cleaned}
+
+
+def search_results_as_text(ir: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{ir} (not mutated) with every C{search_result} block (in a message or in a tool result) as a text block:
+    Claude reads them as citable sources, other models have no such block, and its text is what they need.
+    """
+    messages = ir.get("messages")
+    if not isinstance(messages, list) or "search_result" not in repr(messages):
+        return ir
+    return {**ir, "messages": [_search_results_in(m) for m in messages]}
+
+
+def _search_result_text(block: dict[str, Any]) -> dict[str, Any]:
+    texts = [part.get("text") for part in block.get("content") or () if isinstance(part, dict)
+             and isinstance(part.get("text"), str)]
+    head = " — ".join(str(x) for x in (block.get("title"), block.get("source")) if isinstance(x, str) and x)
+    body = "\n".join(t for t in texts if t)
+    return {"type": "text", "text": f"Search result: {head}\n{body}" if head else body or "(empty search result)"}
+
+
+def _search_results_in(message: Any) -> Any:
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return message
+    out: list[Any] = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") == "search_result":
+            out.append(_search_result_text(block))
+        elif isinstance(block, dict) and block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+            inner = [_search_result_text(b) if isinstance(b, dict) and b.get("type") == "search_result" else b
+                     for b in block["content"]]
+            out.append({**block, "content": inner})
+        else:
+            out.append(block)
+    return {**message, "content": out}

@@ -578,3 +578,36 @@ def test_item9_ids_without_a_signature_are_untouched() -> None:
     assert signed_tool_use_id("toolu_1", "not base64!") == "toolu_1"
     assert tool_use_id_signature("call_abc") is None and tool_use_id_signature(None) is None
     assert tool_use_id_signature(signed_tool_use_id("toolu_1", SIG)) == SIG
+
+
+# ----------------------------------------------------------------- 20. search results, tool result images to Gemini 3
+
+def test_item20_search_results_become_text_off_claude() -> None:
+    result = {"type": "search_result", "source": "https://example.com/a", "title": "A",
+              "content": [{"type": "text", "text": "alpha"}]}
+    ir = {"max_tokens": 5, "messages": [
+        {"role": "user", "content": [result, {"type": "text", "text": "sum up"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "s", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [result]}]}],
+        "tools": [{"name": "s", "input_schema": {"type": "object"}}]}
+    text = {"type": "text", "text": "Search result: A — https://example.com/a\nalpha"}
+    for upstream in ("openai", "gemini", "converse"):
+        fitted = fit_request(ir, upstream, "m").ir
+        assert fitted["messages"][0]["content"][0] == text
+        assert fitted["messages"][2]["content"][0]["content"] == [text]
+    assert ir_request_to_chat(fit_request(ir, "openai", "m").ir, reasoning_model=False)["messages"][0]["content"].startswith("Search result: A")
+    assert fit_request(ir, "invoke", "m").ir["messages"][0]["content"][0] == result  # Claude reads them as they are
+
+
+def test_item20_tool_result_images_go_inside_the_function_response_for_gemini_3() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+    ir = {"max_tokens": 5, "messages": [
+        {"role": "user", "content": "look"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "shot", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "done"}, image]}]}]}
+    three = ir_request_to_gemini(ir, model="gemini-3-pro-preview")["contents"][2]["parts"]
+    assert three == [{"functionResponse": {"name": "shot", "response": {"content": "done"},
+                                           "parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]}}]
+    older = ir_request_to_gemini(ir, model="gemini-2.5-pro")["contents"][2]["parts"]
+    assert older == [{"functionResponse": {"name": "shot", "response": {"content": "done"}}},
+                     {"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]

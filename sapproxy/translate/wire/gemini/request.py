@@ -64,7 +64,11 @@ def _media_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     raise InvalidRequest(f"unsupported source type {kind!r} for Gemini", f"{path}.source.type")
 
 
-def _tool_result_parts(block: dict[str, Any], name: str, path: str) -> list[dict[str, Any]]:
+def _tool_result_parts(block: dict[str, Any], name: str, path: str, multimodal: bool = False) -> list[dict[str, Any]]:
+    """
+    A tool result as a C{functionResponse}; its images and documents go inside it (C{functionResponse.parts},
+    Gemini 3's multimodal function responses) where the model takes them, else as parts after it.
+    """
     content = block.get("content")
     extra: list[dict[str, Any]] = []
     if content is None:
@@ -91,11 +95,13 @@ def _tool_result_parts(block: dict[str, Any], name: str, path: str) -> list[dict
         raise InvalidRequest("tool_result content must be a string or a list of blocks", f"{path}.content")
     key = "error" if block.get("is_error") else "content"
     response: dict[str, Any] = {key: text}
+    if multimodal and extra:
+        return [{"functionResponse": {"name": name, "response": response, "parts": extra}}]
     return [{"functionResponse": {"name": name, "response": response}}] + extra
 
 
 def _turn_parts(
-    content: Any, role: str, path: str, tool_names: dict[str, str]
+    content: Any, role: str, path: str, tool_names: dict[str, str], multimodal: bool = False
 ) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
@@ -145,7 +151,7 @@ def _turn_parts(
                     f"tool_result {tool_id!r} has no matching tool_use earlier in the conversation",
                     f"{bpath}.tool_use_id",
                 )
-            parts.extend(_tool_result_parts(block, name, bpath))
+            parts.extend(_tool_result_parts(block, name, bpath, multimodal))
             continue
         elif kind == "thinking":
             sig = block.get("signature")
@@ -249,7 +255,7 @@ def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[
     tool_names: dict[str, str] = {}
     for turn in conversation:
         grole = "model" if turn.role == "assistant" else "user"
-        parts = _turn_parts(turn.content, grole, turn.path, tool_names)
+        parts = _turn_parts(turn.content, grole, turn.path, tool_names, _needs_signatures(model))
         if not parts:
             continue
         if contents and contents[-1]["role"] == grole:
