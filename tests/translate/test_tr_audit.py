@@ -611,3 +611,71 @@ def test_item20_tool_result_images_go_inside_the_function_response_for_gemini_3(
     older = ir_request_to_gemini(ir, model="gemini-2.5-pro")["contents"][2]["parts"]
     assert older == [{"functionResponse": {"name": "shot", "response": {"content": "done"}}},
                      {"inlineData": {"mimeType": "image/png", "data": "iVBO"}}]
+
+
+# ----------------------------------------------------------------- 18. message names
+
+def test_item18_a_messages_name_says_who_speaks() -> None:
+    ir = chat_request_to_ir({"messages": [
+        {"role": "user", "name": "alice", "content": "hi"},
+        {"role": "assistant", "name": "bot", "content": [{"type": "text", "text": "hello"}]},
+        {"role": "user", "name": " ", "content": "plain"}]})
+    assert [b["text"] for m in ir["messages"] for b in m["content"]] == ["alice: hi", "bot: hello", "plain"]
+
+
+# ----------------------------------------------------------------- 21. interleaved thinking through OpenAI clients
+
+INTERLEAVED = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "tool_use",
+               "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1},
+               "content": [{"type": "thinking", "thinking": "first", "signature": "S1"},
+                           {"type": "tool_use", "id": "toolu_a", "name": "a", "input": {}},
+                           {"type": "thinking", "thinking": "second", "signature": "S2"},
+                           {"type": "redacted_thinking", "data": "R"},
+                           {"type": "tool_use", "id": "toolu_b", "name": "b", "input": {"x": 1}}]}
+
+
+def _echoed(message: dict[str, Any]) -> list[tuple[str, str]]:
+    body = {"messages": [{"role": "user", "content": "go"}, message,
+                         {"role": "tool", "tool_call_id": "toolu_a", "content": "A"},
+                         {"role": "tool", "tool_call_id": "toolu_b", "content": "B"}], "reasoning_effort": "low"}
+    assistant = chat_request_to_ir(body)["messages"][1]["content"]
+    assert all("_after" not in b for b in assistant)
+    return [(b["type"], b.get("signature") or b.get("id") or b.get("data")) for b in assistant]
+
+
+ORDER = [("thinking", "S1"), ("tool_use", "toolu_a"), ("thinking", "S2"), ("redacted_thinking", "R"), ("tool_use", "toolu_b")]
+
+
+def test_item21_interleaved_thinking_comes_back_in_its_order_whole_and_streamed() -> None:
+    from sapproxy.translate.client.openai_chat import ir_response_to_chat
+
+    message = ir_response_to_chat(INTERLEAVED, "m", created=1)["choices"][0]["message"]
+    assert [b.get("after") for b in message["thinking_blocks"]] == [None, "toolu_a", "toolu_a"]
+    assert _echoed({k: v for k, v in message.items() if k in ("role", "content", "tool_calls", "thinking_blocks")}) == ORDER
+    # streamed: the accumulated thinking_blocks carry the same marks
+    stream = AnthropicToOpenAIStream("m", completion_id="c", created=1, include_usage=False)
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": {"usage": {"input_tokens": 1, "output_tokens": 0}}}]
+    for i, block in enumerate(INTERLEAVED["content"]):
+        start = {**block, "input": {}} if block["type"] == "tool_use" else \
+            ({"type": "thinking", "thinking": "", "signature": ""} if block["type"] == "thinking" else block)
+        events.append({"type": "content_block_start", "index": i, "content_block": start})
+        if block["type"] == "thinking":
+            events.append({"type": "content_block_delta", "index": i, "delta": {"type": "thinking_delta", "thinking": block["thinking"]}})
+            events.append({"type": "content_block_delta", "index": i, "delta": {"type": "signature_delta", "signature": block["signature"]}})
+        events.append({"type": "content_block_stop", "index": i})
+    events += [{"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}}, {"type": "message_stop"}]
+    chunks = [c for e in events for c in stream.feed(e)]
+    blocks = sorted((b for c in chunks for ch in c["choices"] for b in ch["delta"].get("thinking_blocks") or ()),
+                    key=lambda b: b["index"])
+    calls = [{"id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": "{}"}}
+             for c in chunks for ch in c["choices"] for tc in ch["delta"].get("tool_calls") or () if tc.get("id")]
+    echoed = {"role": "assistant", "content": None, "tool_calls": calls,
+              "thinking_blocks": [{k: v for k, v in b.items() if k != "index"} for b in blocks]}
+    assert _echoed(echoed) == ORDER
+
+
+def test_item21_unmarked_thinking_blocks_still_lead() -> None:
+    message = {"role": "assistant", "content": None,
+               "tool_calls": [{"id": "toolu_a", "type": "function", "function": {"name": "a", "arguments": "{}"}}],
+               "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "S"}]}
+    assert _echoed(message)[:2] == [("thinking", "S"), ("tool_use", "toolu_a")]

@@ -202,6 +202,7 @@ def _thinking_blocks(value: Any, path: str) -> list[dict[str, Any]]:
     for j, block in enumerate(value):
         bpath = f"{path}[{j}]"
         kind = block.get("type") if isinstance(block, dict) else None
+        after = block.get("after") if isinstance(block, dict) and isinstance(block.get("after"), str) else None
         if kind == "thinking" and isinstance(block.get("signature"), str) and block["signature"]:
             thinking = block.get("thinking")
             blocks.append(
@@ -214,13 +215,37 @@ def _thinking_blocks(value: Any, path: str) -> list[dict[str, Any]]:
             continue  # no signature: Claude would refuse it, and it carries nothing the model needs back
         else:
             raise InvalidRequest(f"{bpath}.type {kind!r} is not a thinking block", f"{bpath}.type")
+        if after is not None:
+            blocks[-1]["_after"] = after
     return blocks
+
+
+def _interleave(blocks: list[dict[str, Any]], thinking: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The thinking blocks back where they were: a block marked C{after} (see L{ir_response_to_chat}) right
+    after the tool call it followed, the others first.  Claude requires interleaved thinking (thinking, tool
+    call, thinking, tool call) back in its order.
+    """
+    calls = {block["id"] for block in blocks if block["type"] == "tool_use"}
+    leading = [b for b in thinking if b.get("_after") not in calls]
+    anchored: dict[str, list[dict[str, Any]]] = {}
+    for block in thinking:
+        if block.get("_after") in calls:
+            anchored.setdefault(block["_after"], []).append(block)
+    out = leading[:]
+    for block in blocks:
+        out.append(block)
+        if block["type"] == "tool_use":
+            out.extend(anchored.get(block["id"], ()))
+    for block in out:
+        block.pop("_after", None)
+    return out
 
 
 def _assistant_blocks(message: dict[str, Any], path: str, legacy: list[str]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    if message.get("thinking_blocks") is not None:
-        blocks.extend(_thinking_blocks(message["thinking_blocks"], f"{path}.thinking_blocks"))
+    thinking = _thinking_blocks(message["thinking_blocks"], f"{path}.thinking_blocks") \
+        if message.get("thinking_blocks") is not None else []
     content = message.get("content")
     if isinstance(content, list):
         for j, part in enumerate(content):
@@ -262,7 +287,7 @@ def _assistant_blocks(message: dict[str, Any], path: str, legacy: list[str]) -> 
         legacy.append(call_id)
         arguments = _parse_arguments(function_call.get("arguments"), f"{path}.function_call.arguments")
         blocks.append({"type": "tool_use", "id": call_id, "name": function_call["name"], "input": arguments})
-    return blocks
+    return _interleave(blocks, thinking) if thinking else blocks
 
 
 def _tool_result(message: dict[str, Any], tool_use_id: str, path: str) -> dict[str, Any]:
@@ -278,6 +303,21 @@ def _tool_result(message: dict[str, Any], tool_use_id: str, path: str) -> dict[s
     elif content is not None:
         raise InvalidRequest(f"{path}.content must be a string or an array of content parts", f"{path}.content")
     return result
+
+
+def _named(message: dict[str, Any], blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The blocks of a message with a C{name} (several people, or agents, in one conversation): the IR has no
+    such field, so the first text says who speaks, C{"<name>: ..."}, as a transcript would.
+    """
+    name = message.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return blocks
+    for i, block in enumerate(blocks):
+        if block.get("type") == "text":
+            blocks[i] = {**block, "text": f"{name.strip()}: {block['text']}"}
+            break
+    return blocks
 
 
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -442,9 +482,9 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
                     if text.strip():
                         system.append({"type": "text", "text": text})
         elif role == "user":
-            _append(turns, "user", _user_blocks(message.get("content"), f"{path}.content"))
+            _append(turns, "user", _named(message, _user_blocks(message.get("content"), f"{path}.content")))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message, path, legacy_calls))
+            _append(turns, "assistant", _named(message, _assistant_blocks(message, path, legacy_calls)))
         elif role == "tool":
             tool_call_id = message.get("tool_call_id")
             if not isinstance(tool_call_id, str) or not tool_call_id:
@@ -621,11 +661,13 @@ def ir_response_to_chat(
     thinking: list[str] = []
     thinking_blocks: list[dict[str, Any]] = []
     tool_calls: list[dict[str, Any]] = []
+    after: dict[str, str] = {}  # the tool call a thinking block follows: {"after": id} (see _interleave)
     for block in message.get("content") or ():
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
+            after = {"after": block.get("id") or ""}
             tool_calls.append(
                 {
                     "id": block.get("id") or new_tool_use_id(),
@@ -639,10 +681,11 @@ def ir_response_to_chat(
         elif kind == "thinking":
             thinking.append(block.get("thinking") or "")
             thinking_blocks.append(
-                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": block.get("signature") or ""}
+                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": block.get("signature") or "",
+                 **after}
             )
         elif kind == "redacted_thinking":
-            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or "", **after})
     out_message: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not tool_calls else None,
@@ -714,6 +757,7 @@ class AnthropicToOpenAIStream:
         "_thought",
         "_templates",
         "_argued",
+        "_last_call",
     )
 
     def __init__(self, model: str, *, completion_id: str, created: int, include_usage: bool) -> None:
@@ -737,6 +781,8 @@ class AnthropicToOpenAIStream:
         self._templates: dict[str, tuple[bytes, bytes] | None] = {}
         #: OpenAI tool call indices whose arguments have been sent (at least one non-empty fragment)
         self._argued: set[int] = set()
+        #: the id of the last tool call started: thinking blocks after it say so (C{after}, see _interleave)
+        self._last_call: str | None = None
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -823,7 +869,9 @@ class AnthropicToOpenAIStream:
                 self._tools += 1
                 self._blocks[index] = _TOOL + number  # type: ignore[index]
                 function: dict[str, Any] = {"name": block.get("name") or "", "arguments": ""}
-                call = {"index": number, "id": block.get("id") or new_tool_use_id(), "type": "function", "function": function}
+                call_id = str(block.get("id") or new_tool_use_id())
+                call = {"index": number, "id": call_id, "type": "function", "function": function}
+                self._last_call = call_id
                 out.append(self._chunk({"tool_calls": [call]}))
                 if block.get("input"):
                     # Converters that know the whole input up front (Gemini) put it on the start.
@@ -842,6 +890,8 @@ class AnthropicToOpenAIStream:
                     out.append(self._chunk({"reasoning_content": block["thinking"]}))
             elif bkind == "redacted_thinking":
                 entry = {"index": self._thought, "type": "redacted_thinking", "data": block.get("data") or ""}
+                if self._last_call is not None:
+                    entry["after"] = self._last_call
                 self._thought += 1
                 out.append(self._chunk({"thinking_blocks": [entry]}))
             return out
@@ -855,15 +905,10 @@ class AnthropicToOpenAIStream:
             if slot == _THINKING:
                 thinking = "".join(self._thinking)
                 if thinking or self._signature:
-                    out.append(
-                        self._chunk(
-                            {
-                                "thinking_blocks": [
-                                    {"index": self._thought, "type": "thinking", "thinking": thinking, "signature": self._signature}
-                                ],
-                            }
-                        )
-                    )
+                    entry = {"index": self._thought, "type": "thinking", "thinking": thinking, "signature": self._signature}
+                    if self._last_call is not None:
+                        entry["after"] = self._last_call
+                    out.append(self._chunk({"thinking_blocks": [entry]}))
                     self._thought += 1
                 self._thinking = []
                 self._signature = ""
