@@ -28,6 +28,8 @@ from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
 from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, XsuaaClient
+from sapproxy.upstreams.sap_health import StaleDeployments, credential_error, is_stale_deployment, stale_error, \
+    without_subaccount
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
 from sapproxy.translate.ids import random_hex
@@ -120,6 +122,8 @@ class Gateway:
                 self.tokens[name] = TokenCache(name, account.service_key, _deferred(xsuaa.fetch), reactor,
                                                on_refresh=self._token_refreshed)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
+        #: Set by the service: what to do about a deployment that answered "not found" (breaker, rediscovery).
+        self.stale: StaleDeployments | None = StaleDeployments(self.picker, metrics=metrics)
 
     def _token_refreshed(self, subaccount: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -170,10 +174,16 @@ class Gateway:
                 Tracing.end(token_span)
             except TokenFetchError as e:
                 Tracing.end(token_span, error=str(e))
-                last = GatewayError("overloaded", f"could not get an SAP AI Core token for subaccount "
-                                    f"{deployment.subaccount.name}: {e}")
-                self._upstream_error(deployment, "token")
-                index += 1
+                last = credential_error(deployment.subaccount.name, e)
+                self._upstream_error(deployment, "auth" if e.rejected else "token")
+                if e.rejected and self.metrics is not None:
+                    self.metrics.upstream_auth_failed(deployment.subaccount.name)
+                # No token for this subaccount now: its other deployments are skipped, not fetched for again.
+                deployments = without_subaccount(deployments, deployment.subaccount.name)
+                if not deployments:
+                    break
+                index %= len(deployments)
+                ctx.attempts -= 1
                 continue
             span = self.tracing.child(ctx.span, "upstream " + exchange.path.split("?", 1)[0], client=True,
                                       subaccount=deployment.subaccount.name, deployment=deployment.id,
@@ -209,6 +219,33 @@ class Gateway:
                 refreshed_token = True
                 ctx.attempts -= 1
                 continue
+            if status == 401:
+                # A fresh token refused too: the gateway's own credentials, not the client's, are at fault.
+                error = await _upstream_error(response)
+                cache.refused(token, f"a deployment answered HTTP 401 ({error.message}) to a fresh token")
+                last = credential_error(deployment.subaccount.name, TokenFetchError(
+                    "a deployment refused a fresh token", rejected=True))
+                self._upstream_error(deployment, "auth")
+                if self.metrics is not None:
+                    self.metrics.upstream_auth_failed(deployment.subaccount.name)
+                deployments = without_subaccount(deployments, deployment.subaccount.name)
+                if not deployments:
+                    break
+                index %= len(deployments)
+                continue
+            if status == 404:
+                error = await _upstream_error(response)
+                if self.stale is not None and is_stale_deployment(error.message, deployment.id):
+                    # The deployment itself is gone (recreated, stopped, deleted): never the client's 404.
+                    self.stale.gone(deployment, error.message)
+                    last = stale_error(model, deployment.id)
+                    self._upstream_error(deployment, "stale")
+                    deployments = [d for d in deployments if d.url != deployment.url]
+                    if not deployments:
+                        break
+                    index %= len(deployments)
+                    continue
+                raise error
             if status == 429 or status >= 500:
                 error = await _upstream_error(response)
                 last = error
@@ -239,7 +276,8 @@ class Gateway:
                 self.picker.failed(deployment)
                 index += 1
                 continue
-        assert last is not None
+        if last is None:
+            last = GatewayError("overloaded", f"no deployment of model {model} could be tried")
         raise last
 
     def _upstream_error(self, deployment: Deployment, kind: str) -> None:

@@ -75,6 +75,16 @@ class DeploymentPicker:
         if count >= self._threshold:
             self._open_until[deployment.url] = self._clock.seconds() + self._cooldown
 
+    def trip(self, deployment: Deployment) -> None:
+        """
+        Open C{deployment}'s breaker now (it is known to be gone, not merely failing).
+        """
+        self._failures[deployment.url] = self._threshold
+        self._open_until[deployment.url] = self._clock.seconds() + self._cooldown
+
+    def healthy(self, deployment: Deployment) -> bool:
+        return self._open_until.get(deployment.url, 0.0) <= self._clock.seconds()
+
     def breakers(self) -> Iterator[tuple[str, float]]:
         """
         The deployments in cooldown now, with the seconds left.

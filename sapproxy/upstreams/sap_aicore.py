@@ -8,7 +8,6 @@ however many requests wait for a cold cache at once, exactly one fetch is in fli
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sapproxy.config import ServiceKey
+from sapproxy.upstreams.sap_credentials import CredentialGuard, is_rejection, token_request
 
 log = Logger()
 
@@ -32,7 +32,13 @@ class TokenGrant:
 class TokenFetchError(Exception):
     """
     The token endpoint failed; C{str()} is safe to show a client (no secret, no token).
+
+    @ivar rejected: the endpoint refused the credentials themselves (HTTP 401/403): retrying will not help.
     """
+
+    def __init__(self, message: str, *, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 class XsuaaClient:
@@ -40,19 +46,22 @@ class XsuaaClient:
     C{POST {url}/oauth/token?grant_type=client_credentials} with HTTP Basic C{clientid:clientsecret}.
     """
 
-    def __init__(self, http: Any, reactor: IReactorTime, timeout: float = 30.0) -> None:
+    def __init__(self, http: Any, reactor: IReactorTime, timeout: float = 30.0,
+                 client_for: Callable[[ServiceKey], Any] | None = None) -> None:
+        """
+        @param client_for: the HTTP client for a key's token requests when not C{http} (X.509 keys: mTLS).
+        """
         self._http = http
         self._reactor = reactor
         self._timeout = timeout
+        self._client_for = client_for
 
     async def fetch(self, key: ServiceKey) -> TokenGrant:
-        basic = base64.b64encode(f"{key.clientid}:{key.clientsecret}".encode()).decode("ascii")
+        headers, form = token_request(key)
+        http = self._client_for(key) if self._client_for is not None else self._http
         try:
-            d = self._http.request(
-                "POST", key.token_url,
-                headers={"Authorization": f"Basic {basic}", "Accept": "application/json",
-                         "Content-Type": "application/x-www-form-urlencoded"},
-                data=b"grant_type=client_credentials", allow_redirects=False, unbuffered=True,
+            d = http.request(
+                "POST", key.token_url, headers=headers, data=form, allow_redirects=False, unbuffered=True,
             )
             d.addTimeout(self._timeout, self._reactor)
             response = await d
@@ -62,7 +71,7 @@ class XsuaaClient:
         except Exception as e:
             raise TokenFetchError(f"token endpoint unreachable: {type(e).__name__}") from None
         if response.code != 200:
-            raise TokenFetchError(f"token endpoint answered HTTP {response.code}")
+            raise TokenFetchError(f"token endpoint answered HTTP {response.code}", rejected=is_rejection(response.code))
         try:
             grant = json.loads(body)
             return TokenGrant(str(grant["access_token"]), float(grant.get("expires_in", 3600)))
@@ -102,13 +111,20 @@ class TokenCache:
         self._refresh_call: IDelayedCall | None = None
         self.fetches = 0
         self.last_error: str | None = None
+        self.guard = CredentialGuard(clock)
 
     def get(self) -> Deferred[str]:
         """
-        A valid token, at once when cached; otherwise after the one fetch in flight.
+        A valid token, at once when cached; otherwise after the one fetch in flight.  While the subaccount
+        backs off after a failed fetch, the failure is repeated at once, without a fetch.
         """
         if self._token is not None and self._clock.seconds() < self._valid_until:
             return _succeed(self._token)
+        refusal = self.guard.refusal() if self._waiters is None else None
+        if refusal is not None:
+            failed: Deferred[str] = Deferred()
+            failed.errback(TokenFetchError(refusal, rejected=self.guard.rejected))
+            return failed
         waiter: Deferred[str] = Deferred()
         if self._waiters is None:
             self._waiters = [waiter]
@@ -125,6 +141,16 @@ class TokenCache:
             self._token = None
             self._valid_until = 0.0
 
+    def refused(self, token: str, reason: str) -> None:
+        """
+        The upstream refused C{token} although it was fresh: the credentials themselves are not accepted
+        (a revoked key, a subaccount without access).  Forget it and back off as after a rejected fetch.
+        """
+        self.invalidate(token)
+        self.last_error = reason
+        self.guard.failed(reason, rejected=True)
+        log.warn("subaccount {name}: a fresh token was refused ({reason}); backing off", name=self.name,
+                 reason=reason)
     def state(self) -> dict[str, Any]:
         now = self._clock.seconds()
         valid = self._token is not None and now < self._valid_until
@@ -133,6 +159,7 @@ class TokenCache:
             "expires_in": round(self._valid_until - now) if valid else None,
             "fetches": self.fetches,
             "last_error": self.last_error,
+            **self.guard.state(),
         }
 
     def stop(self) -> None:
@@ -151,6 +178,7 @@ class TokenCache:
         self._token = grant.access_token
         self._valid_until = now + lifetime
         self.last_error = None
+        self.guard.succeeded()
         self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
         if self._on_refresh:
             self._on_refresh(self.name, "ok")
@@ -160,11 +188,18 @@ class TokenCache:
 
     def _failed(self, failure: Failure) -> None:
         self.last_error = str(failure.value) or type(failure.value).__name__
+        rejected = isinstance(failure.value, TokenFetchError) and failure.value.rejected
+        self.guard.failed(self.last_error, rejected=rejected)
         log.warn("token fetch for subaccount {name} failed: {error}", name=self.name, error=self.last_error)
         if self._on_refresh:
             self._on_refresh(self.name, "error")
         waiters, self._waiters = self._waiters or [], None
         error = failure.value if isinstance(failure.value, TokenFetchError) else TokenFetchError(self.last_error)
+        if self._token is not None and self._clock.seconds() < self._valid_until:
+            # A background refresh failed while the current token is still good: keep serving with it.
+            for waiter in waiters:
+                waiter.callback(self._token)
+            return
         for waiter in waiters:
             waiter.errback(error)
 

@@ -11,6 +11,7 @@ from klein import Klein
 
 from sapproxy import __version__
 from sapproxy.auth import presented_token
+from sapproxy.upstreams.sap_health import overall_status
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
@@ -30,8 +31,10 @@ def install(app: Klein, ref: ServicesRef) -> None:
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)
             resolved[name] = hit.name if hit else None
+        status, code = overall_status([route.services.gateway.tokens[name].guard.failing
+                                       for name in route.config.subaccounts])
         body = {
-            "status": "ok",
+            "status": status,
             "version": __version__,
             "subaccounts": accounts,
             "models": {name: route.services.catalog.family(name) for name in route.services.catalog.names},
@@ -40,7 +43,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             "circuit_breakers": {url.rsplit("/", 1)[-1]: round(left, 1) for url, left in route.services.gateway.picker.breakers()},
             "active_streams": route.services.gateway.active_streams,
         }
-        return json_body(request, 200, body)
+        return json_body(request, code, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(request: Any) -> bytes:
