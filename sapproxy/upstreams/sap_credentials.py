@@ -127,7 +127,7 @@ def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, c
         the platform's by default.
     @raise ValueError: the certificate or key is not a usable PEM pair.
     """
-    import treq
+    from treq.client import HTTPClient
     from twisted.internet import ssl
     from twisted.web.client import Agent, HTTPConnectionPool
     from twisted.web.iweb import IPolicyForHTTPS
@@ -147,4 +147,4 @@ def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, c
 
     pool = HTTPConnectionPool(reactor, persistent=True)
     agent = Agent(reactor, contextFactory=ClientCertPolicy(), connectTimeout=connect_timeout, pool=pool)
-    return treq.HTTPClient(agent)
+    return HTTPClient(agent)
