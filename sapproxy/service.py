@@ -70,10 +70,12 @@ class GatewayService(MultiService):
         gateway = Gateway(config, self.reactor, self.clients.http, self.clients.upstream, metrics=self.metrics,
                           previous=previous,
                           tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
-        configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
+        catalog = ModelCatalog(gateway.directory.names(), config.models, config.aliases,
+                               strict=config.strict_model_names)
+        gateway.directory.on_change = lambda: catalog.update(gateway.directory.names())
         return Services(
             gateway=gateway,
-            catalog=ModelCatalog(configured, config.models, config.aliases),
+            catalog=catalog,
             authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
             accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
             builder=ExchangeBuilder(config),
@@ -103,6 +105,8 @@ class GatewayService(MultiService):
         previous = self.gateway
         self.ref.current = self._services(config, previous)
         previous.stop(keep=self.gateway)
+        if self.running:
+            self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
@@ -130,7 +134,11 @@ class GatewayService(MultiService):
         if not self.config.secret_authentication_tokens:
             log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
                      "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
+        if self.config.ignored_keys:
+            log.warn("config: ignoring {keys} (keys of the original proxy that sapproxy has no use for)",
+                     keys=", ".join(self.config.ignored_keys))
         super().startService()
+        self.gateway.start()
         try:
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         except ValueError:

@@ -28,6 +28,8 @@ from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
 from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, XsuaaClient
+from sapproxy.upstreams.sap_discovery import DeploymentDirectory, ai_api_fetcher
+from sapproxy.upstreams.sap_credentials import check_service_keys, mtls_clients
 from sapproxy.upstreams.sap_health import StaleDeployments, credential_error, is_stale_deployment, stale_error, \
     without_subaccount
 from sapproxy.tracing import Tracing
@@ -109,9 +111,7 @@ class Gateway:
         self._urls: dict[tuple[str, str], bytes] = {}
         self.metrics = metrics
         self.tracing = tracing or Tracing(None)
-        self.picker = DeploymentPicker(config.subaccounts, reactor, cooldown=config.retry.cooldown,
-                                       failures=config.retry.breaker_failures)
-        xsuaa = XsuaaClient(http, reactor, timeout=config.timeouts.token)
+        xsuaa = XsuaaClient(http, reactor, timeout=config.timeouts.token, client_for=mtls_clients(reactor, config))
         old = previous.tokens if previous is not None else {}
         self.tokens: dict[str, TokenCache] = {}
         for name, account in config.subaccounts.items():
@@ -122,17 +122,32 @@ class Gateway:
                 self.tokens[name] = TokenCache(name, account.service_key, _deferred(xsuaa.fetch), reactor,
                                                on_refresh=self._token_refreshed)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
+        self.directory: DeploymentDirectory = DeploymentDirectory(
+            config, reactor, fetch_json=ai_api_fetcher(http, self.tokens, reactor, timeout=config.timeouts.token),
+            metrics=metrics, previous=previous.directory if previous is not None else None)
+        self.picker = DeploymentPicker(config.subaccounts, reactor, cooldown=config.retry.cooldown,
+                                       failures=config.retry.breaker_failures, directory=self.directory)
         #: Set by the service: what to do about a deployment that answered "not found" (breaker, rediscovery).
-        self.stale: StaleDeployments | None = StaleDeployments(self.picker, metrics=metrics)
+        self.stale: StaleDeployments | None = StaleDeployments(self.picker, self.directory.refresh_soon,
+                                                                metrics=metrics)
 
     def _token_refreshed(self, subaccount: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.token_refresh(subaccount, outcome)
 
+    def start(self) -> None:
+        """
+        Check every service key and start deployment discovery, in the background: start-up never waits for
+        SAP, and never fails because of it.
+        """
+        check_service_keys(self.tokens, self.directory)
+        self.directory.start()
+
     def stop(self, keep: Gateway | None = None) -> None:
         """
         Stop background token refreshes, except those of caches that C{keep} (a reload's successor) uses.
         """
+        self.directory.stop()
         kept = set(map(id, keep.tokens.values())) if keep is not None else set()
         for cache in self.tokens.values():
             if id(cache) not in kept:

@@ -4,7 +4,7 @@ Which deployment serves the next request: round robin, failover order, and a cir
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
@@ -33,20 +33,40 @@ class DeploymentPicker:
     """
 
     def __init__(self, subaccounts: Mapping[str, SubAccount], clock: IReactorTime, *,
-                 cooldown: float = 30.0, failures: int = 3) -> None:
+                 cooldown: float = 30.0, failures: int = 3, directory: Any = None) -> None:
+        """
+        @param directory: what each subaccount serves now (L{sapproxy.upstreams.sap_discovery.DeploymentDirectory},
+            with C{models_of(name)} and a C{generation} that changes with it); the config's
+            C{deployment_models} when absent.
+        """
         self._clock = clock
         self._cooldown = cooldown
         self._threshold = failures
+        self._subaccounts = subaccounts
+        self._directory = directory
+        self._generation = -1
         self._accounts: dict[str, list[SubAccount]] = {}
-        for account in subaccounts.values():
-            for model in account.deployment_models:
-                self._accounts.setdefault(model, []).append(account)
+        self._rebuild()
         self._next_account: dict[str, int] = {}
         self._next_url: dict[tuple[str, str], int] = {}
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
 
+    def _models(self, account: SubAccount) -> Mapping[str, tuple[str, ...]]:
+        if self._directory is None:
+            return account.deployment_models
+        return self._directory.models_of(account.name)  # type: ignore[no-any-return]
+
+    def _rebuild(self) -> None:
+        self._generation = self._directory.generation if self._directory is not None else 0
+        self._accounts = {}
+        for account in self._subaccounts.values():
+            for model in self._models(account):
+                self._accounts.setdefault(model, []).append(account)
+
     def candidates(self, model: str) -> list[Deployment]:
+        if self._directory is not None and self._directory.generation != self._generation:
+            self._rebuild()
         accounts = self._accounts.get(model)
         if not accounts:
             return []
@@ -55,7 +75,7 @@ class DeploymentPicker:
         ordered: list[Deployment] = []
         for i in range(len(accounts)):
             account = accounts[(start + i) % len(accounts)]
-            urls = account.deployment_models[model]
+            urls = self._models(account)[model]
             key = (model, account.name)
             first = self._next_url.get(key, 0) % len(urls)
             if i == 0:

@@ -58,7 +58,7 @@ class XsuaaClient:
 
     async def fetch(self, key: ServiceKey) -> TokenGrant:
         headers, form = token_request(key)
-        http = self._client_for(key) if self._client_for is not None else self._http
+        http = (self._client_for(key) if self._client_for is not None else None) or self._http
         try:
             d = http.request(
                 "POST", key.token_url, headers=headers, data=form, allow_redirects=False, unbuffered=True,

@@ -135,7 +135,8 @@ def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, c
 
     assert key.certificate and key.private_key
     try:
-        client_cert = ssl.PrivateCertificate.loadPEM(key.certificate.strip() + "\n" + key.private_key.strip() + "\n")
+        client_cert = ssl.PrivateCertificate.loadPEM(
+            (key.certificate.strip() + "\n" + key.private_key.strip() + "\n").encode("ascii"))
     except Exception as e:
         raise ValueError(f"the service key's certificate and key are not a usable PEM pair: {e}") from None
 
@@ -148,3 +149,56 @@ def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, c
     pool = HTTPConnectionPool(reactor, persistent=True)
     agent = Agent(reactor, contextFactory=ClientCertPolicy(), connectTimeout=connect_timeout, pool=pool)
     return HTTPClient(agent)
+
+
+def mtls_clients(reactor: Any, config: Any) -> Any:
+    """
+    C{client_for} for L{sapproxy.upstreams.sap_aicore.XsuaaClient}: one mTLS client per X.509 key (made when
+    first needed), C{None} for a key with a secret (the shared client serves it).
+    """
+    clients: dict[tuple[str, str], Any] = {}
+
+    def client_for(key: ServiceKey) -> Any:
+        if not key.x509:
+            return None
+        ident = (key.clientid, key.certificate or "")
+        if ident not in clients:
+            clients[ident] = mtls_http_client(reactor, key, connect_timeout=config.timeouts.connect,
+                                              trust_root=_trust_root_from_env())
+        return clients[ident]
+
+    return client_for
+
+
+def _trust_root_from_env() -> Any:
+    """
+    The CAs that certify the token endpoint: C{SSL_CERT_FILE} (a PEM bundle) when set, else the platform's.
+    """
+    import os
+
+    path = os.environ.get("SSL_CERT_FILE")
+    if not path:
+        return None
+    from twisted.internet import ssl
+
+    with open(path, encoding="ascii") as f:
+        text = f.read()
+    blocks = [b + "-----END CERTIFICATE-----\n" for b in text.split("-----END CERTIFICATE-----") if "BEGIN" in b]
+    return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM((b.strip() + "\n").encode("ascii")) for b in blocks])
+
+
+def check_service_keys(tokens: Any, directory: Any = None) -> None:
+    """
+    At start: fetch a token for every subaccount and log whether its service key works.  Nothing waits for
+    this; a key that fails is logged (and shown in C{/health}) and the gateway starts anyway.
+    """
+    for name, cache in tokens.items():
+        def ok(_: object, name: str = name, cache: Any = cache) -> None:
+            log.info("subaccount {name}: service key works (token from {url})", name=name,
+                     url=cache.key.token_url.split("?", 1)[0])
+
+        def failed(failure: Any, name: str = name) -> None:
+            log.error("subaccount {name}: service key does NOT work: {error}; the gateway serves without it "
+                      "and retries", name=name, error=str(failure.value))
+
+        cache.get().addCallbacks(ok, failed)

@@ -22,10 +22,12 @@ def install(app: Klein, ref: ServicesRef) -> None:
     def health(request: Any) -> bytes:
         accounts = {}
         for name, account in route.config.subaccounts.items():
+            directory = route.services.gateway.directory
             accounts[name] = {
                 "resource_group": account.resource_group,
-                "models": sorted(account.deployment_models),
+                "models": sorted(directory.models_of(name)),
                 **route.services.gateway.tokens[name].state(),
+                **directory.state(name),
             }
         resolved = {}
         for name in sorted(route.config.aliases):
@@ -40,6 +42,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             "models": {name: route.services.catalog.family(name) for name in route.services.catalog.names},
             "aliases": resolved,
             "resolved_names": route.services.catalog.recent(),
+            "other_generation": route.services.catalog.other_generation(),
             "circuit_breakers": {url.rsplit("/", 1)[-1]: round(left, 1) for url, left in route.services.gateway.picker.breakers()},
             "active_streams": route.services.gateway.active_streams,
         }
