@@ -24,6 +24,7 @@ from twisted.web.client import ResponseFailed, ResponseNeverReceived
 from sapproxy.auth import ClientIdentity
 from sapproxy.config import GatewayConfig
 from sapproxy.errors import GatewayError, kind_for_status
+from sapproxy.dispatch.affinity import session_route
 from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
@@ -166,6 +167,9 @@ class Gateway:
         deployments = self.picker.candidates(model)
         if not deployments:
             raise GatewayError("not_found", f"no deployment serves model {model}")
+        session = session_route(request, ctx.body, deployments, self.picker.healthy, self.config.session_affinity)
+        if session is not None:
+            deployments = session.order
         deadline_wait = policy.max_wait
         waited = 0.0
         last: GatewayError | None = None
@@ -281,6 +285,8 @@ class Gateway:
                 # The client's own mistake, in the upstream's words: retrying elsewhere would not help.
                 raise await _upstream_error(response)
             self.picker.succeeded(deployment)
+            if session is not None and self.metrics is not None:
+                self.metrics.session_affinity(session.outcome(deployment))
             if not exchange.stream:
                 return await self._whole(ctx, response, exchange)
             try:
