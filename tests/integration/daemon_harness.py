@@ -388,7 +388,8 @@ def start_gateway(directory: Path, config: Mapping[str, Any], name: str = "gw") 
 
         def healthy() -> bool:
             try:
-                return http_request("GET", gateway.base + "/health", timeout=2).status == 200
+                # 503: up and answering, but no subaccount can serve (its SAP credentials are refused).
+                return http_request("GET", gateway.base + "/health", timeout=2).status in (200, 503)
             except OSError:
                 return False
 
