@@ -225,7 +225,9 @@ class Simulator:
         if client_id is None:
             client_id = _first(body_args, b"client_id")
             client_secret = _first(body_args, b"client_secret")
-        if client_id != self.config.clientid or client_secret != self.config.clientsecret:
+        # An X.509 client sends only its id: the certificate the TLS handshake verified authenticates it.
+        by_certificate = client_secret is None and _peer_certificate(request) is not None
+        if client_id != self.config.clientid or (client_secret != self.config.clientsecret and not by_certificate):
             return self._json(request, JsonReply(401, {"error": "unauthorized",
                                                        "error_description": "Bad credentials"}))
         if grant != "client_credentials":
@@ -403,6 +405,18 @@ class Simulator:
 def _first(args: Mapping[bytes, list[bytes]], key: bytes) -> str | None:
     values = args.get(key)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _peer_certificate(request: IRequest) -> Any:
+    """
+    The client certificate the TLS handshake verified (an mTLS token request), or C{None}.
+    """
+    transport = getattr(getattr(request, "channel", None), "transport", None)
+    get = getattr(transport, "getPeerCertificate", None)
+    try:
+        return get() if get is not None else None
+    except Exception:
+        return None
 
 
 def _basic_auth(request: IRequest) -> tuple[str | None, str | None]:
