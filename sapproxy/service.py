@@ -9,6 +9,8 @@ close the upstream pool.
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 from pathlib import Path
 from typing import Any, cast
@@ -46,7 +48,8 @@ class GatewayService(MultiService):
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect)
+        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect,
+                                        environ=os.environ)
         self.pool = self.clients.pool
         self.metrics = GatewayMetrics(version=__version__)
         self.store = open_usage_store(config.usage_store, reactor=reactor)
@@ -137,6 +140,10 @@ class GatewayService(MultiService):
         if self.config.ignored_keys:
             log.warn("config: ignoring {keys} (keys of the original proxy that sapproxy has no use for)",
                      keys=", ".join(self.config.ignored_keys))
+        proxies = {k: v for k, v in os.environ.items() if k.lower() in ("https_proxy", "http_proxy", "no_proxy")}
+        if proxies:
+            log.info("outbound calls honour {proxies}", proxies=", ".join(
+                f"{k}={re.sub(r'//[^@/]*@', '//', v)}" for k, v in sorted(proxies.items())))
         super().startService()
         self.gateway.start()
         try:

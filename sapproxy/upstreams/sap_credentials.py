@@ -13,7 +13,7 @@ Also the mutual-TLS client for X.509 service keys (C{credential-type: x509}): th
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Mapping
 
 from attrs import define
 from twisted.internet.interfaces import IReactorTime
@@ -119,7 +119,8 @@ def token_request(key: ServiceKey) -> tuple[dict[str, str], bytes]:
     return headers, b"grant_type=client_credentials"
 
 
-def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, connect_timeout: float = 10.0) -> Any:
+def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, connect_timeout: float = 10.0,
+                     environ: Mapping[str, str] | None = None) -> Any:
     """
     A treq client that presents C{key}'s certificate to every TLS server it talks to (the C{certurl}).
 
@@ -146,9 +147,12 @@ def mtls_http_client(reactor: Any, key: ServiceKey, *, trust_root: Any = None, c
             return ssl.optionsForClientTLS(hostname.decode("ascii"), trustRoot=trust_root,
                                            clientCertificate=client_cert)
 
+    from sapproxy.upstreams.http import CachedEndpoints
+
     pool = HTTPConnectionPool(reactor, persistent=True)
-    agent = Agent(reactor, contextFactory=ClientCertPolicy(), connectTimeout=connect_timeout, pool=pool)
-    return HTTPClient(agent)
+    endpoints = CachedEndpoints(reactor, connect_timeout=connect_timeout, tls_policy=ClientCertPolicy(),
+                                environ=environ)
+    return HTTPClient(Agent.usingEndpointFactory(reactor, endpoints, pool=pool))
 
 
 def mtls_clients(reactor: Any, config: Any) -> Any:
@@ -156,6 +160,8 @@ def mtls_clients(reactor: Any, config: Any) -> Any:
     C{client_for} for L{sapproxy.upstreams.sap_aicore.XsuaaClient}: one mTLS client per X.509 key (made when
     first needed), C{None} for a key with a secret (the shared client serves it).
     """
+    import os
+
     clients: dict[tuple[str, str], Any] = {}
 
     def client_for(key: ServiceKey) -> Any:
@@ -164,7 +170,7 @@ def mtls_clients(reactor: Any, config: Any) -> Any:
         ident = (key.clientid, key.certificate or "")
         if ident not in clients:
             clients[ident] = mtls_http_client(reactor, key, connect_timeout=config.timeouts.connect,
-                                              trust_root=_trust_root_from_env())
+                                              trust_root=_trust_root_from_env(), environ=os.environ)
         return clients[ident]
 
     return client_for

@@ -183,3 +183,27 @@ def test_int_admin_deployments_and_resource_groups(tmp_path: Path) -> None:
                               timeout=60)
         assert done.returncode == 0, done.stderr
         assert ["tenant", "default", "PROVISIONED", "yes"] in [line.split() for line in done.stdout.splitlines()]
+
+
+def test_int_every_outbound_call_goes_through_the_proxy(tmp_path: Path) -> None:
+    from connect_proxy import ConnectProxy
+
+    sim = start_simulator(tmp_path)
+    with running(sim), ConnectProxy() as proxy:
+        config = gateway_config(tmp_path, {"tenant": _discovering(sim)}, discovery=FAST)
+        gw = start_gateway(tmp_path, config, env={"HTTP_PROXY": proxy.url, "NO_PROXY": "example.invalid"})
+        with running(gw):
+            _eventually(lambda: "gpt-4.1" in _models(gw), "discovery through the proxy")
+            reply = gw.post("/v1/chat/completions", {"model": "gpt-4.1", "messages": HI, "stream": True})
+            assert reply.status == 200, reply
+            assert f"outbound calls honour HTTP_PROXY={proxy.url}, NO_PROXY=example.invalid" in gw.log_text()
+            paths = {r["path"] for r in sim.requests()}
+            assert {"/oauth/token", "/v2/lm/deployments", "/v2/inference/deployments/d-gpt41/chat/completions"} <= paths
+            # Every connection the simulator saw came through the proxy's tunnels.
+            assert proxy.tunnels and set(proxy.tunnels) == {sim.base.removeprefix("http://")}
+        gw2 = start_gateway(tmp_path, config, name="direct", env={"HTTP_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"})
+        with running(gw2):
+            before = len(proxy.tunnels)
+            _eventually(lambda: "gpt-4.1" in _models(gw2), "discovery, directly")
+            assert gw2.post("/v1/chat/completions", {"model": "gpt-4.1", "messages": HI}).status == 200
+            assert len(proxy.tunnels) == before
