@@ -27,13 +27,16 @@ from sapproxy.auth import Authenticator
 from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
 from sapproxy.dispatch.forward import Gateway
-from sapproxy.dispatch.plan import ExchangeBuilder
+from sapproxy.dispatch.plan import Planner
 from sapproxy.errors import GatewayError
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
+from sapproxy.registry import WIRE_FORMATS, build_providers
 from sapproxy.site import GatewaySite, Listener
 from sapproxy.tracing import make_tracing
+from sapproxy.upstreams import ProviderContext
+from sapproxy.upstreams.sap_discovery import follow_models
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
@@ -70,18 +73,21 @@ class GatewayService(MultiService):
         return self.ref.current.gateway
 
     def _services(self, config: GatewayConfig, previous: Gateway | None) -> Services:
-        gateway = Gateway(config, self.reactor, self.clients.http, self.clients.upstream, metrics=self.metrics,
-                          previous=previous,
+        context = ProviderContext(reactor=self.reactor, http=self.clients.http, config=config, metrics=self.metrics)
+        providers = build_providers(config, context, dict(previous.providers) if previous is not None else None)
+        gateway = Gateway(config, self.reactor, self.clients.upstream, providers=providers,
+                          planner=Planner(WIRE_FORMATS), metrics=self.metrics, previous=previous,
                           tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
-        catalog = ModelCatalog(gateway.directory.names(), config.models, config.aliases,
-                               strict=config.strict_model_names)
-        gateway.directory.on_change = lambda: catalog.update(gateway.directory.names())
+        def served() -> list[str]:
+            return [model for provider in providers.values() for model in provider.models()]
+
+        catalog = ModelCatalog(served(), config.models, config.aliases, strict=config.strict_model_names)
+        follow_models(providers.values(), lambda: catalog.update(served()))
         return Services(
             gateway=gateway,
             catalog=catalog,
             authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
             accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
-            builder=ExchangeBuilder(config),
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
             bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,

@@ -4,17 +4,19 @@ Which deployment serves the next request: round robin, failover order, and a cir
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Sequence
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
-from sapproxy.config import SubAccount
-
 
 @frozen
 class Deployment:
-    subaccount: SubAccount
+    """
+    One place a model is served: a URL at a provider (an SAP AI Core subaccount, ...), named by its own.
+    """
+
+    provider: str
     url: str
     model: str
 
@@ -25,47 +27,43 @@ class Deployment:
 
 class DeploymentPicker:
     """
-    Round robin across the subaccounts that serve a model, then across that subaccount's URLs.
+    Round robin across the providers that serve a model, then across that provider's deployments.
 
     L{candidates} gives the whole failover order for one request: the round-robin choice first, then
     every other deployment of the model, those in a breaker's cooldown last (a deployment that is down is
     still better than none).
     """
 
-    def __init__(self, subaccounts: Mapping[str, SubAccount], clock: IReactorTime, *,
-                 cooldown: float = 30.0, failures: int = 3, directory: Any = None) -> None:
+    def __init__(self, providers: Sequence[Any], clock: IReactorTime, *,
+                 cooldown: float = 30.0, failures: int = 3) -> None:
         """
-        @param directory: what each subaccount serves now (L{sapproxy.upstreams.sap_discovery.DeploymentDirectory},
-            with C{models_of(name)} and a C{generation} that changes with it); the config's
-            C{deployment_models} when absent.
+        @param providers: L{sapproxy.interfaces.IProvider}s, in the order failover tries them.
         """
         self._clock = clock
         self._cooldown = cooldown
         self._threshold = failures
-        self._subaccounts = subaccounts
-        self._directory = directory
-        self._generation = -1
-        self._accounts: dict[str, list[SubAccount]] = {}
+        self._providers = list(providers)
+        self._accounts: dict[str, list[Any]] = {}
+        self._generations: list[int] = []
         self._rebuild()
         self._next_account: dict[str, int] = {}
         self._next_url: dict[tuple[str, str], int] = {}
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
 
-    def _models(self, account: SubAccount) -> Mapping[str, tuple[str, ...]]:
-        if self._directory is None:
-            return account.deployment_models
-        return self._directory.models_of(account.name)  # type: ignore[no-any-return]
+    def _generation(self) -> list[int]:
+        # A provider whose models change at run time (SAP AI Core discovery) has a generation that changes with them.
+        return [getattr(p, "generation", 0) for p in self._providers]
 
     def _rebuild(self) -> None:
-        self._generation = self._directory.generation if self._directory is not None else 0
+        self._generations = self._generation()
         self._accounts = {}
-        for account in self._subaccounts.values():
-            for model in self._models(account):
-                self._accounts.setdefault(model, []).append(account)
+        for provider in self._providers:
+            for model in provider.models():
+                self._accounts.setdefault(model, []).append(provider)
 
     def candidates(self, model: str) -> list[Deployment]:
-        if self._directory is not None and self._directory.generation != self._generation:
+        if self._generation() != self._generations:
             self._rebuild()
         accounts = self._accounts.get(model)
         if not accounts:
@@ -74,13 +72,15 @@ class DeploymentPicker:
         self._next_account[model] = (start + 1) % len(accounts)
         ordered: list[Deployment] = []
         for i in range(len(accounts)):
-            account = accounts[(start + i) % len(accounts)]
-            urls = self._models(account)[model]
-            key = (model, account.name)
-            first = self._next_url.get(key, 0) % len(urls)
+            provider = accounts[(start + i) % len(accounts)]
+            deployments = provider.deployments(model)
+            if not deployments:
+                continue
+            key = (model, provider.name)
+            first = self._next_url.get(key, 0) % len(deployments)
             if i == 0:
                 self._next_url[key] = first + 1
-            ordered.extend(Deployment(account, urls[(first + j) % len(urls)], model) for j in range(len(urls)))
+            ordered.extend(deployments[(first + j) % len(deployments)] for j in range(len(deployments)))
         now = self._clock.seconds()
         healthy = [d for d in ordered if self._open_until.get(d.url, 0.0) <= now]
         return healthy + [d for d in ordered if d not in healthy]

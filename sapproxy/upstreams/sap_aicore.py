@@ -1,5 +1,6 @@
 """
-OAuth tokens for SAP AI Core, one cache per subaccount.
+SAP AI Core subaccounts as providers: OAuth tokens (one cache per subaccount), AI Core headers, and the URL of
+each wire format's operations under a deployment.
 
 Every upstream call needs a bearer token from the subaccount's XSUAA.  Fetching one takes a round trip, so
 the cache keeps it until shortly before it expires and refreshes it ahead of time in the background; and
@@ -16,9 +17,22 @@ from twisted.internet.defer import Deferred, CancelledError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
-from sapproxy.config import ServiceKey
-from sapproxy.upstreams.sap_credentials import CredentialGuard, is_rejection, token_request
+from sapproxy.config import GatewayConfig, ServiceKey, SubAccount, is_reasoning_model
+from sapproxy.dispatch.picker import Deployment
+from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IProvider
+from sapproxy.models import family_of
+from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.upstreams import ProviderContext
+from sapproxy.upstreams.http import url_bytes
+from sapproxy.upstreams.sap_credentials import (
+    CredentialGuard, check_service_key, is_rejection, mtls_clients, token_request,
+)
+from sapproxy.upstreams.sap_discovery import SubaccountDeployments, ai_api_fetcher
+from sapproxy.upstreams.sap_health import credential_error
 
 log = Logger()
 
@@ -112,6 +126,8 @@ class TokenCache:
         self.fetches = 0
         self.last_error: str | None = None
         self.guard = CredentialGuard(clock)
+        self._replacing = False
+        self._replacement: str | None = None
 
     def get(self) -> Deferred[str]:
         """
@@ -140,6 +156,13 @@ class TokenCache:
         if self._token == token:
             self._token = None
             self._valid_until = 0.0
+            self._replacing = True
+
+    def is_replacement(self, token: str) -> bool:
+        """
+        Whether C{token} was fetched to replace one the upstream refused.
+        """
+        return self._replacement is not None and token == self._replacement
 
     def refused(self, token: str, reason: str) -> None:
         """
@@ -151,6 +174,7 @@ class TokenCache:
         self.guard.failed(reason, rejected=True)
         log.warn("subaccount {name}: a fresh token was refused ({reason}); backing off", name=self.name,
                  reason=reason)
+
     def state(self) -> dict[str, Any]:
         now = self._clock.seconds()
         valid = self._token is not None and now < self._valid_until
@@ -178,6 +202,8 @@ class TokenCache:
         self._token = grant.access_token
         self._valid_until = now + lifetime
         self.last_error = None
+        self._replacement = grant.access_token if self._replacing else None
+        self._replacing = False
         self.guard.succeeded()
         self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
         if self._on_refresh:
@@ -222,3 +248,180 @@ def _succeed(value: str) -> Deferred[str]:
     d: Deferred[str] = Deferred()
     d.callback(value)
     return d
+
+
+def upstream_headers(token: str, resource_group: str, zone: str | None, traceparent: str | None = None) -> Headers:
+    """
+    The headers of an inference call: SAP AI Core's bearer token, resource group and (when the service key
+    names one) tenant.
+    """
+    raw = {
+        b"authorization": [b"Bearer " + token.encode("latin-1")],
+        b"ai-resource-group": [resource_group.encode("utf-8")],
+        b"content-type": [b"application/json"],
+    }
+    if zone:
+        raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+    if traceparent:
+        raw[b"traceparent"] = [traceparent.encode("latin-1")]
+    return Headers(raw)
+
+
+def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, api_version: str) -> str:
+    """
+    Where an operation of each wire format lives under an AI Core deployment URL.
+    """
+    operation, stream = request.operation, request.stream
+    if operation == "invoke":
+        return "/invoke-with-response-stream" if stream else "/invoke"
+    if operation == "converse":
+        return "/converse-stream" if stream else "/converse"
+    if operation == "generateContent":
+        return f"/models/{target.model}:" + ("streamGenerateContent?alt=sse" if stream else "generateContent")
+    # Azure-OpenAI-style: chat/completions, embeddings (and whatever else the format names).
+    return f"/{operation}?api-version={api_version}"
+
+
+@implementer(IProvider)
+class SapAiCoreProvider:
+    """
+    One SAP AI Core subaccount: its deployments (configured and discovered), XSUAA tokens, and the AI Core
+    headers of each call.
+    """
+
+    kind = "sap_aicore"
+    credential_span = "sap.token"
+
+    def __init__(self, account: SubAccount, config: GatewayConfig, tokens: TokenCache,
+                 discovery: SubaccountDeployments | None = None, clock: IReactorTime | None = None) -> None:
+        """
+        @param discovery: what the subaccount serves now; its configured deployments when not given.
+        """
+        self.name = account.name
+        self.account = account
+        self.tokens = tokens
+        self._config = config
+        self.discovery = discovery if discovery is not None else SubaccountDeployments(
+            account, config, clock if clock is not None else tokens._clock)
+        self._deployments: dict[str, list[Deployment]] = {}
+        self._built_for = -1
+        #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config and the deployments.
+        self._urls: dict[tuple[str, str, bool], bytes] = {}
+
+    @property
+    def generation(self) -> int:
+        """
+        Changes whenever L{models} or L{deployments} do (discovery found or lost some).
+        """
+        return self.discovery.generation
+
+    def _current(self) -> dict[str, list[Deployment]]:
+        if self._built_for != self.discovery.generation:
+            self._deployments = {model: [Deployment(self.name, url, model) for url in urls]
+                                 for model, urls in self.discovery.models.items()}
+            self._built_for = self.discovery.generation
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+        return self._deployments
+
+    def models(self) -> list[str]:
+        return list(self._current())
+
+    def deployments(self, model: str) -> list[Deployment]:
+        return self._current().get(model, [])
+
+    def wire_format(self, model: str) -> str:
+        settings = self._config.model_settings(model)
+        family = family_of(model, settings)
+        if family == "claude":
+            return "converse" if settings.converse else "bedrock_invoke"
+        return "gemini" if family == "gemini" else "openai_chat"
+
+    def target(self, model: str) -> WireTarget:
+        return WireTarget(self._config.model_settings(model).upstream_model or model,
+                          reasoning=is_reasoning_model(model))
+
+    def url(self, deployment: Deployment, request: WireRequest) -> bytes:
+        key = (deployment.url, request.operation, request.stream)
+        url = self._urls.get(key)
+        if url is None:
+            suffix = _suffix(deployment, request, self.target(deployment.model),
+                             self._config.api_version(deployment.model))
+            url = self._urls[key] = url_bytes(deployment.url + suffix)
+        return url
+
+    def credentials_ready(self) -> bool:
+        return bool(self.tokens.state()["token"] == "valid")
+
+    def authorize(self, deployment: Deployment, url: bytes, body: bytes,
+                  traceparent: str | None) -> Deferred[Headers]:
+        account = self.account
+
+        def headers(token: str) -> Headers:
+            return upstream_headers(token, account.resource_group, account.service_key.identityzoneid, traceparent)
+
+        def failed(failure: Failure) -> Failure:
+            failure.trap(TokenFetchError)
+            # Refused credentials: a 502 naming the subaccount (never the client's 401); unreachable: a 503.
+            raise credential_error(self.name, failure.value)  # type: ignore[arg-type]
+
+        return self.tokens.get().addCallbacks(headers, failed)
+
+    def credentials_rejected(self, deployment: Deployment, headers: Headers) -> bool:
+        sent = (headers.getRawHeaders(b"authorization") or [b""])[0]
+        token = sent[len(b"Bearer "):].decode("latin-1")
+        if self.tokens.is_replacement(token):
+            # A token fetched to replace a refused one is refused too: the credentials themselves are not
+            # accepted (a revoked key, a subaccount without access); the subaccount backs off.
+            self.tokens.refused(token, f"deployment {deployment.id} answered HTTP 401 to a fresh token")
+            return False
+        self.tokens.invalidate(token)
+        return True
+
+    def deployment_gone(self, deployment: Deployment) -> None:
+        """
+        C{deployment} answered "not found": look for this subaccount's deployments again (when it discovers).
+        """
+        self.discovery.refresh_soon()
+
+    def start(self) -> None:
+        """
+        Check the service key (logged; the gateway serves whatever happens) and start discovery.
+        """
+        check_service_key(self.name, self.tokens)
+        self.discovery.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"resource_group": self.account.resource_group, "models": self.models(),
+                **self.tokens.state(), **self.discovery.state()}
+
+    def stop(self) -> None:
+        self.tokens.stop()
+        self.discovery.stop()
+
+
+def build(account: SubAccount, context: ProviderContext, previous: Any = None) -> SapAiCoreProvider:
+    """
+    The provider of one subaccount.  A reload keeps the token cache of a subaccount whose service key did not
+    change (C{previous}: the provider it replaces), so no needless token fetch happens, and what its
+    discovery found.
+    """
+    if isinstance(previous, SapAiCoreProvider) and previous.tokens.key == account.service_key:
+        tokens = previous.tokens
+    else:
+        xsuaa = XsuaaClient(context.http, context.reactor, timeout=context.config.timeouts.token,
+                            client_for=mtls_clients(context.reactor, context.config))
+        metrics = context.metrics
+
+        def refreshed(subaccount: str, outcome: str) -> None:
+            if metrics is not None:
+                metrics.token_refresh(subaccount, outcome)
+
+        tokens = TokenCache(account.name, account.service_key, lambda key: Deferred.fromCoroutine(xsuaa.fetch(key)),
+                            context.reactor, on_refresh=refreshed)
+    discovery = SubaccountDeployments(
+        account, context.config, context.reactor,
+        fetch_json=ai_api_fetcher(context.http, tokens, context.reactor, timeout=context.config.timeouts.token),
+        metrics=context.metrics,
+        previous=previous.discovery if isinstance(previous, SapAiCoreProvider) else None)
+    return SapAiCoreProvider(account, context.config, tokens, discovery)

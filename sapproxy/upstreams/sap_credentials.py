@@ -193,18 +193,17 @@ def _trust_root_from_env() -> Any:
     return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM((b.strip() + "\n").encode("ascii")) for b in blocks])
 
 
-def check_service_keys(tokens: Any, directory: Any = None) -> None:
+def check_service_key(name: str, tokens: Any) -> None:
     """
-    At start: fetch a token for every subaccount and log whether its service key works.  Nothing waits for
+    At start: fetch a token for subaccount C{name} and log whether its service key works.  Nothing waits for
     this; a key that fails is logged (and shown in C{/health}) and the gateway starts anyway.
     """
-    for name, cache in tokens.items():
-        def ok(_: object, name: str = name, cache: Any = cache) -> None:
-            log.info("subaccount {name}: service key works (token from {url})", name=name,
-                     url=cache.key.token_url.split("?", 1)[0])
+    def ok(_: object) -> None:
+        log.info("subaccount {name}: service key works (token from {url})", name=name,
+                 url=tokens.key.token_url.split("?", 1)[0])
 
-        def failed(failure: Any, name: str = name) -> None:
-            log.error("subaccount {name}: service key does NOT work: {error}; the gateway serves without it "
-                      "and retries", name=name, error=str(failure.value))
+    def failed(failure: Any) -> None:
+        log.error("subaccount {name}: service key does NOT work: {error}; the gateway serves without it and "
+                  "retries", name=name, error=str(failure.value))
 
-        cache.get().addCallbacks(ok, failed)
+    tokens.get().addCallbacks(ok, failed)

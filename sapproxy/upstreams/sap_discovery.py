@@ -17,7 +17,7 @@ import json
 import random
 from typing import Any, Callable, Iterable, Mapping
 
-from attrs import define, field, frozen
+from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -95,71 +95,55 @@ def serving(found: Iterable[FoundDeployment], scenario: str) -> dict[str, tuple[
     return {m: tuple(urls) for m, urls in models.items()}
 
 
-@define
 class SubaccountDeployments:
     """
-    What one subaccount serves: C{configured} from the config, C{found} from its last good discovery.
+    What one subaccount serves, after C{model_filters}: its configured deployments and (when it discovers)
+    those its AI API listed in its last good answer.
+
+    @ivar generation: bumped whenever C{models} changes, so the picker knows to look again.
+    @ivar on_change: called after C{models} changed (the service points it at the model catalog).
     """
 
-    account: SubAccount
-    found: list[FoundDeployment] | None = None
-    last_refresh: float | None = None
-    last_error: str | None = None
-    refreshing: Deferred[None] | None = None
-    last_asked: float = float("-inf")
-    timer: IDelayedCall | None = None
-    models: dict[str, tuple[str, ...]] = field(factory=dict)
-
-
-class DeploymentDirectory:
-    """
-    The deployments of every subaccount, configured and discovered, after C{model_filters}.
-
-    @ivar generation: bumped whenever what some subaccount serves changes, so the picker knows to look again.
-    """
-
-    def __init__(self, config: GatewayConfig, clock: IReactorTime, *,
-                 fetch_json: Callable[[SubAccount, str], Deferred[Any]] | None = None,
-                 metrics: Any = None, previous: DeploymentDirectory | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, account: SubAccount, config: GatewayConfig, clock: IReactorTime, *,
+                 fetch_json: Callable[[SubAccount, str], Deferred[Any]] | None = None, metrics: Any = None,
+                 previous: SubaccountDeployments | None = None) -> None:
         """
-        @param fetch_json: GET an AI API path for a subaccount (with its token and resource group), the
+        @param fetch_json: GET an AI API path for the subaccount (with its token and resource group), the
             parsed JSON; C{None} disables discovery (configured deployments only).
-        @param previous: the directory a config reload replaces: subaccounts with the same key and resource
-            group keep what was found (no empty window while the new one looks again).
+        @param previous: what a config reload replaces: with the same key and resource group, what it found
+            is kept (no empty window while the new one looks again).
         """
+        self.account = account
         self.config = config
         self.clock = clock
         self.fetch_json = fetch_json
         self.metrics = metrics
-        self.on_change = on_change
+        self.on_change: Callable[[], None] | None = None
         self.generation = 0
         self.started = False
-        self.accounts: dict[str, SubaccountDeployments] = {}
-        for name, account in config.subaccounts.items():
-            state = SubaccountDeployments(account)
-            old = previous.accounts.get(name) if previous is not None else None
-            if old is not None and old.account.service_key == account.service_key \
-                    and old.account.resource_group == account.resource_group:
-                state.found, state.last_refresh, state.last_error = old.found, old.last_refresh, old.last_error
-            self.accounts[name] = state
-            state.models = self._merge(state)
+        self.found: list[FoundDeployment] | None = None
+        self.last_refresh: float | None = None
+        self.last_error: str | None = None
+        self.refreshing: Deferred[Any] | None = None
+        self.last_asked = float("-inf")
+        self.timer: IDelayedCall | None = None
+        if previous is not None and previous.account.service_key == account.service_key \
+                and previous.account.resource_group == account.resource_group:
+            self.found, self.last_refresh, self.last_error = previous.found, previous.last_refresh, previous.last_error
+        self.models: dict[str, tuple[str, ...]] = self._merge()
 
-    # what is served
+    @property
+    def name(self) -> str:
+        return self.account.name
 
-    def models_of(self, name: str) -> Mapping[str, tuple[str, ...]]:
-        return self.accounts[name].models
+    @property
+    def discovering(self) -> bool:
+        return self.fetch_json is not None and self.account.discover
 
-    def names(self) -> list[str]:
-        return sorted({m for state in self.accounts.values() for m in state.models})
-
-    def discovering(self, name: str) -> bool:
-        return self.fetch_json is not None and self.accounts[name].account.discover
-
-    def _merge(self, state: SubaccountDeployments) -> dict[str, tuple[str, ...]]:
-        merged = {m: tuple(urls) for m, urls in state.account.deployment_models.items()}
-        if state.found is not None and state.account.discover:
-            for model, urls in serving(state.found, self.config.discovery.scenario).items():
+    def _merge(self) -> dict[str, tuple[str, ...]]:
+        merged = {m: tuple(urls) for m, urls in self.account.deployment_models.items()}
+        if self.found is not None and self.account.discover:
+            for model, urls in serving(self.found, self.config.discovery.scenario).items():
                 merged[model] = tuple(dict.fromkeys(merged.get(model, ()) + urls))
         return {m: urls for m, urls in merged.items() if self.config.model_filters.allows(m)}
 
@@ -167,136 +151,129 @@ class DeploymentDirectory:
 
     def start(self) -> None:
         """
-        Discover every discovering subaccount now, then every C{refresh_seconds} (jittered).
+        Discover now, then every C{refresh_seconds} (jittered).
         """
         self.started = True
-        for name in self.accounts:
-            if self.discovering(name):
-                self.refresh(name)
+        if self.discovering:
+            self.refresh()
 
     def stop(self) -> None:
         self.started = False
-        for state in self.accounts.values():
-            if state.timer is not None and state.timer.active():
-                state.timer.cancel()
-            state.timer = None
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
-    def refresh_soon(self, name: str) -> None:
+    def refresh_soon(self) -> None:
         """
-        A deployment of C{name} answered 404: look again now, unless a look began less than
+        A deployment answered "not found": look again now, unless a look began less than
         C{discovery.min_interval} seconds ago.
         """
-        if name not in self.accounts or not self.discovering(name):
-            return
-        state = self.accounts[name]
-        if self.clock.seconds() - state.last_asked < self.config.discovery.min_interval:
-            return
-        self.refresh(name)
+        if self.discovering and self.clock.seconds() - self.last_asked >= self.config.discovery.min_interval:
+            self.refresh()
 
-    def refresh(self, name: str) -> Deferred[None]:
+    def refresh(self) -> Deferred[Any]:
         """
-        Read C{name}'s deployments from the AI API now (one read in flight per subaccount); never fails.
+        Read the deployments from the AI API now (one read in flight); never fails.
         """
-        state = self.accounts[name]
-        if state.refreshing is not None:
-            return state.refreshing
+        if self.refreshing is not None:
+            return self.refreshing
         assert self.fetch_json is not None
-        state.last_asked = self.clock.seconds()
-        d = self.fetch_json(state.account, "/v2/lm/deployments?scenarioId=" + self.config.discovery.scenario)
-        state.refreshing = d
+        self.last_asked = self.clock.seconds()
+        d = self.fetch_json(self.account, "/v2/lm/deployments?scenarioId=" + self.config.discovery.scenario)
+        self.refreshing = d
         d.addCallback(parse_deployments)
-        d.addCallbacks(lambda found: self._found(state, found), lambda f: self._failed(state, f))
+        d.addCallbacks(self._found, self._failed)
         return d
 
-    def _found(self, state: SubaccountDeployments, found: list[FoundDeployment]) -> None:
-        state.refreshing = None
-        state.found = found
-        state.last_refresh = self.clock.seconds()
-        state.last_error = None
-        models = self._merge(state)
+    def _found(self, found: list[FoundDeployment]) -> None:
+        self.refreshing = None
+        self.found = found
+        self.last_refresh = self.clock.seconds()
+        self.last_error = None
+        models = self._merge()
         if self.metrics is not None:
-            self.metrics.discovery(state.account.name, "ok")
-        if models != state.models:
-            added = sorted(set(models) - set(state.models))
-            gone = sorted(set(state.models) - set(models))
+            self.metrics.discovery(self.name, "ok")
+        if models != self.models:
+            added = sorted(set(models) - set(self.models))
+            gone = sorted(set(self.models) - set(models))
             log.info("subaccount {name} (resource group {group}): {n} models from discovery{added}{gone}",
-                     name=state.account.name, group=state.account.resource_group, n=len(models),
+                     name=self.name, group=self.account.resource_group, n=len(models),
                      added=f"; new: {', '.join(added)}" if added else "",
                      gone=f"; gone: {', '.join(gone)}" if gone else "")
-            state.models = models
+            self.models = models
             self.generation += 1
             if self.on_change is not None:
                 self.on_change()
-        self._schedule(state, self.config.discovery.refresh_seconds)
+        self._schedule(self.config.discovery.refresh_seconds)
 
-    def _failed(self, state: SubaccountDeployments, failure: Any) -> None:
-        state.refreshing = None
+    def _failed(self, failure: Any) -> None:
+        self.refreshing = None
         if failure.check(CancelledError) and not self.started:
             return
         error = failure.value
-        state.last_error = str(error) if isinstance(error, (DiscoveryError,)) or str(error) else type(error).__name__
+        self.last_error = str(error) or type(error).__name__
         if self.metrics is not None:
-            self.metrics.discovery(state.account.name, "error")
-        kept = "keeping the last good list" if state.found is not None else "serving configured deployments only"
+            self.metrics.discovery(self.name, "error")
+        kept = "keeping the last good list" if self.found is not None else "serving configured deployments only"
         log.warn("deployment discovery for subaccount {name} (resource group {group}) failed: {error}; {kept}, "
-                 "retrying in {retry:g} s", name=state.account.name, group=state.account.resource_group,
-                 error=state.last_error, kept=kept, retry=self.config.discovery.retry_seconds)
-        self._schedule(state, self.config.discovery.retry_seconds)
+                 "retrying in {retry:g} s", name=self.name, group=self.account.resource_group,
+                 error=self.last_error, kept=kept, retry=self.config.discovery.retry_seconds)
+        self._schedule(self.config.discovery.retry_seconds)
 
-    def _schedule(self, state: SubaccountDeployments, delay: float) -> None:
+    def _schedule(self, delay: float) -> None:
         if not self.started:
             return
-        if state.timer is not None and state.timer.active():
-            state.timer.cancel()
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
         spread = self.config.discovery.jitter
         delay = delay * random.uniform(1 - spread, 1 + spread) if spread else delay
 
         def again() -> None:
-            state.timer = None
-            self.refresh(state.account.name)
+            self.timer = None
+            self.refresh()
 
-        state.timer = self.clock.callLater(max(delay, 0.0), again)
+        self.timer = self.clock.callLater(max(delay, 0.0), again)
 
     # reporting
 
-    def state(self, name: str) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         """
-        For C{/health} and C{sapproxy-admin deployments}: each model with its deployments, their status and
-        origin, and the last refresh and error.
+        For C{/health}: each model with its deployments, their status and origin, and the last refresh and
+        error of discovery.
         """
-        state = self.accounts[name]
-        configured = state.account.deployment_models
-        found = {d.url: d for d in state.found or ()}
+        configured = self.account.deployment_models
+        found = {d.url: d for d in self.found or ()}
         models: dict[str, list[dict[str, Any]]] = {}
-        for model, urls in sorted(state.models.items()):
+        for model, urls in sorted(self.models.items()):
             models[model] = [{
                 "id": url.rsplit("/", 1)[-1],
                 "status": found[url].status if url in found else "configured",
                 "origin": "configured" if url in configured.get(model, ()) else "discovered",
             } for url in urls]
-        not_serving = [{"id": d.id, "model": d.model, "status": d.status} for d in state.found or ()
+        not_serving = [{"id": d.id, "model": d.model, "status": d.status} for d in self.found or ()
                        if d.status != "RUNNING" and d.scenario == self.config.discovery.scenario]
         now = self.clock.seconds()
         return {
-            "discovery": "on" if self.discovering(name) else "off",
+            "discovery": "on" if self.discovering else "off",
             "deployments": models,
             "not_running": not_serving,
-            "last_refresh_ago": round(now - state.last_refresh, 1) if state.last_refresh is not None else None,
-            "last_discovery_error": state.last_error,
+            "last_refresh_ago": round(now - self.last_refresh, 1) if self.last_refresh is not None else None,
+            "last_discovery_error": self.last_error,
         }
 
 
-def ai_api_fetcher(http: Any, tokens: Mapping[str, Any], clock: IReactorTime, *, timeout: float = 30.0,
-                   headers_for: Callable[..., dict[str, str]] | None = None) -> Callable[[SubAccount, str], Deferred[Any]]:
+def ai_api_fetcher(http: Any, tokens: Any, clock: IReactorTime, *,
+                   timeout: float = 30.0) -> Callable[[SubAccount, str], Deferred[Any]]:
     """
-    C{fetch_json} for L{DeploymentDirectory}: a GET on the subaccount's AI API with its token and resource group.
+    C{fetch_json} for L{SubaccountDeployments}: a GET on the subaccount's AI API with its token (from
+    C{tokens}, its L{sapproxy.upstreams.sap_aicore.TokenCache}) and resource group.
     """
 
     async def fetch(account: SubAccount, path: str) -> Any:
         base = account.service_key.ai_api_url
         if not base:
             raise DiscoveryError("the service key has no serviceurls.AI_API_URL")
-        token = await tokens[account.name].get()
+        token = await tokens.get()
         headers = {"Authorization": f"Bearer {token}", "AI-Resource-Group": account.resource_group,
                    "Accept": "application/json"}
         try:
@@ -309,7 +286,7 @@ def ai_api_fetcher(http: Any, tokens: Mapping[str, Any], clock: IReactorTime, *,
         except Exception as e:
             raise DiscoveryError(f"AI API unreachable: {type(e).__name__}") from None
         if response.code == 401:
-            tokens[account.name].invalidate(token)
+            tokens.invalidate(token)
         if response.code != 200:
             raise DiscoveryError(f"AI API answered HTTP {response.code} to GET {path.split('?', 1)[0]}")
         try:
@@ -318,3 +295,14 @@ def ai_api_fetcher(http: Any, tokens: Mapping[str, Any], clock: IReactorTime, *,
             raise DiscoveryError("AI API answered with a body that is not JSON") from None
 
     return lambda account, path: Deferred.fromCoroutine(fetch(account, path))
+
+
+def follow_models(providers: Iterable[Any], changed: Callable[[], None]) -> None:
+    """
+    Call C{changed} whenever a provider that discovers its deployments finds or loses a model (the service
+    points it at the model catalog).
+    """
+    for provider in providers:
+        discovery = getattr(provider, "discovery", None)
+        if isinstance(discovery, SubaccountDeployments):
+            discovery.on_change = changed

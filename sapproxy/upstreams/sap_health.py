@@ -10,7 +10,7 @@ and the operator reads one log line naming the id.  A refused SAP credential is 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from twisted.logger import Logger
 
@@ -39,6 +39,14 @@ def stale_error(model: str, deployment_id: str) -> GatewayError:
                         "exists; the gateway is looking for its deployments again, retry shortly")
 
 
+class UpstreamRefused(Exception):
+    """
+    The upstream refused the gateway's credentials themselves (not merely an expired token).
+    """
+
+    rejected = True
+
+
 def credential_error(subaccount: str, error: Exception) -> GatewayError:
     """
     A failed token: refused credentials are a 502 naming the subaccount; an unreachable token endpoint a 503.
@@ -58,32 +66,37 @@ def overall_status(failing: Sequence[bool]) -> tuple[str, int]:
     return ("degraded" if any(failing) else "ok"), 200
 
 
-def without_subaccount(deployments: Sequence[Deployment], subaccount: str) -> list[Deployment]:
-    return [d for d in deployments if d.subaccount.name != subaccount]
+def credentials_failing(health: dict[str, Any]) -> bool:
+    """
+    Whether a provider's C{/health} state says it cannot get credentials now.
+    """
+    return health.get("credentials") in ("rejected", "failing")
+
+
+def without_provider(deployments: Sequence[Deployment], provider: str) -> list[Deployment]:
+    return [d for d in deployments if d.provider != provider]
 
 
 class StaleDeployments:
     """
-    Deployments found gone: each opens its breaker, asks for rediscovery, and is logged once per id.
-
-    @ivar rediscover: called with the subaccount name; the service points it at discovery.
+    Deployments found gone: each opens its breaker, asks its provider to look again (C{deployment_gone},
+    when it has one), and is logged once per deployment.
     """
 
-    def __init__(self, picker: DeploymentPicker, rediscover: Callable[[str], Any] | None = None,
-                 metrics: Any = None) -> None:
+    def __init__(self, picker: DeploymentPicker, metrics: Any = None) -> None:
         self.picker = picker
-        self.rediscover = rediscover
         self.metrics = metrics
         self.logged: set[str] = set()
 
-    def gone(self, deployment: Deployment, message: str) -> None:
+    def gone(self, deployment: Deployment, provider: Any, message: str) -> None:
         self.picker.trip(deployment)
         if deployment.url not in self.logged:
             self.logged.add(deployment.url)
             log.warn("deployment {id} of model {model} (subaccount {subaccount}) is gone: {message}; failing over "
                      "and looking for deployments again", id=deployment.id, model=deployment.model,
-                     subaccount=deployment.subaccount.name, message=message)
+                     subaccount=deployment.provider, message=message)
         if self.metrics is not None:
-            self.metrics.stale_deployment(deployment.subaccount.name)
-        if self.rediscover is not None:
-            self.rediscover(deployment.subaccount.name)
+            self.metrics.stale_deployment(deployment.provider)
+        rediscover = getattr(provider, "deployment_gone", None)
+        if rediscover is not None:
+            rediscover(deployment)

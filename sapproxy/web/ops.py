@@ -11,30 +11,22 @@ from klein import Klein
 
 from sapproxy import __version__
 from sapproxy.auth import presented_token
-from sapproxy.upstreams.sap_health import overall_status
+from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
+from sapproxy.upstreams.sap_health import credentials_failing, overall_status
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "openai")
+    route = Route(ref, DEFAULT_CLIENT_API)
 
     @app.route("/health", methods=["GET"])
     def health(request: Any) -> bytes:
-        accounts = {}
-        for name, account in route.config.subaccounts.items():
-            directory = route.services.gateway.directory
-            accounts[name] = {
-                "resource_group": account.resource_group,
-                "models": sorted(directory.models_of(name)),
-                **route.services.gateway.tokens[name].state(),
-                **directory.state(name),
-            }
+        accounts = {name: provider.health() for name, provider in route.services.gateway.providers.items()}
         resolved = {}
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)
             resolved[name] = hit.name if hit else None
-        status, code = overall_status([route.services.gateway.tokens[name].guard.failing
-                                       for name in route.config.subaccounts])
+        status, code = overall_status([credentials_failing(state) for state in accounts.values()])
         body = {
             "status": status,
             "version": __version__,

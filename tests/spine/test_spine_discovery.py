@@ -14,6 +14,7 @@ from treq.testing import StubTreq
 
 from sapproxy.config import GatewayConfig, ModelFilters, ServiceKey, SubAccount
 from sapproxy.models import ModelCatalog
+from sapproxy.upstreams.sap_discovery import follow_models
 from sapproxy.simulator.config import DeploymentSpec
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import ServicesRef
@@ -33,20 +34,35 @@ def _started(**changes: Any) -> Harness:
     """
     changes.setdefault("subaccounts", {"main": _discovering()})
     h = Harness(**changes)
-    directory = h.gateway.directory
-    catalog = ModelCatalog(directory.names(), {}, {}, strict=h.config.strict_model_names)
-    directory.on_change = lambda: catalog.update(directory.names())
-    h.services = attrs.evolve(h.services, catalog=catalog)
-    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+    _follow(h)
     h.gateway.start()
     _settle(h)
     return h
 
 
+def _follow(h: Harness) -> None:
+    """
+    The catalog follows what the providers serve, as in the daemon.
+    """
+    providers = h.gateway.providers.values()
+    catalog = ModelCatalog(_names(h), {}, {}, strict=h.config.strict_model_names)
+    follow_models(providers, lambda: catalog.update(_names(h)))
+    h.services = attrs.evolve(h.services, catalog=catalog)
+    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+
+
+def _names(h: Harness) -> list[str]:
+    return sorted({m for p in h.gateway.providers.values() for m in p.models()})
+
+
+def _main(h: Harness) -> Any:
+    return h.gateway.providers["main"]
+
+
 def _settle(h: Harness, seconds: float = 0.0) -> None:
     h.clock.advance(seconds)
     for _ in range(20):
-        h.upstream.flush()
+        h.flush()
         h.clock.advance(0)
 
 
@@ -57,7 +73,7 @@ def _health(h: Harness) -> dict[str, Any]:
 
 def test_discovers_running_foundation_models_and_serves_them() -> None:
     h = _started()
-    assert "gpt-4.1" in h.gateway.directory.names() and "anthropic--claude-4.5-sonnet" in h.gateway.directory.names()
+    assert "gpt-4.1" in _names(h) and "anthropic--claude-4.5-sonnet" in _names(h)
     response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 200, body
     listing = [r for r in h.simulator.requests if r["path"] == "/v2/lm/deployments"]
@@ -76,7 +92,7 @@ def test_deployments_that_appear_stop_and_vanish() -> None:
     h.simulator.deployments.put("d-gpt41-b", DeploymentSpec("openai", "gpt-4.1"))
     h.simulator.deployments.put("d-4o", DeploymentSpec("openai", "gpt-4o"))
     _settle(h, refresh)
-    assert h.gateway.directory.models_of("main")["gpt-4.1"] == (f"{SIM}/v2/inference/deployments/d-gpt41",
+    assert _main(h).discovery.models["gpt-4.1"] == (f"{SIM}/v2/inference/deployments/d-gpt41",
                                                               f"{SIM}/v2/inference/deployments/d-gpt41-b")
     response, _ = h.post(CHAT, {"model": "gpt-4o", "messages": HI})
     assert response.code == 200
@@ -89,7 +105,7 @@ def test_deployments_that_appear_stop_and_vanish() -> None:
         assert response.code == 200, body
     _settle(h)
     assert len([r for r in h.simulator.requests if r["path"] == "/v2/lm/deployments"]) == before + 1
-    assert h.gateway.directory.models_of("main")["gpt-4.1"] == (f"{SIM}/v2/inference/deployments/d-gpt41-b",)
+    assert _main(h).discovery.models["gpt-4.1"] == (f"{SIM}/v2/inference/deployments/d-gpt41-b",)
     account = _health(h)["subaccounts"]["main"]
     assert {"id": "d-gpt41", "model": "gpt-4.1", "status": "STOPPED"} in account["not_running"]
     # gpt-4o vanishes: after the next refresh it is no longer served, and the client hears a 404 in its dialect.
@@ -101,10 +117,10 @@ def test_deployments_that_appear_stop_and_vanish() -> None:
 
 def test_ai_api_outage_keeps_the_last_good_list_and_recovers() -> None:
     h = _started()
-    served = dict(h.gateway.directory.models_of("main"))
+    served = dict(_main(h).discovery.models)
     h.simulator.faults.set("ai-api", "503", count=100)
     _settle(h, h.config.discovery.refresh_seconds * 1.3)
-    assert dict(h.gateway.directory.models_of("main")) == served
+    assert dict(_main(h).discovery.models) == served
     account = _health(h)["subaccounts"]["main"]
     assert "HTTP 503" in account["last_discovery_error"]
     response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
@@ -117,17 +133,12 @@ def test_ai_api_outage_keeps_the_last_good_list_and_recovers() -> None:
 
 
 def test_start_with_the_ai_api_down_serves_once_it_is_back() -> None:
-    clockless = Harness(subaccounts={"main": _discovering()})
-    clockless.simulator.faults.set("ai-api", "503", count=1)
-    h = clockless
-    directory = h.gateway.directory
-    catalog = ModelCatalog(directory.names(), {}, {})
-    directory.on_change = lambda: catalog.update(directory.names())
-    h.services = attrs.evolve(h.services, catalog=catalog)
-    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+    h = Harness(subaccounts={"main": _discovering()})
+    h.simulator.faults.set("ai-api", "503", count=1)
+    _follow(h)
     h.gateway.start()
     _settle(h)
-    assert directory.names() == []
+    assert _names(h) == []
     response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 404
     _settle(h, h.config.discovery.retry_seconds * 1.3)
@@ -137,7 +148,7 @@ def test_start_with_the_ai_api_down_serves_once_it_is_back() -> None:
 
 def test_model_filters_apply_to_discovered_names() -> None:
     h = _started(model_filters=ModelFilters(include_filters=("^gpt-", "claude"), exclude_filters=("haiku",)))
-    names = h.gateway.directory.names()
+    names = _names(h)
     assert "gpt-4.1" in names and "anthropic--claude-4.5-sonnet" in names
     assert "anthropic--claude-4.5-haiku" not in names and "gemini-2.5-pro" not in names and "o3" not in names
 
@@ -153,7 +164,7 @@ def test_configured_and_discovered_combine_with_their_origin() -> None:
 
 def test_wrong_resource_group_is_a_discovery_error_not_a_crash() -> None:
     h = _started(subaccounts={"main": _discovering(group="nope")})
-    assert h.gateway.directory.names() == []
+    assert _names(h) == []
     assert "HTTP 404" in _health(h)["subaccounts"]["main"]["last_discovery_error"]
 
 

@@ -25,8 +25,9 @@ def _harness(strict: bool) -> Harness:
     catalog = ModelCatalog([*MODELS, OPUS], {}, {}, strict=strict)
     h.services = attrs.evolve(h.services, catalog=catalog)
     h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
-    h.gateway.directory.accounts["main"].models[OPUS] = ("http://sim.test/v2/inference/deployments/d-opus",)
-    h.gateway.directory.generation += 1
+    discovery = h.gateway.providers["main"].discovery  # type: ignore[attr-defined]
+    discovery.models[OPUS] = ("http://sim.test/v2/inference/deployments/d-opus",)
+    discovery.generation += 1
     return h
 
 

@@ -29,8 +29,7 @@ def _paths(h: Harness, deployment: str) -> list[str]:
 def test_stale_deployment_fails_over_at_once_opens_its_breaker_and_asks_for_rediscovery() -> None:
     h = Harness(subaccounts={"main": _account(gpt=("d-gone", "d-gpt41"))})
     asked: list[str] = []
-    assert h.gateway.stale is not None
-    h.gateway.stale.rediscover = asked.append
+    h.gateway.providers["main"].deployment_gone = lambda d: asked.append(d.provider)  # type: ignore[attr-defined]
     for _ in range(4):
         response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
         assert response.code == 200, body
@@ -99,10 +98,10 @@ def test_a_fresh_token_refused_is_a_502_not_a_401() -> None:
     response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 502, body
     assert "upstream authentication failed for subaccount main" in json.loads(body)["error"]["message"]
-    assert h.gateway.tokens["main"].fetches == 2
-    assert h.gateway.tokens["main"].state()["credentials"] == "rejected"
+    assert h.gateway.providers["main"].tokens.fetches == 2
+    assert h.gateway.providers["main"].tokens.state()["credentials"] == "rejected"
     # After the backoff the subaccount is tried again and serves.
     h.clock.advance(400)
     response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 200, body
-    assert h.gateway.tokens["main"].state()["credentials"] == "ok"
+    assert h.gateway.providers["main"].tokens.state()["credentials"] == "ok"
