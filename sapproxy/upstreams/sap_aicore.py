@@ -305,6 +305,8 @@ class SapAiCoreProvider:
             account, config, clock if clock is not None else tokens._clock)
         self._deployments: dict[str, list[Deployment]] = {}
         self._built_for = -1
+        #: Set when a reload's successor took over the token cache: stopping this provider leaves it running.
+        self.tokens_handed_on = False
         #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config and the deployments.
         self._urls: dict[tuple[str, str, bool], bytes] = {}
 
@@ -396,7 +398,8 @@ class SapAiCoreProvider:
                 **self.tokens.state(), **self.discovery.state()}
 
     def stop(self) -> None:
-        self.tokens.stop()
+        if not self.tokens_handed_on:
+            self.tokens.stop()
         self.discovery.stop()
 
 
@@ -408,6 +411,7 @@ def build(account: SubAccount, context: ProviderContext, previous: Any = None) -
     """
     if isinstance(previous, SapAiCoreProvider) and previous.tokens.key == account.service_key:
         tokens = previous.tokens
+        previous.tokens_handed_on = True
     else:
         xsuaa = XsuaaClient(context.http, context.reactor, timeout=context.config.timeouts.token,
                             client_for=mtls_clients(context.reactor, context.config))

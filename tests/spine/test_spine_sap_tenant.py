@@ -105,3 +105,17 @@ def test_a_fresh_token_refused_is_a_502_not_a_401() -> None:
     response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 200, body
     assert h.gateway.providers["main"].tokens.state()["credentials"] == "ok"
+
+
+def test_a_reload_keeps_the_token_cache_and_its_background_refresh() -> None:
+    from sapproxy.registry import build_providers
+    from sapproxy.upstreams import ProviderContext
+
+    h = Harness()
+    h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    old = h.gateway.providers["main"]
+    context = ProviderContext(reactor=h.clock, http=h.upstream, config=h.config, metrics=h.metrics)
+    new = build_providers(h.config, context, dict(h.gateway.providers))["main"]
+    old.stop()
+    assert new.tokens is old.tokens  # type: ignore[attr-defined]
+    assert new.tokens._refresh_call is not None and new.tokens._refresh_call.active()  # type: ignore[attr-defined]
