@@ -100,3 +100,22 @@ def test_a_broken_pem_pair_is_a_clear_error() -> None:
                      certurl="https://a.example")
     with pytest.raises(ValueError, match="not a usable PEM pair"):
         mtls_http_client(reactor, key)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sapproxy_admin_fetches_an_x509_token_too(tls_token_endpoint: dict[str, Any], tmp_path: Any,
+                                                       monkeypatch: Any) -> None:
+    from twisted.internet.threads import deferToThread
+
+    from sapproxy.admin_sap import TenantError, fetch_token
+
+    endpoint = tls_token_endpoint
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(endpoint["ca"].dumpPEM())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    token = await deferToThread(fetch_token, _key(endpoint["base"], endpoint["client"]), 10.0)
+    assert token in endpoint["sim"].issued_tokens()
+    with pytest.raises(TenantError):
+        await deferToThread(fetch_token, _key(endpoint["base"], endpoint["stranger"]), 10.0)
