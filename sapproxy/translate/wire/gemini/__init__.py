@@ -37,7 +37,6 @@ from typing import Any
 from zope.interface import implementer
 
 from sapproxy.interfaces import IWireFormat
-from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.jsontext import json_text
