@@ -27,6 +27,9 @@ from sapproxy.dispatch.failures import (
 )
 from sapproxy.dispatch.affinity import session_route
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
+from sapproxy.dispatch.upstream_faults import (
+    UPSTREAM_AUTH_FAILED, StaleDeployments, stale_error, upstream_auth_failed, without_provider,
+)
 from sapproxy.dispatch.plan import ClientRequest, Exchange, Planner
 from sapproxy.dispatch.relay import FailedBeforeFirstByte, StreamRelay
 from sapproxy.errors import GatewayError
@@ -36,9 +39,6 @@ from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
 from sapproxy.upstreams.http import UpstreamClient, sleep
-from sapproxy.upstreams.sap_health import (
-    StaleDeployments, UpstreamRefused, credential_error, is_stale_deployment, stale_error, without_provider,
-)
 
 log = Logger()
 
@@ -180,7 +180,7 @@ class Gateway:
                 Tracing.end(credential_span, error=str(e))
                 Tracing.end(span, error="credentials")
                 last = e
-                refused = e.code == "upstream_auth_failed"
+                refused = e.code == UPSTREAM_AUTH_FAILED
                 self._upstream_error(deployment, "auth" if refused else "token")
                 if refused and self.metrics is not None:
                     self.metrics.upstream_auth_failed(deployment.provider)
@@ -223,7 +223,8 @@ class Gateway:
                     continue
                 # Fresh credentials refused too: the gateway's own, never the client's (whose key is not sent
                 # upstream), so a 502 naming the provider and the next provider's deployments.
-                last = credential_error(provider.name, UpstreamRefused("a deployment refused fresh credentials"))
+                last = upstream_auth_failed(provider.name, f"deployment {deployment.id} answered HTTP 401 to fresh "
+                                            "credentials")
                 self._upstream_error(deployment, "auth")
                 if self.metrics is not None:
                     self.metrics.upstream_auth_failed(deployment.provider)
@@ -234,10 +235,9 @@ class Gateway:
                 continue
             if status == 404:
                 error = await upstream_error(response)
-                if not is_stale_deployment(error.message, deployment.id):
+                if not self.stale.gone(deployment, provider, error.message):
                     raise error
                 # The deployment itself is gone (recreated, stopped, deleted): the client's request was fine.
-                self.stale.gone(deployment, provider, error.message)
                 last = stale_error(model, deployment.id)
                 self._upstream_error(deployment, "stale")
                 deployments = [d for d in deployments if d.url != deployment.url]

@@ -32,7 +32,7 @@ from sapproxy.upstreams.sap_credentials import (
     CredentialGuard, check_service_key, is_rejection, mtls_clients, token_request,
 )
 from sapproxy.upstreams.sap_discovery import SubaccountDeployments, ai_api_fetcher
-from sapproxy.upstreams.sap_health import credential_error
+from sapproxy.upstreams.sap_health import credential_error, is_stale_deployment
 
 log = Logger()
 
@@ -380,11 +380,16 @@ class SapAiCoreProvider:
         self.tokens.invalidate(token)
         return True
 
-    def deployment_gone(self, deployment: Deployment) -> None:
+    def deployment_gone(self, deployment: Deployment, message: str) -> bool:
         """
-        C{deployment} answered "not found": look for this subaccount's deployments again (when it discovers).
+        Whether a 404 saying C{message} means C{deployment} itself is gone (AI Core's C{Deployment <id> not
+        found ...}, not a path or model the client named); if so, look for this subaccount's deployments again
+        (when it discovers).
         """
+        if not is_stale_deployment(message, deployment.id):
+            return False
         self.discovery.refresh_soon()
+        return True
 
     def start(self) -> None:
         """

@@ -31,14 +31,6 @@ def is_rejection(status: int) -> bool:
     return status in REJECTING
 
 
-def auth_failed_message(subaccount: str, detail: str) -> str:
-    """
-    What the client reads: the subaccount, that it is the gateway's own SAP credentials, and why.
-    """
-    return (f"upstream authentication failed for subaccount {subaccount}: {detail}; the gateway's SAP AI Core "
-            "credentials were refused (this is not about your API key; tell the gateway's operator)")
-
-
 @define
 class CredentialGuard:
     """

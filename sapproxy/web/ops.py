@@ -12,7 +12,7 @@ from klein import Klein
 from sapproxy import __version__
 from sapproxy.auth import presented_token
 from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
-from sapproxy.upstreams.sap_health import credentials_failing, overall_status
+from sapproxy.dispatch.upstream_faults import credentials_failing, overall_status
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 

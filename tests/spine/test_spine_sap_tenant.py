@@ -29,14 +29,22 @@ def _paths(h: Harness, deployment: str) -> list[str]:
 def test_stale_deployment_fails_over_at_once_opens_its_breaker_and_asks_for_rediscovery() -> None:
     h = Harness(subaccounts={"main": _account(gpt=("d-gone", "d-gpt41"))})
     asked: list[str] = []
-    h.gateway.providers["main"].deployment_gone = lambda d: asked.append(d.provider)  # type: ignore[attr-defined]
+    provider = h.gateway.providers["main"]
+    judge = provider.deployment_gone  # type: ignore[attr-defined]
+
+    def spy(deployment: object, message: str) -> bool:
+        gone: bool = judge(deployment, message)
+        asked.append(message) if gone else None
+        return gone
+
+    provider.deployment_gone = spy  # type: ignore[attr-defined]
     for _ in range(4):
         response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
         assert response.code == 200, body
     # One 404 from the stale deployment, then its breaker keeps requests away from it.
     assert len(_paths(h, "d-gone")) == 1 and len(_paths(h, "d-gpt41")) == 4
     assert "d-gone" in {url.rsplit("/", 1)[-1] for url, _ in h.gateway.picker.breakers()}
-    assert asked == ["main"]
+    assert asked == ["Deployment d-gone not found in resource group default"]
     assert h.rows.rows[0].status == 200 and h.rows.rows[0].attempts == 2
     metrics, _ = h.metrics.render()
     assert b'sapproxy_stale_deployments_total{subaccount="main"} 1.0' in metrics
