@@ -25,6 +25,7 @@ from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.translate.ids import random_hex
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.fit import WIRE_KINDS, fit_request
+from sapproxy.translate.prompt_estimate import InputTokensAtStart, estimate_input_tokens
 from sapproxy.translate.wire import WireRequest, WireTarget
 
 log = Logger()
@@ -81,6 +82,8 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     def pipeline(content_type: str) -> StreamPipeline:
         # The restorer costs a call per event: only streams whose tool names (or enum values) need it get it.
         restorers: list[Any] = [names.restorer()] if names.renamed else []
+        if client.name == "anthropic" and wire.name in ("openai_chat", "gemini"):
+            restorers.append(InputTokensAtStart(estimate_input_tokens(fitted.ir)))
         return StreamPipeline(wire.stream_source(content_type),
                               wire.stream_to_ir(model, message_id) + restorers + call.stream_from_ir(), encode)
 

@@ -163,3 +163,14 @@ def test_item19_a_malformed_gemini_function_call_is_an_error_not_an_empty_answer
     response, body = h.post(CHAT, {"model": "gemini-2.5-pro", "messages": ask, "stream": True})
     chunks = [json.loads(d) for d in sse_data(body) if d != "[DONE]"]
     assert "MALFORMED_FUNCTION_CALL" in chunks[-1]["error"]["message"]
+
+
+def test_item18_anthropic_streams_from_gpt_start_with_an_input_estimate() -> None:
+    h = Harness()
+    response, body = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 50, "stream": True,
+                                             "messages": [{"role": "user", "content": "hello " * 200}]})
+    assert response.code == 200
+    events = [json.loads(d) for d in sse_data(body)]
+    assert events[0]["message"]["usage"]["input_tokens"] > 100  # an estimate, not 0
+    final = [e for e in events if e["type"] == "message_delta"][-1]["usage"]
+    assert final["input_tokens"] > 0  # the upstream's own count at the end

@@ -679,3 +679,19 @@ def test_item21_unmarked_thinking_blocks_still_lead() -> None:
                "tool_calls": [{"id": "toolu_a", "type": "function", "function": {"name": "a", "arguments": "{}"}}],
                "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "S"}]}
     assert _echoed(message)[:2] == [("thinking", "S"), ("tool_use", "toolu_a")]
+
+
+# ----------------------------------------------------------------- 18. input tokens in message_start
+
+def test_item18_message_start_gets_an_estimate_where_the_upstream_says_nothing_yet() -> None:
+    from sapproxy.translate.prompt_estimate import InputTokensAtStart, estimate_input_tokens
+
+    request = {"max_tokens": 5, "system": "s" * 400, "messages": [{"role": "user", "content": "x" * 4000}]}
+    estimate = estimate_input_tokens(request)
+    assert 1000 < estimate < 1200
+    start = {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 0, "output_tokens": 0}}}
+    fixer = InputTokensAtStart(estimate)
+    assert fixer.feed(start)[0]["message"]["usage"] == {"input_tokens": estimate, "output_tokens": 0}
+    assert fixer.feed(start) == [start]  # the first message_start only
+    known = {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 42, "output_tokens": 0}}}
+    assert InputTokensAtStart(estimate).feed(known) == [known]
