@@ -132,9 +132,23 @@ def search_results_as_text(ir: dict[str, Any]) -> dict[str, Any]:
     Claude reads them as citable sources, other models have no such block, and its text is what they need.
     """
     messages = ir.get("messages")
-    if not isinstance(messages, list) or "search_result" not in repr(messages):
+    if not isinstance(messages, list) or not any(_has_search_result(m) for m in messages):
         return ir
     return {**ir, "messages": [_search_results_in(m) for m in messages]}
+
+
+def _has_search_result(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return False
+    for block in content:
+        if isinstance(block, dict):
+            if block.get("type") == "search_result":
+                return True
+            inner = block.get("content") if block.get("type") == "tool_result" else None
+            if isinstance(inner, list) and any(isinstance(b, dict) and b.get("type") == "search_result" for b in inner):
+                return True
+    return False
 
 
 def _search_result_text(block: dict[str, Any]) -> dict[str, Any]:
