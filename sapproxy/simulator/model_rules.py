@@ -32,8 +32,25 @@ GEMINI_TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 GEMINI_MAX_OUTPUT = 65536
 
 
+#: Betas Bedrock checks against the model (context management: Claude 4 and later; effort and tool examples:
+#: Opus 4.5), and the request field each one enables.
+MODEL_BETAS = {
+    "context-management-2025-06-27": ("context_management", lambda m: not m.startswith("claude-3")),
+    "effort-2025-11-24": ("output_config", lambda m: m.startswith("claude-opus-4-5")),
+    "tool-examples-2025-10-29": ("input_examples", lambda m: m.startswith("claude-opus-4-5")),
+}
+
+
 def claude_errors(body: Mapping[str, Any], model_id: str) -> str | None:
     """Anthropic's own 400s for an InvokeModel body, beyond those of L{anthropic_body.model_errors}."""
+    betas = body.get("anthropic_beta") or []
+    for beta, (field, supported) in MODEL_BETAS.items():
+        if beta in betas and not supported(model_id):
+            return "invalid beta flag"
+        used = field in body if field != "input_examples" else any(
+            isinstance(t, Mapping) and "input_examples" in t for t in body.get("tools") or ())
+        if used and beta not in betas:
+            return f"{field}: Extra inputs are not permitted"
     temperature, top_p = body.get("temperature"), body.get("top_p")
     if isinstance(temperature, (int, float)) and not 0 <= temperature <= 1:
         return "temperature: Input should be less than or equal to 1"

@@ -17,7 +17,7 @@ from typing import Any
 
 from attrs import frozen
 
-__all__ = ["ClaudeModel", "claude_model", "max_output_tokens", "fit_claude_sampling"]
+__all__ = ["ClaudeModel", "bedrock_model_betas", "claude_model", "max_output_tokens", "fit_claude_sampling"]
 
 
 @frozen
@@ -99,3 +99,21 @@ def fit_claude_sampling(body: dict[str, Any], model: str) -> dict[str, Any]:
         if kept:
             out["stop_sequences"] = kept
     return out
+
+
+#: Betas (and the request fields they enable) Bedrock takes only for some Claude models; Bedrock checks a
+#: request's betas against its model, so these are passed only where the model has the feature.
+CONTEXT_MANAGEMENT_BETA = "context-management-2025-06-27"  # context_management (Claude 4 and later)
+EFFORT_BETA = "effort-2025-11-24"  # output_config.effort (Opus 4.5 and later)
+TOOL_EXAMPLES_BETA = "tool-examples-2025-10-29"  # tools[].input_examples (Opus 4.5 and later)
+
+
+def bedrock_model_betas(name: str | None) -> frozenset[str]:
+    """The model-specific betas (above) the Claude model named C{name} takes on Bedrock."""
+    claude = claude_model(name or "")
+    if claude is None:
+        return frozenset()
+    betas = {CONTEXT_MANAGEMENT_BETA} if claude.version >= (4, 0) else set()
+    if claude.tier == "opus" and claude.version >= (4, 5):
+        betas |= {EFFORT_BETA, TOOL_EXAMPLES_BETA}
+    return frozenset(betas)

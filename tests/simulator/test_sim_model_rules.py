@@ -142,3 +142,16 @@ def test_gemini_3_refuses_a_replayed_function_call_without_its_signature() -> No
     # Gemini 2.5 does not ask for them
     history[1]["parts"][1] = call
     assert Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent", {"contents": history}).status == 200
+
+
+@pytest.mark.parametrize("deployment, extra, ok, message", [
+    ("d-sonnet", {"anthropic_beta": ["context-management-2025-06-27"], "context_management": {"edits": []}}, True, ""),
+    ("d-sonnet", {"context_management": {"edits": []}}, False, "context_management: Extra inputs are not permitted"),
+    ("d-sonnet", {"anthropic_beta": ["effort-2025-11-24"], "output_config": {"effort": "low"}}, False, "invalid beta flag"),
+    ("d-sonnet", {"tools": [{**_tool("t"), "input_examples": [{}]}]}, False, "input_examples: Extra inputs"),
+])
+def test_bedrock_checks_model_specific_betas(deployment: str, extra: dict[str, Any], ok: bool, message: str) -> None:
+    r = Driver().post(deployment, "invoke", _claude(**extra))
+    assert (r.status == 200) is ok, r.body
+    if not ok:
+        assert message in r.json()["message"]

@@ -174,3 +174,13 @@ def test_item18_anthropic_streams_from_gpt_start_with_an_input_estimate() -> Non
     assert events[0]["message"]["usage"]["input_tokens"] > 100  # an estimate, not 0
     final = [e for e in events if e["type"] == "message_delta"][-1]["usage"]
     assert final["input_tokens"] > 0  # the upstream's own count at the end
+
+
+def test_item12_context_management_reaches_claude_45_with_its_beta() -> None:
+    h = Harness()
+    response, body = h.post("/v1/messages", {"model": "anthropic--claude-4.5-sonnet", "max_tokens": 50, "messages": HI,
+                                             "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
+                            headers={"anthropic-beta": "context-management-2025-06-27,claude-code-20250219"})
+    assert response.code == 200, body
+    sent = _upstream(h, "/invoke")
+    assert sent["anthropic_beta"] == ["context-management-2025-06-27"] and "context_management" in sent

@@ -695,3 +695,25 @@ def test_item18_message_start_gets_an_estimate_where_the_upstream_says_nothing_y
     assert fixer.feed(start) == [start]  # the first message_start only
     known = {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 42, "output_tokens": 0}}}
     assert InputTokensAtStart(estimate).feed(known) == [known]
+
+
+# ----------------------------------------------------------------- 12. what Bedrock takes of the Anthropic body
+
+def test_item12_model_specific_betas_pass_with_their_fields() -> None:
+    body = {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+            "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+            "output_config": {"effort": "medium", "format": {"type": "json_schema", "schema": {}}},
+            "tools": [{"name": "t", "input_schema": {"type": "object"}, "input_examples": [{}]}]}
+    header = "context-management-2025-06-27,effort-2025-11-24,tool-examples-2025-10-29,claude-code-20250219"
+    opus = bedrock_invoke_body(body, anthropic_beta=header, model="anthropic--claude-4.5-opus")
+    assert opus["anthropic_beta"] == ["context-management-2025-06-27", "effort-2025-11-24", "tool-examples-2025-10-29"]
+    assert opus["context_management"] == body["context_management"]
+    assert opus["output_config"] == {"effort": "medium"}  # structured output format: not passed
+    assert opus["tools"][0]["input_examples"] == [{}]
+    sonnet = bedrock_invoke_body(body, anthropic_beta=header, model="anthropic--claude-4.5-sonnet")
+    assert sonnet["anthropic_beta"] == ["context-management-2025-06-27"] and "context_management" in sonnet
+    assert "output_config" not in sonnet and "input_examples" not in sonnet["tools"][0]
+    old = bedrock_invoke_body(body, anthropic_beta=header, model="anthropic--claude-3.7-sonnet")
+    assert "anthropic_beta" not in old and "context_management" not in old
+    unbeta = bedrock_invoke_body(body, anthropic_beta=None, model="anthropic--claude-4.5-opus")
+    assert not {"context_management", "output_config", "anthropic_beta"} & set(unbeta)
