@@ -16,6 +16,7 @@ from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.model_limits import fit_claude_sampling
 from sapproxy.translate.tool_names import ToolNames, encode_tool_names
 from sapproxy.translate.tool_support import fit_tools, search_results_as_text
+from sapproxy.translate.wire.gemini.signatures import GEMINI_MARK
 
 __all__ = ["FittedRequest", "fit_request", "upstream_kind"]
 
@@ -58,6 +59,7 @@ def fit_request(request: irtypes.Request, upstream: str, model: str, *,
         ir = search_results_as_text(ir)
     ir, names = encode_tool_names(ir, upstream)
     if upstream in ("invoke", "converse"):
+        ir = _without_gemini_thinking(ir)
         ir = fit_claude_sampling(ir, model)
         _refuse_unknown_sampling(ir)
     return FittedRequest(irtypes.as_request(ir), names, tuple(dropped))
@@ -95,3 +97,24 @@ def _fit_max_tokens(ir: dict[str, Any], ceiling: int | None) -> dict[str, Any]:
         return out
     out["max_tokens"] = ceiling
     return out
+
+
+def _without_gemini_thinking(ir: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{ir} without the thinking blocks Gemini signed (the conversation moved from Gemini to Claude): Claude
+    cannot verify them and refuses the request; what Gemini thought is Gemini's.
+    """
+    messages = ir.get("messages")
+    if not isinstance(messages, list):
+        return ir
+
+    def foreign(block: Any) -> bool:
+        return isinstance(block, dict) and block.get("type") == "thinking" and \
+            isinstance(block.get("signature"), str) and block["signature"].startswith(GEMINI_MARK)
+
+    if not any(isinstance(m, dict) and isinstance(m.get("content"), list) and any(foreign(b) for b in m["content"])
+               for m in messages):
+        return ir
+    kept = [{**m, "content": [b for b in m["content"] if not foreign(b)]}
+            if isinstance(m, dict) and isinstance(m.get("content"), list) else m for m in messages]
+    return {**ir, "messages": kept}

@@ -717,3 +717,25 @@ def test_item12_model_specific_betas_pass_with_their_fields() -> None:
     assert "anthropic_beta" not in old and "context_management" not in old
     unbeta = bedrock_invoke_body(body, anthropic_beta=None, model="anthropic--claude-4.5-opus")
     assert not {"context_management", "output_config", "anthropic_beta"} & set(unbeta)
+
+
+# ----------------------------------------------------------------- 21. foreign signatures
+
+def test_item21_each_family_gets_only_its_own_signatures() -> None:
+    history = {"max_tokens": 10, "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "claude's", "signature": "EqQBCkgIARABGAIiQL"},
+            {"type": "text", "text": "from claude"}]},
+        {"role": "user", "content": "q2"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "", "signature": "gemini:CiQBjz1rX"},
+            {"type": "text", "text": "from gemini"}]},
+        {"role": "user", "content": "q3"}]}
+    gemini = ir_request_to_gemini(history, model="gemini-3-pro-preview")
+    signed = [p.get("thoughtSignature") for c in gemini["contents"] for p in c["parts"] if p.get("thoughtSignature")]
+    assert signed == ["CiQBjz1rX"]  # Claude's is not Gemini's business; Gemini's unmarked, as it came
+    claude = fit_request(history, "invoke", "anthropic--claude-4.5-sonnet").ir
+    thinking = [b["signature"] for m in claude["messages"] if isinstance(m["content"], list)
+                for b in m["content"] if b["type"] == "thinking"]
+    assert thinking == ["EqQBCkgIARABGAIiQL"]  # byte for byte, and no Gemini signature for Claude to refuse

@@ -13,7 +13,7 @@ from sapproxy.translate import ir
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.wire.gemini.schema import clean_schema
-from sapproxy.translate.wire.gemini.signatures import tool_use_id_signature
+from sapproxy.translate.wire.gemini.signatures import own, tool_use_id_signature
 
 
 def _guess_mime(url: str, default: str = "application/octet-stream") -> str:
@@ -154,8 +154,8 @@ def _turn_parts(
             parts.extend(_tool_result_parts(block, name, bpath, multimodal))
             continue
         elif kind == "thinking":
-            sig = block.get("signature")
-            if role == "model" and isinstance(sig, str) and sig and sig not in in_ids:
+            sig = own(block.get("signature"))  # a foreign (Claude's) signature is never Gemini's business
+            if role == "model" and sig and sig not in in_ids:
                 signature = sig
             continue
         elif kind == "redacted_thinking":

@@ -11,7 +11,7 @@ from typing import Any
 from sapproxy.translate import ir
 from sapproxy.translate.errors import UnusableAnswer
 from sapproxy.translate.ids import new_message_id
-from sapproxy.translate.wire.gemini.signatures import signed_tool_use_id
+from sapproxy.translate.wire.gemini.signatures import mark, signed_tool_use_id
 from sapproxy.translate.usage import Usage
 
 _REFUSALS = frozenset(
@@ -72,15 +72,15 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
             text = part.get("text") if isinstance(part.get("text"), str) else ""
             if content and content[-1]["type"] == "thinking" and not content[-1]["signature"]:
                 content[-1]["thinking"] += text
-                content[-1]["signature"] = sig if isinstance(sig, str) else ""
+                content[-1]["signature"] = mark(sig) if isinstance(sig, str) else ""
             else:
-                content.append({"type": "thinking", "thinking": text, "signature": sig if isinstance(sig, str) else ""})
+                content.append({"type": "thinking", "thinking": text, "signature": mark(sig) if isinstance(sig, str) else ""})
             continue
         if isinstance(sig, str) and sig:
             if content and content[-1]["type"] == "thinking" and not content[-1]["signature"]:
-                content[-1]["signature"] = sig
+                content[-1]["signature"] = mark(sig)
             else:
-                content.append({"type": "thinking", "thinking": "", "signature": sig})
+                content.append({"type": "thinking", "thinking": "", "signature": mark(sig)})
         call = part.get("functionCall")
         if isinstance(call, dict):
             args = call.get("args")

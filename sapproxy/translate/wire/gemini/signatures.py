@@ -15,7 +15,25 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["signed_tool_use_id", "tool_use_id_signature"]
+__all__ = ["GEMINI_MARK", "mark", "own", "signed_tool_use_id", "tool_use_id_signature"]
+
+#: What a Gemini signature in a thinking block starts with (a character base64 never holds): a thinking
+#: block's signature in a client's history may be Claude's (the conversation moved between models), which
+#: Gemini must not be sent, and Gemini's, which Claude must not be sent.  Only marked ones go back to Gemini;
+#: marked ones never go to Claude (L{sapproxy.translate.fit}).
+GEMINI_MARK = "gemini:"
+
+
+def mark(signature: str) -> str:
+    """A Gemini signature as a thinking block carries it."""
+    return GEMINI_MARK + signature if signature else signature
+
+
+def own(signature: object) -> str | None:
+    """The Gemini signature a thinking block's signature is, or None when it is not Gemini's (foreign)."""
+    if isinstance(signature, str) and signature.startswith(GEMINI_MARK) and len(signature) > len(GEMINI_MARK):
+        return signature[len(GEMINI_MARK):]
+    return None
 
 _SEPARATOR = "__ts_"
 

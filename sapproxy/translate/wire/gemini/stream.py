@@ -12,7 +12,7 @@ from typing import Any
 from sapproxy.translate import ir
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire.gemini.signatures import signed_tool_use_id
+from sapproxy.translate.wire.gemini.signatures import mark, signed_tool_use_id
 from sapproxy.translate.wire.gemini.response import (
     MALFORMED, gemini_error_event, malformed_message, refusal_details, stop_reason, tool_use_id,
 )
@@ -149,7 +149,7 @@ class GeminiToAnthropicStream:
     def _signature(self, out: list[ir.StreamEvent], sig: str) -> None:
         if self._writer.open_type != "thinking":
             self._open_block(out, {"type": "thinking", "thinking": "", "signature": ""})
-        self._writer.delta(out, {"type": "signature_delta", "signature": sig})
+        self._writer.delta(out, {"type": "signature_delta", "signature": mark(sig)})
         self._close(out)
 
     def _start_call(self, out: list[ir.StreamEvent], call: dict[str, Any]) -> None:
