@@ -127,27 +127,14 @@ class BedrockProvider:
 
 
 @frozen
-class VertexSettings:
-    """
-    Gemini on Vertex AI with a service-account key file (needs the optional C{google-auth}).
-    """
-
-    project: str
-    location: str
-    service_account_file: str
-    endpoint_url: str | None = None
-
-
-@frozen
 class GeminiProvider:
     """
-    The Gemini API (C{x-goog-api-key}) or, with C{vertex}, Vertex AI.
+    The Gemini API (C{x-goog-api-key}).
     """
 
     models: Mapping[str, ProviderModel]
-    api_key: Secret | None = None
+    api_key: Secret
     base_url: str = "https://generativelanguage.googleapis.com/v1beta"
-    vertex: VertexSettings | None = None
     kind: str = "gemini"
     name: str = ""
 
@@ -248,7 +235,6 @@ def register_provider_hooks(c: cattrs.Converter) -> None:
         return result
 
     c.register_structure_hook_func(_is_model_map, models)
-    c.register_structure_hook(VertexSettings, make_dict_structure_fn(VertexSettings, c, _cattrs_forbid_extra_keys=True))
     functions: dict[str, Callable[[Any, type], Any]] = {
         kind: make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True, name=override(omit=True))
         for kind, cls in PROVIDER_CLASSES.items()
@@ -295,13 +281,13 @@ def check_provider(p: Any) -> None:
                 raise ProviderError(f"models.{model}", "has no entry in deployments")
     if isinstance(p, BedrockProvider) and not _REGION.match(p.region):
         raise ProviderError("region", f"not an AWS region: {p.region}")
-    if isinstance(p, GeminiProvider):
-        if p.api_key is None and p.vertex is None:
-            raise ProviderError("api_key", "missing (give api_key for the Gemini API, or vertex)")
-        if p.vertex is not None and p.vertex.endpoint_url is not None:
-            parts = urlsplit(p.vertex.endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ProviderError("vertex.endpoint_url", f"not an http(s) URL: {p.vertex.endpoint_url}")
+    if isinstance(p, BedrockProvider):
+        for model, settings in p.models.items():
+            if settings.converse:
+                # Bedrock's own converse-stream answers in event-stream frames of Converse events, which no
+                # decoder here reads yet (SAP AI Core's converse-stream is SSE); Claude goes through invoke.
+                raise ProviderError(f"models.{model}.converse", "not supported for Bedrock providers yet; Claude "
+                                    "models are served through invoke")
     if isinstance(p, OpenAIProvider):
         for header in p.headers:
             if not re.match(r"^[A-Za-z0-9-]+$", header):

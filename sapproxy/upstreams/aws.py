@@ -191,9 +191,32 @@ class AwsCredentials:
 
 def credentials_threadpool() -> ThreadPool:
     """
-    The one thread AWS credential resolution runs on (shared by every Bedrock provider of the process).
+    A pool of one thread for AWS credential resolution (not started: L{AwsCredentials} starts it on first use).
     """
     return ThreadPool(minthreads=0, maxthreads=1, name="sapproxy-aws-credentials")
+
+
+_shared: dict[int, ThreadPool] = {}
+
+
+def shared_threadpool(reactor: Any) -> ThreadPool:
+    """
+    The process's one credentials thread for C{reactor}, shared by every Bedrock provider (and kept across
+    config reloads); stopped when the reactor shuts down.
+    """
+    pool = _shared.get(id(reactor))
+    if pool is None:
+        pool = _shared[id(reactor)] = credentials_threadpool()
+
+        def stop() -> None:
+            _shared.pop(id(reactor), None)
+            if pool.started:
+                pool.stop()
+
+        adder = getattr(reactor, "addSystemEventTrigger", None)
+        if adder is not None:
+            adder("during", "shutdown", stop)
+    return pool
 
 
 _ALGORITHM = "AWS4-HMAC-SHA256"

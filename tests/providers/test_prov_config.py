@@ -47,7 +47,7 @@ def test_every_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                    "models": {"sonnet": {"upstream_model": "claude-sonnet-4-5", "family": "claude"}}},
         "aws": {"kind": "bedrock", "region": "eu-central-1", "profile": "dev",
                 "role_arn": "arn:aws:iam::123456789012:role/llm",
-                "models": {"claude-aws": {"upstream_model": "anthropic.claude-v2", "converse": True}}},
+                "models": {"claude-aws": {"upstream_model": "anthropic.claude-v2", "family": "claude"}}},
         "google": {"kind": "gemini", "api_key": "g", "models": ["gemini-2.5-flash"]},
     }})
     p = config.providers
@@ -60,7 +60,7 @@ def test_every_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert p["claude"].api_key == Secret("sk-ant-secret", "env:ANTHROPIC_KEY")
     assert p["claude"].betas == ("context-1m-2025-08-07",) and p["claude"].base_url == "https://api.anthropic.com"
     assert isinstance(p["aws"], BedrockProvider) and p["aws"].url == "https://bedrock-runtime.eu-central-1.amazonaws.com"
-    assert p["aws"].models["claude-aws"].converse
+    assert p["aws"].models["claude-aws"] == ProviderModel("anthropic.claude-v2", family="claude")
     assert isinstance(p["google"], GeminiProvider)
     # Secrets never print.
     assert "sk-ant-secret" not in repr(config) and "sk-x" not in repr(config)
@@ -93,7 +93,9 @@ OA = {"kind": "openai", "base_url": "http://h/v1", "models": ["m"]}
     ({"x": {**OA, "api_key": "env:SAPPROXY_TEST_UNSET"}}, {}, "providers.x.api_key: environment variable SAPPROXY_TEST_UNSET is not set"),
     ({"x": {"kind": "anthropic", "models": ["c"]}}, {}, "providers.x.api_key: "),
     ({"x": {"kind": "bedrock", "region": "frankfurt", "models": ["c"]}}, {}, "providers.x.region: not an AWS region: frankfurt"),
-    ({"x": {"kind": "gemini", "models": ["g"]}}, {}, "providers.x.api_key: missing (give api_key for the Gemini API, or vertex)"),
+    ({"x": {"kind": "gemini", "models": ["g"]}}, {}, "providers.x.api_key: "),
+    ({"x": {"kind": "bedrock", "region": "us-east-1", "models": {"c": {"upstream_model": "m", "converse": True}}}},
+     {}, "providers.x.models.c.converse: not supported for Bedrock providers yet"),
     ({"x": {"kind": "azure-openai", "endpoint": "https://r", "api_key": "k", "deployments": {"a": "d"},
             "models": ["b"]}}, {}, "providers.x.models.b: has no entry in deployments"),
     ({"acct1": OA}, {}, "providers.acct1: a subaccount has the same name"),
