@@ -23,7 +23,8 @@ from twisted.web.iweb import IResponse
 
 from sapproxy.config import GatewayConfig
 from sapproxy.dispatch.failures import (
-    NETWORK_ERRORS, HeadersTimeout, cancelled, discard, network_error, stale_connection, upstream_error,
+    NETWORK_ERRORS, HeadersTimeout, cancelled, credentials_refused, discard, network_error, refuses_gateway,
+    stale_connection, upstream_error,
 )
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.dispatch.plan import ClientRequest, Exchange, Planner
@@ -34,7 +35,7 @@ from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
-from sapproxy.upstreams.http import UpstreamClient, sleep
+from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 
 log = Logger()
 
@@ -84,7 +85,7 @@ class Gateway:
         self.metrics = metrics
         self.tracing = tracing or Tracing(None)
         self.picker = DeploymentPicker(list(providers.values()), reactor, cooldown=config.retry.cooldown,
-                                       failures=config.retry.breaker_failures)
+                                       failures=config.retry.breaker_failures, routing=config.routing)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
 
     def stop(self, keep: Gateway | None = None) -> None:
@@ -156,6 +157,8 @@ class Gateway:
             try:
                 headers = await provider.authorize(deployment, url, exchange.request.body, traceparent)
                 Tracing.end(credential_span)
+                if exchange.request.headers:
+                    headers = with_headers(headers, exchange.request.headers)
             except GatewayError as e:
                 Tracing.end(credential_span, error=str(e))
                 Tracing.end(span, error="credentials")
@@ -192,6 +195,15 @@ class Gateway:
                 refreshed_credentials = True
                 tally.attempts -= 1
                 continue
+            if status in (401, 403) and refuses_gateway(provider, deployment, headers, status):
+                # The upstream refused the gateway's own credentials, which the client cannot fix: fail over,
+                # and if nothing else answers, a 502.
+                await discard(response)
+                last = credentials_refused(provider.name, status)
+                self._upstream_error(deployment, "credentials")
+                self.picker.failed(deployment)
+                index += 1
+                continue
             if status == 429 or status >= 500:
                 error = await upstream_error(response)
                 last = error
@@ -212,6 +224,9 @@ class Gateway:
                 # The client's own mistake, in the upstream's words: retrying elsewhere would not help.
                 raise await upstream_error(response)
             self.picker.succeeded(deployment)
+            answered = getattr(provider, "answered", None)
+            if answered is not None:
+                answered()
             if not exchange.stream:
                 return await self._whole(tally, response, exchange)
             try:

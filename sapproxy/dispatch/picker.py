@@ -4,7 +4,7 @@ Which deployment serves the next request: round robin, failover order, and a cir
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
@@ -27,7 +27,9 @@ class Deployment:
 
 class DeploymentPicker:
     """
-    Round robin across the providers that serve a model, then across that provider's deployments.
+    Round robin across the SAP AI Core subaccounts that serve a model, then across that subaccount's
+    deployments; the other providers (vendors) follow in config order, as fallbacks; a model's C{routing}
+    entry instead fixes the order outright.
 
     L{candidates} gives the whole failover order for one request: the round-robin choice first, then
     every other deployment of the model, those in a breaker's cooldown last (a deployment that is down is
@@ -35,17 +37,31 @@ class DeploymentPicker:
     """
 
     def __init__(self, providers: Sequence[Any], clock: IReactorTime, *,
-                 cooldown: float = 30.0, failures: int = 3) -> None:
+                 cooldown: float = 30.0, failures: int = 3, routing: Mapping[str, Sequence[str]] | None = None,
+                 balanced_kinds: frozenset[str] = frozenset({"sap_aicore"})) -> None:
         """
         @param providers: L{sapproxy.interfaces.IProvider}s, in the order failover tries them.
+        @param routing: model -> provider names, the failover order for that model (no round robin).
+        @param balanced_kinds: provider kinds balanced round robin; providers of other kinds follow them.
         """
         self._clock = clock
         self._cooldown = cooldown
         self._threshold = failures
         self._accounts: dict[str, list[Any]] = {}
+        #: model -> how many of its providers (the first ones) take turns.
+        self._rotating: dict[str, int] = {}
+        by_name = {provider.name: provider for provider in providers}
         for provider in providers:
             for model in provider.models():
                 self._accounts.setdefault(model, []).append(provider)
+        for model, serving in self._accounts.items():
+            if routing and model in routing:
+                self._accounts[model] = [by_name[name] for name in routing[model] if name in by_name]
+                self._rotating[model] = 1
+            else:
+                balanced = [p for p in serving if getattr(p, "kind", "sap_aicore") in balanced_kinds]
+                self._accounts[model] = balanced + [p for p in serving if p not in balanced]
+                self._rotating[model] = max(len(balanced), 1)
         self._next_account: dict[str, int] = {}
         self._next_url: dict[tuple[str, str], int] = {}
         self._failures: dict[str, int] = {}
@@ -55,11 +71,12 @@ class DeploymentPicker:
         accounts = self._accounts.get(model)
         if not accounts:
             return []
+        rotating = self._rotating[model]
         start = self._next_account.get(model, 0)
-        self._next_account[model] = (start + 1) % len(accounts)
+        self._next_account[model] = (start + 1) % rotating
+        turn = [accounts[(start + i) % rotating] for i in range(rotating)] + accounts[rotating:]
         ordered: list[Deployment] = []
-        for i in range(len(accounts)):
-            provider = accounts[(start + i) % len(accounts)]
+        for i, provider in enumerate(turn):
             deployments = provider.deployments(model)
             if not deployments:
                 continue

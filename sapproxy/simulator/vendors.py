@@ -126,8 +126,9 @@ def _openai_error(status: int, message: str, type_: str = "invalid_request_error
 
 def _openai_errors(reply: JsonReply) -> JsonReply:
     # The handlers answer in Azure's words; OpenAI's own API uses the same envelope with a type.
-    body = reply.body if isinstance(reply.body, Mapping) else {}
-    error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
+    body: Mapping[str, Any] = reply.body if isinstance(reply.body, Mapping) else {}
+    found = body.get("error")
+    error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     message = error.get("message") or "The server had an error while processing your request."
     type_ = "invalid_request_error" if reply.status < 500 and reply.status != 429 else (
         "rate_limit_error" if reply.status == 429 else "server_error")
