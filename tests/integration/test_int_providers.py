@@ -41,6 +41,10 @@ def providers(sim: Simulator) -> dict[str, Any]:
                    "models": {"gemini-vendor": "gemini-2.5-flash"}},
         "badkey": {"kind": "openai", "base_url": sim.base + "/v1", "api_key": "sk-wrong-0123456789",
                    "models": {"only-bad": "gpt-4.1"}},
+        "aws-wrong": {"kind": "bedrock", "region": "eu-central-1", "endpoint_url": sim.base, "profile": "wrong",
+                      "models": {"claude-aws-wrong": BEDROCK_ID}},
+        "aws-none": {"kind": "bedrock", "region": "eu-central-1", "endpoint_url": sim.base, "profile": "missing",
+                     "models": {"claude-aws-none": BEDROCK_ID}},
     }
 
 
@@ -58,7 +62,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory: Path = tmp_path_factory.mktemp("providers")
     credentials = directory / "aws-credentials"
     credentials.write_text(f"[sim]\naws_access_key_id = {vendors.AWS_ACCESS_KEY}\n"
-                           f"aws_secret_access_key = {vendors.AWS_SECRET_KEY}\n")
+                           f"aws_secret_access_key = {vendors.AWS_SECRET_KEY}\n"
+                           f"[wrong]\naws_access_key_id = {vendors.AWS_ACCESS_KEY}\n"
+                           "aws_secret_access_key = not-the-secret-key-0123456789\n")
     saved = {k: os.environ.get(k) for k in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
                                             "AWS_EC2_METADATA_DISABLED", "SAPPROXY_TEST_OPENAI_KEY",
                                             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE")}
@@ -221,9 +227,26 @@ def test_int_refused_credentials_are_a_502_and_failing_in_health(stack: Stack) -
     assert health["credentials"] == "failing"
 
 
+def test_int_bedrock_signature_refused_is_a_502_and_failing_in_health(stack: Stack) -> None:
+    reply = messages(stack.gateway, "claude-aws-wrong", "wrong secret")
+    assert reply.status == 502, reply
+    assert reply.json()["error"]["type"] == "api_error" and "aws-wrong" in reply.json()["error"]["message"]
+    assert stack.gateway.health()["subaccounts"]["aws-wrong"]["credentials"] == "failing"
+
+
+def test_int_bedrock_without_credentials_is_a_502_and_failing_in_health(stack: Stack) -> None:
+    reply = chat(stack.gateway, "claude-aws-none", "no credentials")
+    assert reply.status == 502, reply
+    assert "missing" in reply.json()["error"]["message"]
+    health = stack.gateway.health()["subaccounts"]["aws-none"]
+    assert health["credentials"] == "failing" and "missing" in health["last_error"]
+    # No request reached the simulator for it.
+    assert not [r for r in stack.sim.requests() if "no credentials" in json.dumps(r.get("body"))]
+
+
 def test_int_no_secret_anywhere(stack: Stack) -> None:
     texts = [stack.gateway.log_text(), json.dumps(stack.gateway.health()),
              http_request("GET", stack.gateway.base + "/metrics").body.decode()]
     for text in texts:
-        for secret in SECRETS + ("sk-wrong-0123456789",):
+        for secret in SECRETS + ("sk-wrong-0123456789", "not-the-secret-key-0123456789"):
             assert secret not in text
