@@ -382,7 +382,7 @@ def _check_providers(config: GatewayConfig) -> None:
         if name in config.subaccounts:
             raise _PathError(f"providers.{name}", "a subaccount has the same name; names must be unique")
         try:
-            check_provider(provider)
+            check_provider(provider, config.directory)
         except ProviderError as e:
             raise _PathError(f"providers.{name}.{e.key}", str(e)) from None
     owners = config.served_by

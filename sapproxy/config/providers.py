@@ -15,9 +15,11 @@ the upstream's model id, or to an object of per-model settings as under the top-
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 from urllib.parse import urlsplit
 
@@ -127,14 +129,33 @@ class BedrockProvider:
 
 
 @frozen
+class VertexSettings:
+    """
+    Gemini on Vertex AI, authorised as a service account (its key file, relative to the config file); needs
+    the optional C{google-auth} package.
+    """
+
+    project: str
+    location: str
+    service_account_file: str
+    endpoint_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        base = self.endpoint_url or f"https://{self.location}-aiplatform.googleapis.com"
+        return f"{base.rstrip('/')}/v1/projects/{self.project}/locations/{self.location}/publishers/google"
+
+
+@frozen
 class GeminiProvider:
     """
-    The Gemini API (C{x-goog-api-key}).
+    The Gemini API (C{x-goog-api-key}), or Vertex AI with a service account (C{vertex}).
     """
 
     models: Mapping[str, ProviderModel]
-    api_key: Secret
+    api_key: Secret | None = None
     base_url: str = "https://generativelanguage.googleapis.com/v1beta"
+    vertex: VertexSettings | None = None
     kind: str = "gemini"
     name: str = ""
 
@@ -235,6 +256,7 @@ def register_provider_hooks(c: cattrs.Converter) -> None:
         return result
 
     c.register_structure_hook_func(_is_model_map, models)
+    c.register_structure_hook(VertexSettings, make_dict_structure_fn(VertexSettings, c, _cattrs_forbid_extra_keys=True))
     functions: dict[str, Callable[[Any, type], Any]] = {
         kind: make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True, name=override(omit=True))
         for kind, cls in PROVIDER_CLASSES.items()
@@ -261,10 +283,11 @@ def _flat(e: cattrs.BaseValidationError) -> tuple[str, str]:
     return "", str(e)
 
 
-def check_provider(p: Any) -> None:
+def check_provider(p: Any, directory: Path | None = None) -> None:
     """
     What the types alone cannot say: URLs, a region, models to serve, a way to authenticate.
 
+    @param directory: the config file's, which relative file names are read from.
     @raise ProviderError: naming the key below C{providers.NAME}.
     """
     for key in ("base_url", "endpoint", "endpoint_url"):
@@ -281,6 +304,8 @@ def check_provider(p: Any) -> None:
                 raise ProviderError(f"models.{model}", "has no entry in deployments")
     if isinstance(p, BedrockProvider) and not _REGION.match(p.region):
         raise ProviderError("region", f"not an AWS region: {p.region}")
+    if isinstance(p, GeminiProvider):
+        _check_gemini(p, directory)
     if isinstance(p, BedrockProvider):
         for model, settings in p.models.items():
             if settings.converse:
@@ -299,6 +324,35 @@ def check_provider(p: Any) -> None:
             raise ProviderError(f"models.{model}.family", "expected openai, claude or gemini")
         if not settings.upstream_model:
             raise ProviderError(f"models.{model}", "expected a non-empty upstream model id")
+
+
+def _check_gemini(p: GeminiProvider, directory: Path | None) -> None:
+    if (p.api_key is None) == (p.vertex is None):
+        raise ProviderError("api_key", "give api_key for the Gemini API, or vertex for Vertex AI (not both)")
+    vertex = p.vertex
+    if vertex is None:
+        return
+    if vertex.endpoint_url is not None:
+        parts = urlsplit(vertex.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ProviderError("vertex.endpoint_url", f"not an http(s) URL: {vertex.endpoint_url}")
+    if importlib.util.find_spec("google") is None or importlib.util.find_spec("google.oauth2") is None:
+        raise ProviderError("vertex", "needs the google-auth package (pip install 'sapproxy[vertex]')")
+    path = service_account_path(vertex, directory)
+    try:
+        key = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProviderError("vertex.service_account_file", f"file not found: {vertex.service_account_file}") from None
+    except (OSError, ValueError) as e:
+        raise ProviderError("vertex.service_account_file", f"cannot read {vertex.service_account_file}: "
+                            f"{getattr(e, 'strerror', None) or 'not JSON'}") from None
+    if not isinstance(key, dict) or key.get("type") != "service_account":
+        raise ProviderError("vertex.service_account_file", "not a service account key file (type service_account)")
+
+
+def service_account_path(vertex: VertexSettings, directory: Path | None) -> Path:
+    path = Path(vertex.service_account_file)
+    return path if path.is_absolute() or directory is None else directory / path
 
 
 def models_of(p: Any) -> Mapping[str, ProviderModel]:

@@ -7,7 +7,10 @@ as the real service checks it:
   - Anthropic C{POST /v1/messages}, C{x-api-key} and C{anthropic-version} (betas as C{anthropic-beta});
   - Bedrock runtime C{POST /model/{id}/invoke|invoke-with-response-stream|converse|converse-stream}, every
     request's SigV4 signature verified with botocore against the test key pair below;
-  - Gemini API C{POST /v1beta/models/{model}:generateContent|streamGenerateContent}, C{x-goog-api-key}.
+  - Gemini API C{POST /v1beta/models/{model}:generateContent|streamGenerateContent}, C{x-goog-api-key};
+  - Vertex AI C{POST /v1/projects/{p}/locations/{l}/publishers/google/models/{model}:...} with a bearer token
+    from Google's OAuth token endpoint (C{POST /token}, a service account's RS256 JWT assertion verified
+    against the test service account's key below).
 
 After authentication each goes through the same handlers, directives and faults as the SAP deployments
 (L{Simulator.serve}); faults are armed by the names in L{VENDOR_IDS} (or C{"*"}).  The keys are test values,
@@ -16,8 +19,10 @@ published here on purpose.
 
 from __future__ import annotations
 
+import base64
 import calendar
 import hmac
+import secrets
 import json
 import time
 from collections.abc import Mapping
@@ -44,9 +49,43 @@ AWS_SECRET_KEY = "sim/Bedrock+Secret/EXAMPLEKEY0000000000000"
 #: Temporary credentials (as from STS) carry this session token with the same key pair.
 AWS_SESSION_TOKEN = "sim-session-token-EXAMPLE"
 
+#: The test service account's e-mail and private key (Vertex AI): a key made for these tests, published here.
+GOOGLE_SERVICE_ACCOUNT = "sapproxy-test@sim-project.iam.gserviceaccount.com"
+GOOGLE_PRIVATE_KEY = """-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQD7voaSWm5DCgXK
+EgzClbqxxTxZ6b57Ug0hM3t8WB0nYM/kivxSC3ByaAXnrhnRh6DKTOF9y0ZXkxay
+YJh7iXJO+ErzVGOivM6j3ryNPSVkuwbC3CaJv6CT2dpjIZs1zNhTJTWt6vFKAu99
+/f4vKq+6wlB4jjADX2HI9+W3+QyzCFlDQJiU88RdNzjh67PS5Kvwf6eIljcntnq4
+LLyOt6MVkROP7E4qA3mnqcwJbdSohj+hIxMVam7iVmMoAWagDPyu6eQV0i5Z7cOK
+5tY+h86DzQ0/Ldmxh4MneNV5tUlWunLOSDEZRhm7VqPuk3D0LWri39CnaDPyJqAh
+aPvt6EGzAgMBAAECggEAJmekhANDuvp2c6NZSv4ooyIh2N2t74ZO9neyKQAQQoek
+b4s8fw+7sdhovjVzPuHgB7y+0cAHFSkdV00hNgd75sw+Muz23kbLh3hdb3aak8ls
+eKG5R15yktuzU1g3I3gCsHyGueeTs+TKwH/VHUD32hf2ys12Sa1tb4lSBET8SPt5
+nQFqa0g+fvRp/pcWixUeg1Gul3CE7Fd35tKzzf68icN7ZH+1pSMZAeaspA5qhDPF
+/wcEM698rSC45WoE4GAXl+ROAi+8bCLWfiBGFOyB0LmMRebgyIMxFBOmW8qSlxFt
+3GXLMf9nfE/txPHlr0I2qS2z8ryT0eN3Hht2abl5MQKBgQD/wvvWraJ9lUFMmX+i
+G9BgZvlO5BgD6HDfC3B7GiGzBEmMM1ieLsS1K0Q0Ol95hC76HdtvGcKu8P4fxExJ
+nUvQLCW92MJLnxqRn5wfZ5A6ISVj95taGGn/EyCHGQD1A0CWocpHgmh5Vq7eC6iH
+bsZYc4IfMFUL6iA3o5vhjx3znwKBgQD7+pVgiPijIjiTDIeXXpi8MEKmCzE4zplu
+27sc7LYIbkbVWvYPAYZoLfNudqPgEWK8z+poDJAHuUjzZUWEzcdEyO1GFCbP8FvO
+zXfGHvQhLpclYEb/OsljUtqgBWyF2wduvfASDP4OTDEd5Pl9saagQHK2N2gzzDrS
+WpraOYMZbQKBgCQcPnxX9ZoviZGsFnYn4SrLPyXhVHawycbkEZR/4wQodc3irf9f
+cQx3OGD7YOGCRTOxJXsxMuiKRAbuKys1ly+kHAwK35vXseOfmmZgs99RMLtFiVyW
+F9kYtT39zMHLHMJnw2yHQALptzTIhpngjQaOAHAw3cEZ5ESWx/p3v23XAoGBAONU
+YavkJx1WZGAWL8YarAUsLRUMh+3ORpLDXn5r+JaGlxUpqVBEefRHcJW6J4KhbMkX
+c01H+DFfsjcUqLF1zU97TsWorJNxMALVUDfH+UxuciJgR+1AJiybtW4lNpFU19HL
+PmmqmxJfHvjveT8zJTbyrgtC1ZnVqUPaRlaXCHXJAoGAMHAR24nZ9AXipjftm/xr
+MqFkirdieb8Ve3qVOPrctkq0EgAFrcQhzaotzNOreTv4Xa128rdJy2Lju4v46LTQ
++FdITqmttP6uRvRXsjKqAFxiNcSCr+fL43Qyop9YUiA32O922/V4TywPqvJ0BB2u
+8J2whJlB6cKDKa3XcbpRve8=
+-----END PRIVATE KEY-----
+"""
+GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+GOOGLE_AUDIENCES = frozenset({"https://oauth2.googleapis.com/token", "https://www.googleapis.com/oauth2/v4/token"})
+
 #: The fault and request-log names of the vendor APIs.
 VENDOR_IDS = {"openai": "vendor-openai", "azure": "vendor-azure", "anthropic": "vendor-anthropic",
-              "bedrock": "vendor-bedrock", "gemini": "vendor-gemini"}
+              "bedrock": "vendor-bedrock", "gemini": "vendor-gemini", "vertex": "vendor-vertex"}
 #: Models the OpenAI-compatible API serves (any other is OpenAI's model_not_found).
 OPENAI_MODELS = frozenset({"gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-4o-mini", "gpt-5", "o3", "llama3.2",
                            "qwen2.5", "text-embedding-3-small", "text-embedding-3-large", "nomic-embed-text"})
@@ -87,6 +126,16 @@ def install(sim: Simulator) -> None:
     @app.route("/v1beta/models/<path:rest>", methods=["POST"])
     def gemini(request: IRequest, rest: str) -> Any:
         return ensureDeferred(_gemini(sim, request, rest))
+
+    google_tokens: dict[str, float] = {}
+
+    @app.route("/token", methods=["POST"])
+    def google_token(request: IRequest) -> Any:
+        return _google_token(sim, request, google_tokens)
+
+    @app.route("/v1/projects/<project>/locations/<location>/publishers/google/models/<path:rest>", methods=["POST"])
+    def vertex(request: IRequest, project: str, location: str, rest: str) -> Any:
+        return ensureDeferred(_vertex(sim, request, rest, google_tokens))
 
 
 def _body(sim: Simulator, request: IRequest, vendor: str) -> tuple[bytes, Any, bool, Mapping[str, str]]:
@@ -337,4 +386,75 @@ async def _gemini(sim: Simulator, request: IRequest, rest: str) -> bytes:
     if not ok:
         return _reply(request, vertex_api.invalid_argument("Invalid JSON payload received."))
     return await sim.serve(request, VENDOR_IDS["gemini"], DeploymentSpec("vertex", model), "models/" + rest, body,
+                           query)
+
+
+# Vertex AI with a service account
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _oauth_error(status: int, error: str, description: str) -> JsonReply:
+    return JsonReply(status, {"error": error, "error_description": description})
+
+
+def _google_token(sim: Simulator, request: IRequest, tokens: dict[str, float]) -> bytes:
+    """
+    Google's OAuth token endpoint for the JWT-bearer grant a service account makes: the assertion's RS256
+    signature, issuer, audience, scope and lifetime are checked as Google checks them.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    args: dict[bytes, list[bytes]] = getattr(request, "args", {}) or {}
+    sim._record(request, "/token", {k.decode(): "..." if k == b"assertion" else [x.decode() for x in v]
+                                    for k, v in args.items()})
+    grant = (args.get(b"grant_type") or [b""])[0].decode()
+    if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+        return _reply(request, _oauth_error(400, "unsupported_grant_type", "Invalid grant_type: " + grant))
+    assertion = (args.get(b"assertion") or [b""])[0].decode()
+    try:
+        head, payload, signature = assertion.split(".")
+        claims = json.loads(_b64url(payload))
+        header = json.loads(_b64url(head))
+        private = serialization.load_pem_private_key(GOOGLE_PRIVATE_KEY.encode(), None)
+        assert isinstance(private, rsa.RSAPrivateKey)
+        private.public_key().verify(_b64url(signature), f"{head}.{payload}".encode(), padding.PKCS1v15(),
+                                    hashes.SHA256())
+    except (ValueError, InvalidSignature):
+        return _reply(request, _oauth_error(400, "invalid_grant", "Invalid JWT Signature."))
+    now = sim.clock.seconds()
+    if header.get("alg") != "RS256" or claims.get("iss") != GOOGLE_SERVICE_ACCOUNT:
+        return _reply(request, _oauth_error(400, "invalid_grant", "Invalid grant: account not found"))
+    # Google's token endpoint accepts its own URL as the audience, wherever the request was sent.
+    if claims.get("aud") not in GOOGLE_AUDIENCES:
+        return _reply(request, _oauth_error(400, "invalid_grant", "Invalid JWT: Token must be a short-lived token "
+                                                                "(60 minutes) and in a reasonable timeframe."))
+    if not isinstance(claims.get("exp"), int) or not claims["exp"] - 3700 <= now <= claims["exp"]:
+        return _reply(request, _oauth_error(400, "invalid_grant", "Invalid JWT: Token must be a short-lived token "
+                                                                "(60 minutes) and in a reasonable timeframe."))
+    if GOOGLE_SCOPE not in str(claims.get("scope", "")).split():
+        return _reply(request, _oauth_error(400, "invalid_scope", "Invalid OAuth scope or ID token audience "
+                                                                "provided."))
+    token = "ya29.sim-" + secrets.token_urlsafe(32)
+    tokens[token] = now + 3599
+    return _reply(request, JsonReply(200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
+
+
+async def _vertex(sim: Simulator, request: IRequest, rest: str, tokens: dict[str, float]) -> bytes:
+    _, body, ok, query = _body(sim, request, "vertex")
+    header = _header(request, b"authorization") or ""
+    scheme, _, token = header.partition(" ")
+    expiry = tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+    if expiry is None or expiry <= sim.clock.seconds():
+        return _reply(request, JsonReply(401, {"error": {
+            "code": 401, "message": "Request had invalid authentication credentials. Expected OAuth 2 access "
+                                    "token, login cookie or other valid authentication credential.",
+            "status": "UNAUTHENTICATED"}}))
+    if not ok:
+        return _reply(request, vertex_api.invalid_argument("Invalid JSON payload received."))
+    model = rest.partition(":")[0]
+    return await sim.serve(request, VENDOR_IDS["vertex"], DeploymentSpec("vertex", model), "models/" + rest, body,
                            query)

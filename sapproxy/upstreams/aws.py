@@ -110,8 +110,9 @@ class AwsCredentials:
     """
 
     def __init__(self, name: str, resolve: Callable[[], FrozenCredentials], reactor: Any,
-                 threadpool: ThreadPool) -> None:
+                 threadpool: ThreadPool, what: str = "AWS credentials") -> None:
         self.name = name
+        self.what = what
         self._resolve = resolve
         self._reactor = reactor
         self._pool = threadpool
@@ -183,7 +184,7 @@ class AwsCredentials:
     def _failed(self, failure: Failure) -> None:
         error = failure.value
         self.last_error = str(error) if isinstance(error, CredentialsError) else type(error).__name__
-        log.warn("AWS credentials for provider {name} failed: {error}", name=self.name, error=self.last_error)
+        log.warn("{what} for provider {name} failed: {error}", what=self.what, name=self.name, error=self.last_error)
         waiters, self._waiters = self._waiters or [], None
         for waiter in waiters:
             waiter.errback(CredentialsError(self.last_error))

@@ -26,8 +26,11 @@ BEDROCK_ID = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 SECRETS = (vendors.OPENAI_KEY, vendors.AZURE_KEY, vendors.ANTHROPIC_KEY, vendors.GEMINI_KEY, vendors.AWS_SECRET_KEY)
 
 
-def providers(sim: Simulator) -> dict[str, Any]:
+def providers(sim: Simulator, service_account: Path) -> dict[str, Any]:
     return {
+        "vertex": {"kind": "gemini", "models": {"gemini-vertex": "gemini-2.5-pro"},
+                   "vertex": {"project": "sim-project", "location": "europe-west4", "endpoint_url": sim.base,
+                              "service_account_file": service_account.name}},
         "local": {"kind": "openai", "base_url": sim.base + "/v1", "api_key": "env:SAPPROXY_TEST_OPENAI_KEY",
                   "headers": {"X-Team": "platform"},
                   "models": {"llama": "llama3.2", "gpt-4.1": "gpt-4.1", "embed-local": "nomic-embed-text"}},
@@ -74,8 +77,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         os.environ.pop(k, None)
     sim = start_simulator(directory)
     try:
+        service_account = directory / "vertex-sa.json"
+        service_account.write_text(json.dumps({
+            "type": "service_account", "project_id": "sim-project", "private_key_id": "k1",
+            "private_key": vendors.GOOGLE_PRIVATE_KEY, "client_email": vendors.GOOGLE_SERVICE_ACCOUNT,
+            "client_id": "1", "token_uri": sim.base + "/token"}))
         config = gateway_config(directory, {"acct1": subaccount(sim, {"gpt-4.1": "d-gpt41"})},
-                                providers=providers(sim))
+                                providers=providers(sim, service_account))
         gateway = start_gateway(directory, config)
         try:
             yield Stack(sim, gateway)
@@ -189,6 +197,18 @@ def test_int_gemini_api(stack: Stack) -> None:
     assert reply.status == 200 and streamed_text(reply.body).startswith("Echo: hello gemini")
     sent = last(stack, "/v1beta/models/gemini-2.5-flash:streamGenerateContent")
     assert sent["headers"]["x-goog-api-key"] == vendors.GEMINI_KEY and sent["query"]["alt"] == "sse"
+
+
+def test_int_vertex_with_a_service_account(stack: Stack) -> None:
+    for text in ("hello vertex", "again"):
+        reply = chat(stack.gateway, "gemini-vertex", text, stream=True)
+        assert reply.status == 200 and streamed_text(reply.body).startswith("Echo: " + text), reply
+    sent = last(stack, "/v1/projects/sim-project/locations/europe-west4/publishers/google/models/gemini-2.5-pro:")
+    assert sent["headers"]["authorization"].startswith("Bearer ya29.sim-")
+    assert len([r for r in stack.sim.requests() if r["path"] == "/token"]) == 1  # one token, reused
+    health = stack.gateway.health()["subaccounts"]["vertex"]
+    assert health["token"] == "valid" and health["fetches"] == 1 and health["credentials"] == "ok"
+    assert "ya29" not in json.dumps(health)
 
 
 def test_int_models_and_health_list_every_provider(stack: Stack) -> None:

@@ -110,3 +110,17 @@ def test_each_mistake_is_one_line_naming_the_key(tmp_path: Path, providers: Any,
 def test_a_secret_never_appears_in_a_config_error(tmp_path: Path) -> None:
     message = error(tmp_path, {**SAP, "providers": {"x": {**OA, "api_key": "sk-very-secret", "bad": 1}}})
     assert "sk-very-secret" not in message
+
+
+def test_vertex_needs_a_service_account_key_file(tmp_path: Path) -> None:
+    vertex = {"project": "p", "location": "europe-west4", "service_account_file": "sa.json"}
+    gemini = {"kind": "gemini", "models": ["gemini-2.5-pro"], "vertex": vertex}
+    assert "providers.x.vertex.service_account_file: file not found: sa.json" in error(
+        tmp_path, {**SAP, "providers": {"x": gemini}})
+    (tmp_path / "sa.json").write_text(json.dumps({"type": "authorized_user"}))
+    assert "not a service account key file" in error(tmp_path, {**SAP, "providers": {"x": gemini}})
+    (tmp_path / "sa.json").write_text(json.dumps({"type": "service_account"}))
+    config = load(tmp_path, {**SAP, "providers": {"x": gemini}})
+    assert config.providers["x"].vertex.url == ("https://europe-west4-aiplatform.googleapis.com/v1/projects/p/"
+                                                "locations/europe-west4/publishers/google")
+    assert "not both" in error(tmp_path, {**SAP, "providers": {"x": {**gemini, "api_key": "k"}}})

@@ -201,3 +201,34 @@ def test_routing_fixes_the_order_and_breakers_still_apply() -> None:
 def test_vendors_alone_fail_over_in_config_order() -> None:
     picker = DeploymentPicker([Named("a", "openai", ["m"]), Named("b", "anthropic", ["m"])], Clock())
     assert [[d.provider for d in picker.candidates("m")] for _ in range(2)] == [["a", "b"]] * 2
+
+
+def test_a_reload_keeps_resolved_bedrock_credentials_when_their_source_is_unchanged() -> None:
+    from sapproxy.upstreams import ProviderContext
+    from sapproxy.upstreams.bedrock import build
+
+    context = ProviderContext(reactor=Clock(), http=None, config=None)
+    settings = BedrockSettings(region="eu-central-1", profile="p", name="aws", models={"c": ProviderModel("m")})
+    first = build(settings, context)
+    same = build(BedrockSettings(region="eu-central-1", profile="p", name="aws",
+                                 models={"c": ProviderModel("m"), "d": ProviderModel("n")}), context, first)
+    other = build(BedrockSettings(region="eu-central-1", profile="q", name="aws", models={"c": ProviderModel("m")}),
+                  context, first)
+    assert same.credentials is first.credentials and other.credentials is not first.credentials
+    assert same.models() == ["c", "d"]
+
+
+def test_vertex_sends_the_service_accounts_token() -> None:
+    from sapproxy.config.providers import VertexSettings
+
+    token = FixedCredentials(FrozenCredentials("oauth2", "ya29.token", None, None))
+    p = GeminiProvider(GeminiSettings(models={"g": ProviderModel("gemini-2.5-pro")}, name="vertex",
+                                      vertex=VertexSettings("proj", "us-central1", "sa.json")),
+                       token)  # type: ignore[arg-type]
+    d = only(p, "g")
+    assert p.url(d, WireRequest("generateContent", b"{}", False)) == (
+        b"https://us-central1-aiplatform.googleapis.com/v1/projects/proj/locations/us-central1/publishers/google/"
+        b"models/gemini-2.5-pro:generateContent")
+    headers = headers_of(p.authorize(d, b"", b"", None))
+    assert headers["authorization"] == "Bearer ya29.token" and "x-goog-api-key" not in headers
+    assert p.credentials_rejected(d, Headers()) and token.invalidated == 1

@@ -150,3 +150,43 @@ def test_gemini_api_needs_its_key() -> None:
     r = d.request("POST", "/v1beta/models/gpt-4:generateContent", body=body,
                   headers={"x-goog-api-key": vendors.GEMINI_KEY})
     assert r.status == 404
+
+
+def _jwt(claims: dict[str, Any]) -> str:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    def enc(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head = enc(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    body = enc(json.dumps(claims).encode())
+    key = serialization.load_pem_private_key(vendors.GOOGLE_PRIVATE_KEY.encode(), None)
+    signature = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+    return f"{head}.{body}.{enc(signature)}"
+
+
+def test_vertex_needs_a_token_from_a_service_account_assertion() -> None:
+    d = Driver()
+    now = int(d.clock.seconds())
+    claims = {"iss": vendors.GOOGLE_SERVICE_ACCOUNT, "aud": "https://oauth2.googleapis.com/token", "scope": vendors.GOOGLE_SCOPE,
+              "iat": now, "exp": now + 3600}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def grant(assertion: str) -> Any:
+        data = f"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}".encode()
+        return d.request("POST", "/token", data=data, headers=form)
+
+    tampered = _jwt(claims)[:-4] + "AAAA"
+    assert grant(tampered).json()["error"] == "invalid_grant"
+    assert grant(_jwt({**claims, "scope": "email"})).json()["error"] == "invalid_scope"
+    r = grant(_jwt(claims))
+    assert r.status == 200, r.body
+    token = r.json()["access_token"]
+    path = "/v1/projects/p/locations/europe-west4/publishers/google/models/gemini-2.5-pro:generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    assert d.request("POST", path, body=body, headers={"Authorization": "Bearer nope"}).status == 401
+    r = d.request("POST", path, body=body, headers={"Authorization": "Bearer " + token})
+    assert r.status == 200 and r.json()["candidates"][0]["content"]["parts"][-1]["text"].startswith("Echo: hi")
