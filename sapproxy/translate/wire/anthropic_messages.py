@@ -9,13 +9,14 @@ client's, L{WireTarget.anthropic_beta}); keys that only Bedrock knows are remove
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from zope.interface import implementer
 
 from sapproxy.interfaces import IWireFormat
 from sapproxy.translate.framing.pipeline import SSEJsonSource
-from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.jsontext import json_text
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse, as_json as ir_json
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.translate.wire.bedrock_invoke import BedrockStreamNormaliser, bedrock_invoke_response
@@ -24,7 +25,7 @@ from sapproxy.translate.wire.bedrock_invoke import BedrockStreamNormaliser, bedr
 _BEDROCK_ONLY = ("anthropic_version", "anthropic_beta")
 
 
-def messages_body(body: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+def messages_body(body: Mapping[str, Any], model: str, stream: bool) -> dict[str, Any]:
     out = {key: value for key, value in body.items() if key not in _BEDROCK_ONLY}
     out["model"] = model
     if stream:
@@ -43,7 +44,7 @@ def _betas(target: WireTarget) -> tuple[tuple[bytes, bytes], ...]:
 class AnthropicMessagesWire:
     name = "anthropic_messages"
 
-    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("messages", json_text(messages_body(ir, target.model, stream)), stream, _betas(target))
 
     def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
@@ -59,11 +60,11 @@ class AnthropicMessagesWire:
     def passthrough_stream(self, call: Any) -> list[Any]:
         return [BedrockStreamNormaliser(call.model)]
 
-    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
         return bedrock_invoke_response(response, model)
 
     def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
-        return bedrock_invoke_response(response, call.model)
+        return ir_json(bedrock_invoke_response(response, call.model))
 
     def usage(self, response: dict[str, Any]) -> Usage | None:
         usage = response.get("usage")

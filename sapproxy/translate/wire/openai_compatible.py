@@ -12,7 +12,8 @@ from typing import Any
 from zope.interface import implementer
 
 from sapproxy.interfaces import IWireFormat
-from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.jsontext import json_text
+from sapproxy.translate.ir import Request as IRRequest
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.translate.wire.openai_chat import OpenAIChatWire, ir_request_to_chat
 
@@ -23,7 +24,7 @@ class OpenAICompatibleWire(OpenAIChatWire):
     #: The body names the model (the plan hands embeddings the target for it).
     names_model = True
 
-    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         body = ir_request_to_chat(ir, reasoning_model=target.reasoning)
         body["model"] = target.model
         return WireRequest("chat/completions", json_text(body), stream)
