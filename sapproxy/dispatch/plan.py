@@ -54,7 +54,8 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     @raise sapproxy.translate.errors.InvalidRequest: the body cannot be converted (the route answers 400).
     """
     encode = client.encode
-    if client.native_wire == wire.name:
+    # A variant of a format (OpenAI-compatible servers' OpenAI chat) names the format it is a dialect of.
+    if client.native_wire == getattr(wire, "dialect_of", wire.name):
         return Exchange(
             request=wire.passthrough(call, target), client=client,
             pipeline=lambda content_type: StreamPipeline(wire.stream_source(content_type),

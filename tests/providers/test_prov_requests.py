@@ -232,3 +232,14 @@ def test_vertex_sends_the_service_accounts_token() -> None:
     headers = headers_of(p.authorize(d, b"", b"", None))
     assert headers["authorization"] == "Bearer ya29.token" and "x-goog-api-key" not in headers
     assert p.credentials_rejected(d, Headers()) and token.invalidated == 1
+
+
+def test_an_openai_clients_body_passes_through_to_an_openai_compatible_server() -> None:
+    from sapproxy.dispatch.plan import plan
+    from sapproxy.translate.client.openai_chat import CLIENT_API
+
+    body = {"model": "llama", "stream": True, "logit_bias": {"50256": -100}, "seed": 7, "user": "u1",
+            "messages": [{"role": "user", "content": "hi"}]}
+    call = CLIENT_API.call(body, "llama", {})
+    sent = json.loads(plan(CLIENT_API, call, OPENAI_COMPATIBLE, WireTarget("llama3.2")).request.body)
+    assert sent == {**body, "model": "llama3.2", "stream_options": {"include_usage": True}}

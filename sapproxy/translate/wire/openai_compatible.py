@@ -21,6 +21,8 @@ from sapproxy.translate.wire.openai_chat import OpenAIChatWire, ir_request_to_ch
 @implementer(IWireFormat)
 class OpenAICompatibleWire(OpenAIChatWire):
     name = "openai_compatible"
+    #: An OpenAI client's body passes through, as to Azure (L{sapproxy.dispatch.plan}).
+    dialect_of = "openai_chat"
     #: The body names the model (the plan hands embeddings the target for it).
     names_model = True
 
