@@ -150,6 +150,16 @@ class AwsCredentials:
             self._waiters.append(waiter)
         return waiter
 
+    def warm(self) -> None:
+        """
+        Resolve in the background now (at start-up), so the first request does not wait and C{/health} shows
+        credentials that cannot be had before anyone asks; only on a reactor with threads (not a test clock).
+        """
+        from twisted.internet.interfaces import IReactorThreads
+
+        if IReactorThreads.providedBy(self._reactor) and self._current is None and self._waiters is None:
+            self.get().addErrback(lambda _: None)
+
     def invalidate(self) -> None:
         """
         AWS refused the credentials: resolve them again on the next request.

@@ -108,4 +108,5 @@ def build(settings: Settings, context: ProviderContext, previous: Any = None) ->
         credentials = AwsCredentials(settings.name, boto3_resolver(settings.profile, settings.role_arn,
                                                                    settings.region),
                                      context.reactor, shared_threadpool(context.reactor))
+        credentials.warm()
     return BedrockProvider(settings, context.reactor, credentials)

@@ -106,5 +106,7 @@ def build(settings: Settings, context: ProviderContext, previous: Any = None) ->
 
     directory = getattr(context.config, "directory", None)
     path = str(service_account_path(vertex, directory))
-    return GeminiProvider(settings, AwsCredentials(settings.name, service_account_resolver(path), context.reactor,
-                                                   shared_threadpool(context.reactor), what="Google credentials"))
+    token = AwsCredentials(settings.name, service_account_resolver(path), context.reactor,
+                           shared_threadpool(context.reactor), what="Google credentials")
+    token.warm()
+    return GeminiProvider(settings, token)

@@ -255,6 +255,9 @@ def test_int_bedrock_signature_refused_is_a_502_and_failing_in_health(stack: Sta
 
 
 def test_int_bedrock_without_credentials_is_a_502_and_failing_in_health(stack: Stack) -> None:
+    # Resolved at start-up: failing before any request asked.
+    before = stack.gateway.health()["subaccounts"]["aws-none"]
+    assert before["credentials"] == "failing" and before["resolutions"] >= 1
     reply = chat(stack.gateway, "claude-aws-none", "no credentials")
     assert reply.status == 502, reply
     assert "missing" in reply.json()["error"]["message"]
