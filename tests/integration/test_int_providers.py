@@ -273,3 +273,20 @@ def test_int_no_secret_anywhere(stack: Stack) -> None:
     for text in texts:
         for secret in SECRETS + ("sk-wrong-0123456789", "not-the-secret-key-0123456789"):
             assert secret not in text
+
+
+def test_int_a_reload_adds_a_provider_and_keeps_resolved_credentials(stack: Stack) -> None:
+    import signal
+    import time
+
+    config = json.loads(stack.gateway.config_path.read_text())
+    config["providers"]["late"] = {"kind": "openai", "base_url": stack.sim.base + "/v1",
+                                   "api_key": vendors.OPENAI_KEY, "models": {"late-model": "gpt-4o"}}
+    stack.gateway.config_path.write_text(json.dumps(config))
+    os.kill(stack.gateway.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "late" not in stack.gateway.health()["subaccounts"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reply = chat(stack.gateway, "late-model", "after reload")
+    assert reply.status == 200 and reply.json()["choices"][0]["message"]["content"].startswith("Echo: after reload")
+    assert stack.gateway.health()["subaccounts"]["aws"]["resolutions"] == 1
