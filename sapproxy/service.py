@@ -77,7 +77,7 @@ class GatewayService(MultiService):
         configured = [model for provider in providers.values() for model in provider.models()]
         return Services(
             gateway=gateway,
-            catalog=ModelCatalog(configured, config.models, config.aliases),
+            catalog=ModelCatalog(configured, config.catalog_settings(), config.aliases),
             authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
             accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
             rate_limiter=self.rate_limiter,

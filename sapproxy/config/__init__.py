@@ -190,6 +190,19 @@ class GatewayConfig:
         """
         return list(self.routing.get(model) or self.served_by.get(model, []))
 
+    def catalog_settings(self) -> dict[str, ModelSettings]:
+        """
+        Per-model settings for the model catalog: the top-level C{models}, and the family a provider's model
+        names for itself (its other settings are the provider's business).
+        """
+        out: dict[str, ModelSettings] = {}
+        for provider in self.providers.values():
+            for model, settings in models_of(provider).items():
+                if settings.family:
+                    out.setdefault(model, ModelSettings(family=settings.family))
+        out.update(self.models)
+        return out
+
     def model_settings(self, model: str) -> ModelSettings:
         return self.models.get(model) or ModelSettings()
 

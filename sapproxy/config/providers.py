@@ -165,9 +165,7 @@ PROVIDER_CLASSES: dict[str, type] = {
     "openai": OpenAIProvider, "azure-openai": AzureOpenAIProvider, "anthropic": AnthropicProvider,
     "bedrock": BedrockProvider, "gemini": GeminiProvider,
 }
-#: The family a provider's models speak unless a model says otherwise.
-DEFAULT_FAMILY = {"openai": "openai", "azure-openai": "openai", "anthropic": "claude", "bedrock": "claude",
-                  "gemini": "gemini"}
+
 
 
 class Explained(ValueError):
@@ -363,11 +361,3 @@ def models_of(p: Any) -> Mapping[str, ProviderModel]:
         return {m: ProviderModel(m) for m in p.deployments}
     models: Mapping[str, ProviderModel] = p.models
     return models
-
-
-def family_for(p: Any, model: str) -> str:
-    settings = models_of(p).get(model)
-    if settings is not None and settings.family:
-        return settings.family
-    kind: str = p.kind
-    return DEFAULT_FAMILY[kind]

@@ -263,7 +263,9 @@ class SigV4Signer:
             if split.port is not None and not ((split.scheme == "https" and split.port == 443)
                                                or (split.scheme == "http" and split.port == 80)):
                 host = f"{host}:{split.port}"
-            query = "&".join(sorted(split.query.split("&"))) if split.query else ""
+            # As botocore: the query's (key, value) pairs sorted, as they stand in the URL.
+            pairs = sorted(tuple(pair.partition("=")[::2]) for pair in split.query.split("&")) if split.query else []
+            query = "&".join(f"{k}={v}" for k, v in pairs)
             parts = (host, quote(split.path or "/", safe="/~"), query, split.scheme)
             if len(self._paths) < 10_000:
                 self._paths[url] = parts

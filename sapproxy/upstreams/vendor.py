@@ -18,15 +18,11 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from sapproxy.config import is_reasoning_model
-from sapproxy.config.providers import ProviderModel, family_for, models_of
+from sapproxy.config.providers import ProviderModel, models_of
 from sapproxy.dispatch.picker import Deployment
 from sapproxy.interfaces import IProvider
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.upstreams.http import url_bytes
-
-#: The wire format each family speaks at a vendor whose API is that family's own.
-NATIVE_WIRE = {"openai": "openai_chat", "claude": "bedrock_invoke", "gemini": "gemini"}
-
 
 @implementer(IProvider)
 class VendorProvider:
@@ -64,12 +60,9 @@ class VendorProvider:
         return {b"content-type": [b"application/json"]}
 
     def wire_format(self, model: str) -> str:
-        return NATIVE_WIRE[self.family(model)]
+        raise NotImplementedError
 
     # IProvider
-
-    def family(self, model: str) -> str:
-        return family_for(self.settings, model)
 
     def models(self) -> list[str]:
         return list(self._models)

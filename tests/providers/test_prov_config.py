@@ -124,3 +124,12 @@ def test_vertex_needs_a_service_account_key_file(tmp_path: Path) -> None:
     assert config.providers["x"].vertex.url == ("https://europe-west4-aiplatform.googleapis.com/v1/projects/p/"
                                                 "locations/europe-west4/publishers/google")
     assert "not both" in error(tmp_path, {**SAP, "providers": {"x": {**gemini, "api_key": "k"}}})
+
+
+def test_a_provider_models_family_reaches_the_catalog(tmp_path: Path) -> None:
+    from sapproxy.models import ModelCatalog
+
+    config = load(tmp_path, {**SAP, "providers": {"x": {**OA, "models": {
+        "big-one": {"upstream_model": "anthropic/claude-sonnet-4.5", "family": "claude"}, "plain": "p"}}}})
+    catalog = ModelCatalog(config.served_by, config.catalog_settings(), config.aliases)
+    assert catalog.family("big-one") == "claude" and catalog.family("plain") == "openai"
