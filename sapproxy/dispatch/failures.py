@@ -108,23 +108,14 @@ def error_message(raw: bytes) -> str | None:
     return None
 
 
+
 def refuses_gateway(provider: Any, deployment: Any, headers: Any, status: int) -> bool:
     """
-    Whether a 401/403 means the upstream refused the gateway's own credentials (a vendor's key, AWS
-    credentials), rather than something the client should hear about: a provider says so with
-    C{refuses_credentials_with} (the statuses its API uses for that); SAP AI Core's answers pass as before.
+    Whether a 403 means the upstream refused the gateway's own credentials (Bedrock's signature and key
+    errors) rather than something the client should hear about: a provider says so with
+    C{refuses_credentials_with} (the statuses its API uses for that); it is told, to forget them.
     """
-    statuses = getattr(provider, "refuses_credentials_with", ())
-    if status not in statuses:
+    if status not in getattr(provider, "refuses_credentials_with", ()):
         return False
-    if status != 401:
-        provider.credentials_rejected(deployment, headers)
+    provider.credentials_rejected(deployment, headers)
     return True
-
-
-def credentials_refused(provider: str, status: int) -> GatewayError:
-    """
-    The error of an attempt whose upstream refused the gateway's credentials: a 502 (no secret in it).
-    """
-    return GatewayError("bad_gateway", f"upstream {provider} refused the gateway's credentials (HTTP {status}); "
-                        "see /health")

@@ -243,3 +243,25 @@ def test_an_openai_clients_body_passes_through_to_an_openai_compatible_server() 
     call = CLIENT_API.call(body, "llama", {})
     sent = json.loads(plan(CLIENT_API, call, OPENAI_COMPATIBLE, WireTarget("llama3.2")).request.body)
     assert sent == {**body, "model": "llama3.2", "stream_options": {"include_usage": True}}
+
+
+def test_session_affinity_chooses_within_the_first_tier_only() -> None:
+    from sapproxy.config import AffinitySettings
+    from sapproxy.dispatch.affinity import session_route
+
+    class Request:
+        def getHeader(self, name: bytes) -> bytes | None:
+            return b"session-1" if name == b"x-claude-code-session-id" else None
+
+    providers = [Named(f"v{i}", "openai", ["gpt"]) for i in range(6)] + [Named("acct1", "sap_aicore", ["gpt"]),
+                                                                         Named("acct2", "sap_aicore", ["gpt"])]
+    picker = DeploymentPicker(providers, Clock())
+    for _ in range(4):
+        deployments = picker.candidates("gpt")
+        tier, fallbacks = picker.tiers("gpt", deployments)
+        assert {d.provider for d in tier} == {"acct1", "acct2"}
+        session = session_route(Request(), {}, tier, picker.healthy, AffinitySettings())
+        assert session is not None
+        order = picker.healthy_first(session.order + fallbacks)
+        assert {d.provider for d in order[:2]} == {"acct1", "acct2"}
+        assert [d.provider for d in order[2:]] == [f"v{i}" for i in range(6)]
