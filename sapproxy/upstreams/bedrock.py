@@ -50,6 +50,12 @@ class BedrockProvider(VendorProvider):
     def wire_format(self, model: str) -> str:
         return "converse" if self._models[model].converse else "bedrock_invoke"
 
+    def start(self) -> None:
+        """
+        Resolve the credentials now, so the first request does not wait and /health shows a failure early.
+        """
+        self.credentials.warm()
+
     def credentials_ready(self) -> bool:
         return bool(self.credentials.state()["credentials"] == "valid")
 
@@ -108,5 +114,4 @@ def build(settings: Settings, context: ProviderContext, previous: Any = None) ->
         credentials = AwsCredentials(settings.name, boto3_resolver(settings.profile, settings.role_arn,
                                                                    settings.region),
                                      context.reactor, shared_threadpool(context.reactor))
-        credentials.warm()
     return BedrockProvider(settings, context.reactor, credentials)

@@ -53,6 +53,10 @@ class GeminiProvider(VendorProvider):
     def wire_format(self, model: str) -> str:
         return "gemini"
 
+    def start(self) -> None:
+        if self.token is not None:
+            self.token.warm()
+
     def credentials_ready(self) -> bool:
         return self.token is None or self.token.state()["credentials"] == "valid"
 
@@ -108,5 +112,4 @@ def build(settings: Settings, context: ProviderContext, previous: Any = None) ->
     path = str(service_account_path(vertex, directory))
     token = AwsCredentials(settings.name, service_account_resolver(path), context.reactor,
                            shared_threadpool(context.reactor), what="Google credentials")
-    token.warm()
     return GeminiProvider(settings, token)

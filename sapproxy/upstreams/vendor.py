@@ -35,6 +35,8 @@ class VendorProvider:
     credential_span = "provider.credentials"
     #: The statuses with which the vendor refuses the configured credentials (a 502 for the client).
     refuses_credentials_with = (401, 403)
+    #: The models and deployments come from the config and never change at run time.
+    generation = 0
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -81,6 +83,17 @@ class VendorProvider:
             # Bounded by the config: deployments times operations.
             url = self._urls[key] = url_bytes(self.operation_url(deployment, request, self.target(deployment.model)))
         return url
+
+    def start(self) -> None:
+        """
+        Nothing to do in the background for a static key.
+        """
+
+    def deployment_gone(self, deployment: Deployment, message: str) -> bool:
+        """
+        A vendor's 404 names a model or path the config got wrong, not a deployment that went away.
+        """
+        return False
 
     def credentials_ready(self) -> bool:
         return True

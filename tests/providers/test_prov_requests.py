@@ -167,6 +167,8 @@ def test_bedrock_request_is_signed_as_botocore_signs_it() -> None:
 
 
 class Named:
+    generation = 0
+
     def __init__(self, name: str, kind: str, models: list[str]) -> None:
         self.name = name
         self.kind = kind
