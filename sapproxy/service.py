@@ -3,8 +3,8 @@ The daemon: every long-lived part of the gateway, started and stopped in order.
 
 Start: the embedded simulator (when configured), the usage store and key ring, then the listening port.
 Stop (SIGTERM): stop accepting, let in-flight requests finish for up to C{drain_timeout} seconds, close what
-is left (streams get an error event through their relay as their upstream closes), flush the usage rows,
-close the upstream pool.
+is left (streams get an error event through their relay as their upstream closes), close the rate limiter's
+Redis connection, flush the usage rows, close the upstream pool.
 """
 
 from __future__ import annotations
@@ -180,5 +180,6 @@ class GatewayService(MultiService):
             await self._settle(2.0)
         self.keyring.stop()
         self.gateway.stop()
+        await self.rate_limiter.disconnect()
         await MultiService.stopService(self)
         await self.pool.closeCachedConnections()

@@ -18,6 +18,8 @@ import cattrs
 from attrs import Factory, field, frozen
 from cattrs.gen import make_dict_structure_fn, override
 
+from sapproxy.ratelimit.address import parse_redis_url
+
 #: api-version for Azure-OpenAI-style chat deployments, and for reasoning models that need a newer one.
 DEFAULT_API_VERSION = "2023-05-15"
 REASONING_API_VERSION = "2024-12-01-preview"
@@ -424,3 +426,8 @@ def _check_semantics(config: GatewayConfig) -> None:
     store = config.usage_store
     if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
         raise _PathError("usage_store", "expected sqlite:///PATH or postgresql://...")
+    if config.redis_url:
+        try:
+            parse_redis_url(config.redis_url)
+        except ValueError as e:
+            raise _PathError("redis_url", str(e)) from None

@@ -24,6 +24,7 @@ from sapproxy.interfaces import IClientAPI
 from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayRequest
 from sapproxy.models import ModelCatalog, ResolvedModel
+from sapproxy.ratelimit import IRateLimiter
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.jsontext import compact_json
@@ -41,7 +42,7 @@ class Services:
     catalog: ModelCatalog
     authenticator: Authenticator
     accounting: Accounting
-    rate_limiter: Any = None
+    rate_limiter: IRateLimiter | None = None
     metrics: Any = None
     bodies: BodyLogger | None = None
 
