@@ -172,7 +172,12 @@ class RedisRateLimiter:
         factory, self._factory = self._factory, None
         if factory is None:
             return succeed(None)
-        return factory.disconnect().addCallback(lambda _: None)
+
+        def closed(_: object) -> None:
+            log.info("rate limiter: closed the connection to Redis at {host}:{port}", host=self.address.host,
+                     port=self.address.port)
+
+        return factory.disconnect().addCallback(closed)
 
     def _keys(self, key_id: str) -> tuple[str, str]:
         base = f"{self.prefix}{{{key_id}}}"

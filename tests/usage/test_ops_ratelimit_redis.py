@@ -205,7 +205,7 @@ async def test_refused_login_fails_open_with_one_error(prefix: str, logged: list
 
 
 @pytest_twisted.ensureDeferred
-async def test_lazy_connection_and_disconnect(prefix: str, admin: Any) -> None:
+async def test_lazy_connection_and_disconnect(prefix: str, admin: Any, logged: list[dict[str, Any]]) -> None:
     limiter = RedisRateLimiter(reactor, REDIS, prefix=prefix)
     await sleep(0.2)
     assert not limiter.connected  # nothing is opened before the first check
@@ -214,6 +214,7 @@ async def test_lazy_connection_and_disconnect(prefix: str, admin: Any) -> None:
     address = limiter.local_address
     await limiter.disconnect()
     assert not limiter.connected and limiter.local_address is None
+    assert levels(logged) == ["info"] and "closed the connection" in logged[0]["log_format"]
     listing = await admin.execute_command("CLIENT", "LIST")
     assert "addr=%s:%d " % address not in listing  # type: ignore[str-format]
     # Used again after a disconnect, it connects again; the window lives in Redis.
