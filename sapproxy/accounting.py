@@ -64,12 +64,12 @@ class Accounting:
         # The line is rendered here (braces escaped) rather than from a format with fields: twisted's formatter
         # would parse the format for every request, a third of the line's cost.  Its fields are still in the
         # event for the JSON observer.
-        line = f"POST {ctx.endpoint} {ctx.status} {ctx.model_requested or '-'} {latency * 1000:.1f}ms"
+        line = f"{ctx.method} {ctx.endpoint} {ctx.status} {ctx.model_requested or '-'} {latency * 1000:.1f}ms"
         if "{" in line or "}" in line:
             line = line.replace("{", "{{").replace("}", "}}")
         log.info(
             line,
-            method="POST", endpoint=ctx.endpoint, status=ctx.status, model=ctx.model_requested or "-",
+            method=ctx.method, endpoint=ctx.endpoint, status=ctx.status, model=ctx.model_requested or "-",
             latency_ms=round(latency * 1000, 1), request_id=ctx.request_id, key=identity.name if identity else "-",
             resolved=ctx.model_resolved, subaccount=ctx.subaccount, deployment=ctx.deployment, stream=ctx.stream,
             error_type=ctx.error_type, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,

@@ -31,9 +31,11 @@ from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
 from sapproxy.site import GatewaySite, Listener
+from sapproxy.startup import announce
 from sapproxy.tracing import make_tracing
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
+from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 
@@ -56,6 +58,7 @@ class GatewayService(MultiService):
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
         self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor)
+        self.site.metrics = self.metrics
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
@@ -120,6 +123,7 @@ class GatewayService(MultiService):
         simulator = make_simulator(attrs.evolve(default_simulator_config(), event_delay=settings.event_delay),
                                    self.reactor)
         site = Site(simulator.resource())
+        site.requestFactory = PhrasedRequest
         site.noisy = False
         server = TCPServer(settings.port, site, interface=settings.host)
         server.setName("simulator")
@@ -127,9 +131,6 @@ class GatewayService(MultiService):
         log.info("embedded simulated SAP AI Core on http://{host}:{port}", host=settings.host, port=settings.port)
 
     def startService(self) -> None:
-        if not self.config.secret_authentication_tokens:
-            log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
-                     "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
         super().startService()
         try:
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
@@ -139,6 +140,9 @@ class GatewayService(MultiService):
         # could be judged, and a client would see 401s that vanish a moment later.
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
         self.keyring_started.addErrback(lambda f: log.failure("usage store did not start", f))
+        self.keyring_started.addCallback(lambda _: announce(self.config, self.ref.current.catalog,
+                                                            self.ref.current.authenticator, self.keyring))
+        self.keyring_started.addErrback(lambda f: log.failure("start-up summary failed", f))
         self.keyring_started.addBoth(lambda _: self.listener.listen())
 
     def stopService(self) -> Deferred[None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 from urllib.parse import urlsplit
 
 import cattrs
@@ -279,6 +279,10 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         raise ConfigError(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: expected a JSON object at the top level")
+    try:
+        raw = _with_simulator_origin(raw)
+    except _PathError as e:
+        raise ConfigError(f"{label}: {e.path}: {e}") from None
     if host is not None:
         raw["host"] = host
     if port is not None:
@@ -287,6 +291,43 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         return _structure(raw, path.resolve())
     except _PathError as e:
         raise ConfigError(f"{label}: {e.path}: {e}") from None
+
+
+#: Stands, in any URL of the config, for the embedded simulator's origin (C{http://host:port} of its C{simulator}
+#: block), so that the simulator's port is written in one place.
+SIMULATOR_ORIGIN = "${SIMULATOR}"
+
+
+def _with_simulator_origin(raw: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{raw} with every C{${SIMULATOR}} in a string replaced by the simulator's origin.  The config keeps the
+    original proxy's shape (service keys and deployment URLs are still URL strings); only their origin is
+    written once.
+    """
+    if SIMULATOR_ORIGIN not in json.dumps(raw):
+        return raw
+    settings = raw.get("simulator")
+    if not isinstance(settings, dict):
+        raise _PathError("simulator", f"missing, but {SIMULATOR_ORIGIN} is used in a URL (it stands for the "
+                         "embedded simulator's http://host:port)")
+    host = settings.get("host", SimulatorSettings().host)
+    port = settings.get("port", SimulatorSettings().port)
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+        raise _PathError("simulator", "host must be a string and port a whole number")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    origin = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    def substitute(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(SIMULATOR_ORIGIN, origin)
+        if isinstance(value, list):
+            return [substitute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: substitute(v) if k != "simulator" else v for k, v in value.items()}
+        return value
+
+    return cast(dict[str, Any], substitute(raw))
 
 
 class _PathError(ValueError):

@@ -61,6 +61,8 @@ class RequestContext:
     dialect: str
     endpoint: str
     started: float
+    #: The client's HTTP method, for the request's log line.
+    method: str = "POST"
     started_wall: float = field(factory=time.time)
     request_id: str = field(factory=lambda: "req_" + random_hex(24))
     user_agent: str = ""

@@ -184,11 +184,13 @@ class Route:
         services = self.services
         clock = services.gateway.reactor
         ctx = RequestContext(dialect=self.dialect, endpoint=endpoint, started=clock.seconds())
+        ctx.method = request.method.decode("latin-1")
+        request.accounted = True  # this frame logs and counts it (not the site's catch-all line)
         ctx.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
             ctx.traceparent = traceparent.decode("latin-1")
-        ctx.span = services.gateway.tracing.request("POST " + endpoint, ctx.traceparent)
+        ctx.span = services.gateway.tracing.request(ctx.method + " " + endpoint, ctx.traceparent)
         request.responseHeaders.setRawHeaders(b"x-request-id", [ctx.request_id.encode()])
         try:
             identity = self.identify(request)
