@@ -28,7 +28,9 @@ from twisted.logger import ILogObserver, formatEvent
 from zope.interface import implementer
 
 _SKIP = {"log_logger", "log_source", "log_io", "log_trace", "log_format", "log_flattened", "log_legacy",
-         "log_time", "log_level", "log_namespace", "log_failure", "log_text"}
+         "log_time", "log_level", "log_namespace", "log_failure", "log_text",
+         # twisted.python.log's own copy of log_time, as an epoch float: one time format per line.
+         "time"}
 #: The members every line starts with; an event's own field of the same name is kept as C{field_<name>}.
 _RESERVED = ("time", "level", "namespace", "message", "error", "traceback")
 
@@ -85,7 +87,7 @@ def _twistd_logger() -> Any:
     """
     from twisted.application.app import AppLogger
 
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     for _ in range(8):
         if frame is None:
             break

@@ -33,6 +33,7 @@ from sapproxy.ratelimit import make_rate_limiter
 from sapproxy.site import GatewaySite, Listener
 from sapproxy.startup import announce
 from sapproxy.tracing import make_tracing
+from sapproxy.web.admin import AdminBackend
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.web.reasons import PhrasedRequest
@@ -57,7 +58,9 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
-        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor)
+        admin = AdminBackend(store=self.store, keyring=self.keyring, reactor=reactor)
+        self.site = GatewaySite(build_app(self.ref, admin).resource(), max_body_bytes=config.max_body_bytes,
+                                reactor=reactor)
         self.site.metrics = self.metrics
         if config.simulator is not None:
             self._add_simulator()

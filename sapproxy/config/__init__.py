@@ -157,6 +157,8 @@ class GatewayConfig:
     #: Extra regular expressions whose matches are masked in logged bodies.
     redact_patterns: tuple[str, ...] = ()
     tracing: TracingSettings | None = None
+    #: Turns on the admin web page at C{/admin}; the token signs in (it is never put in a URL or a log).
+    admin_token: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -180,7 +182,7 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
-    "log_bodies", "redact_patterns", "tracing",
+    "log_bodies", "redact_patterns", "tracing", "admin_token",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group",
 }
@@ -460,6 +462,8 @@ def _check_semantics(config: GatewayConfig) -> None:
             raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
     if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
         raise _PathError("tracing.exporter", "expected otlp or console")
+    if config.admin_token is not None and len(config.admin_token) < 16:
+        raise _PathError("admin_token", "too short: use at least 16 characters (e.g. from: openssl rand -hex 24)")
     if config.on_client_hangup not in ("close", "drain"):
         raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store

@@ -11,7 +11,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sapproxy.errors import GatewayError
 from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models
-from sapproxy.web import ops
+from sapproxy.web import admin, ops
 from sapproxy.web.frame import ServicesRef, error_body
 
 
@@ -19,8 +19,9 @@ def _dialect_of(request: Any) -> str:
     return "anthropic" if request.path.startswith(b"/v1/messages") else "openai"
 
 
-def build_app(ref: ServicesRef) -> Klein:
+def build_app(ref: ServicesRef, admin_backend: admin.AdminBackend | None = None) -> Klein:
     app = Klein()
+    admin.install(app, ref, admin_backend)
     openai_chat.install(app, ref)
     openai_embeddings.install(app, ref)
     openai_models.install(app, ref)
