@@ -21,12 +21,14 @@ MAX_SERIES = 8
 @frozen
 class Series:
     """
-    Tokens per bucket for each group (key or model), over C{buckets} (epoch seconds of each bucket's start).
+    Tokens per bucket for each group (key or model) that used any, over C{buckets} (epoch seconds of each
+    bucket's start); requests and tokens in the whole range for every group, refused requests included.
     """
 
     buckets: tuple[float, ...]
     groups: dict[str, list[int]]
     requests: dict[str, int]
+    tokens: dict[str, int]
 
 
 @frozen
@@ -53,16 +55,19 @@ def _series(rows: list[tuple[Any, ...]], index: int, start: float, bucket: int, 
         groups.setdefault(name, [0] * count)[slot] += tokens
         totals[name] = totals.get(name, 0) + tokens
         requests[name] = requests.get(name, 0) + 1
-    ranked = sorted(groups, key=lambda g: (-totals[g], g))
+    # A group without a token in the range (only refused requests) has nothing to draw; it keeps its count.
+    ranked = sorted((g for g in groups if totals[g]), key=lambda g: (-totals[g], g))
+    groups = {g: groups[g] for g in ranked}
     if len(ranked) > MAX_SERIES:
         other = [0] * count
         for name in ranked[MAX_SERIES - 1:]:
             other = [a + b for a, b in zip(other, groups.pop(name))]
             requests["other"] = requests.get("other", 0) + requests.pop(name)
+            totals["other"] = totals.get("other", 0) + totals.pop(name)
         groups["other"] = other
         ranked = ranked[:MAX_SERIES - 1] + ["other"]
     return Series(buckets=tuple(float((first + i) * bucket) for i in range(count)),
-                  groups={g: groups[g] for g in ranked}, requests=requests)
+                  groups={g: groups[g] for g in ranked}, requests=requests, tokens=totals)
 
 
 def overview(db: Database, range_name: str, now: float) -> Overview:
@@ -84,7 +89,8 @@ def overview(db: Database, range_name: str, now: float) -> Overview:
         errors = [dict(zip(("time", "key_name", "endpoint", "model", "status", "error_type", "request_id",
                             "deployment"), r)) for r in cur.fetchall()]
         return Overview(by_key=_series(rows, 1, start, bucket, now),
-                        by_model=_series([(*r[:2], r[2] or r[7], *r[3:]) for r in rows], 2, start, bucket, now),
+                        by_model=_series([(*r[:2], r[2] or "(no model resolved)", *r[3:]) for r in rows], 2,
+                                         start, bucket, now),
                         last_used=last_used, errors=errors, deployments=_deployments(rows, now))
 
     return db.run(work)

@@ -92,9 +92,10 @@ def dashboard(*, records: list[KeyRecord], overview: Overview, csrf: str, range_
     bucket = RANGES[range_name][1]
     chart = {"labels": _labels(overview.by_key, bucket), "by_key": _chart_series(overview.by_key),
              "by_model": _chart_series(overview.by_model)}
+    by_key = overview.by_key
     usage_rows = "\n".join(
-        f"<tr><td>{e(name)}</td><td>{overview.by_key.requests.get(name, 0)}</td><td>{sum(values)}</td></tr>"
-        for name, values in overview.by_key.groups.items()) or \
+        f"<tr><td>{e(name)}</td><td>{by_key.requests[name]}</td><td>{by_key.tokens.get(name, 0)}</td></tr>"
+        for name in sorted(by_key.requests, key=lambda n: (-by_key.tokens.get(n, 0), -by_key.requests[n], n))) or \
         '<tr><td colspan="3" class="muted">No requests in this range.</td></tr>'
     ranges = " ".join(
         f'<a href="/admin?range={name}"{" class=current" if name == range_name else ""}>{name}</a>'
@@ -104,7 +105,7 @@ def dashboard(*, records: list[KeyRecord], overview: Overview, csrf: str, range_
         f'<tr data-deployment="{e(d["id"])}"><td>{e(d["subaccount"])}</td><td>{e(d["model"])}</td>'
         f'<td class="mono" title="{e(d["url"])}">{e(d["id"])}</td><td>{_health(d)}</td>'
         f'<td>{"open, " + str(round(d["breaker"])) + " s left" if d["breaker"] else "closed"}</td>'
-        f'<td>{d["requests"]} requests, {d["errors"]} errors</td>'
+        f'<td>{_count(d["requests"], "request")}, {_count(d["errors"], "error")}</td>'
         f'<td>{e(d["last_status"] if d["last_status"] is not None else "-")}</td></tr>'
         for d in deployments)
     token_rows = "\n".join(
@@ -135,6 +136,10 @@ def dashboard(*, records: list[KeyRecord], overview: Overview, csrf: str, range_
         range_links=ranges, chart_data=chart_json, usage_rows=usage_rows, deployment_rows=deployment_rows,
         token_rows=token_rows, error_rows=error_rows)
     return page("Dashboard", body, csrf)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _health(d: Mapping[str, Any]) -> str:
