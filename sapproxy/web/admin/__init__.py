@@ -178,7 +178,7 @@ class AdminPage:
                     deployments.append({"subaccount": account_name, "model": model, "url": url, "id": deployment_id,
                                         "breaker": breakers.get(url, 0.0), "requests": recent.get("requests", 0),
                                         "errors": recent.get("errors", 0), "last_status": recent.get("last_status")})
-        tokens = {name: cache.state() for name, cache in gateway.tokens.items()}
+        tokens = {name: provider.health() for name, provider in gateway.providers.items()}
         self._headers(request, status)
         return render.dashboard(records=records, overview=seen, csrf=session.csrf, range_name=range_name,
                                 models=list(services.catalog.names), deployments=deployments, tokens=tokens, now=now,
