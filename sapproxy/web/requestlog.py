@@ -1,6 +1,7 @@
 """
 The log line and metrics of a request no API route accounted for: an unknown path (404), a wrong method
-(405), a body refused before it was read (413), and the operator pages (C{/health}, C{/metrics}, C{/admin}).
+(405), a body refused before it was read (413), and the operator pages (C{/admin}, and C{/health} and
+C{/metrics} when they refuse a caller).
 
 API routes account for their own requests (L{sapproxy.accounting.Accounting}, with model, key and tokens);
 everything else the site answers goes through here, so every status a client saw is in the log and in
@@ -17,6 +18,9 @@ log = Logger(namespace="sapproxy.request")
 
 #: The endpoint label of a path no route matched: free text from clients must not create metric series.
 UNMATCHED = "(unmatched)"
+#: Probes and scrapes: answered every few seconds by machines, so a successful one is neither logged nor
+#: counted (it would drown the requests people make); a refused one (a wrong metrics token) is.
+QUIET = frozenset({"/health", "/metrics"})
 
 
 def endpoint_label(path: str, status: int) -> str:
@@ -32,8 +36,11 @@ def endpoint_label(path: str, status: int) -> str:
 def request_done(metrics: Any, method: str, path: str, status: int, latency_s: float,
                  user_agent: str = "") -> None:
     """
-    One log line, like an API route's, and one count in C{sapproxy_requests}.
+    One log line, like an API route's, and one count in C{sapproxy_requests} (not for a successful probe or
+    scrape of L{QUIET} paths).
     """
+    if path in QUIET and status < 400:
+        return
     endpoint = endpoint_label(path, status)
     if metrics is not None:
         metrics.request_finished(endpoint, "unknown", "", status, latency_s, None, False)

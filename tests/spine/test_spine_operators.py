@@ -146,3 +146,22 @@ def test_unmatched_paths_share_one_metric_label() -> None:
     assert endpoint_label("/v1/chat/completions", 405) == "/v1/chat/completions"
     assert endpoint_label("/some/client/typo", 404) == UNMATCHED
     assert endpoint_label("/x" * 100, 405) == UNMATCHED
+
+
+def test_probes_and_scrapes_are_quiet_unless_refused() -> None:
+    from sapproxy.metrics import GatewayMetrics
+    from sapproxy.web.requestlog import request_done
+
+    metrics = GatewayMetrics()
+    seen, observer = _events()
+    try:
+        request_done(metrics, "GET", "/health", 200, 0.001)
+        request_done(metrics, "GET", "/metrics", 200, 0.001)
+        request_done(metrics, "GET", "/metrics", 401, 0.001)
+        request_done(metrics, "GET", "/nope", 404, 0.001)
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    lines = [e["log_format"] for e in seen if e.get("log_namespace") == "sapproxy.request"]
+    assert [line.split(" ")[:3] for line in lines] == [["GET", "/metrics", "401"], ["GET", "/nope", "404"]]
+    text = metrics.render()[0].decode()
+    assert 'endpoint="/metrics",model="unknown",status="401"' in text and 'status="200"' not in text
