@@ -27,6 +27,8 @@ from typing import IO, Any
 from twisted.logger import ILogObserver, formatEvent
 from zope.interface import implementer
 
+from sapproxy.compat import twistd_log_options
+
 _SKIP = {"log_logger", "log_source", "log_io", "log_trace", "log_format", "log_flattened", "log_legacy",
          "log_time", "log_level", "log_namespace", "log_failure", "log_text",
          # twisted.python.log's own copy of log_time, as an epoch float: one time format per line.
@@ -79,25 +81,6 @@ class JSONLineObserver:
         self._out.flush()
 
 
-def _twistd_logger() -> Any:
-    """
-    The twistd L{AppLogger} calling the factory, if it is twistd that calls it: it holds C{--logfile} and
-    C{--nodaemon} as twistd parsed them (C{--logger} replaces twistd's own choice of file, so the factory
-    makes the same choice itself).
-    """
-    from twisted.application.app import AppLogger
-
-    frame: Any = sys._getframe(1)
-    for _ in range(8):
-        if frame is None:
-            break
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, AppLogger):
-            return candidate
-        frame = frame.f_back
-    return None
-
-
 def _stdout() -> IO[str]:
     if hasattr(sys.stdout, "buffer"):
         return io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
@@ -126,12 +109,11 @@ def json_observer() -> ILogObserver:
     """
     The factory twistd's C{--logger} calls: a L{JSONLineObserver} writing where C{--logfile} says.
     """
-    app_logger = _twistd_logger()
-    if app_logger is None:
+    options = twistd_log_options()
+    if options is None:
         path = os.environ.get("SAPPROXY_LOG_FILE")
         return JSONLineObserver(open(path, "a", encoding="utf-8") if path else _stdout())
-    nodaemon = bool(getattr(app_logger, "_nodaemon", True))
-    path = log_destination(getattr(app_logger, "_logfilename", ""), nodaemon)
+    path = log_destination(*options)
     if path is None:
         return JSONLineObserver(_stdout())
     from twisted.python.logfile import LogFile

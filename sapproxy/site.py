@@ -17,7 +17,7 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
-from sapproxy.compat import channel_path, forget_klein_component
+from sapproxy.compat import channel_method, channel_path, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
 from sapproxy.web.reasons import PhrasedRequest
@@ -80,7 +80,7 @@ class TrackingRequest(PhrasedRequest):
                 b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             channel.transport.loseConnection()
-            method = (getattr(channel, "_command", b"") or b"").decode("latin-1", "replace")
+            method = channel_method(channel).decode("latin-1", "replace")
             request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], 413,
                          0.0, (self.requestHeaders.getRawHeaders(b"user-agent") or [b""])[0].decode("latin-1"))
         else:
