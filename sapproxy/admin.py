@@ -212,8 +212,9 @@ def _configure(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         config = load_config(args.config)
     except ConfigError as e:
         raise UserError(str(e)) from None
-    configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
-    catalog = ModelCatalog(configured, config.models, config.aliases)
+    configured = [m for account in config.subaccounts.values() for m in account.deployment_models
+                  if config.model_filters.allows(m)]
+    catalog = ModelCatalog(configured, config.models, config.aliases, strict=config.strict_model_names)
     models = {name: catalog.family(name) for name in catalog.names}
     host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
     base = args.url or (f"http://{host}:{config.port}" if ":" not in host else f"http://[{host}]:{config.port}")
