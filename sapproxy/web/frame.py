@@ -211,6 +211,7 @@ class Route:
         record = RequestRecord(client=self.client.name, endpoint=endpoint, started=clock.seconds(),
                                method=request.method.decode("latin-1"))
         record.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        setattr(request, "accounted", True)  # this frame logs and counts it (not the site's catch-all line)
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
             record.traceparent = traceparent.decode("latin-1")
