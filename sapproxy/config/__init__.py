@@ -11,12 +11,17 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 from urllib.parse import urlsplit
 
 import cattrs
 from attrs import Factory, field, frozen
 from cattrs.gen import make_dict_structure_fn, override
+
+from sapproxy.config.providers import (
+    ProviderConfig, ProviderError, check_provider, format_exception, models_of, register_provider_hooks, split_key,
+)
+from sapproxy.ratelimit.address import parse_redis_url
 
 #: api-version for Azure-OpenAI-style chat and embeddings deployments: the current GA version (the one SAP's own
 #: AI SDK sends), which accepts every field the gateway sends (tools, parallel_tool_calls, stream_options,
@@ -248,6 +253,10 @@ class GatewayConfig:
     #: Extra regular expressions whose matches are masked in logged bodies.
     redact_patterns: tuple[str, ...] = ()
     tracing: TracingSettings | None = None
+    #: Upstreams beside SAP AI Core (L{sapproxy.config.providers}), by name, in config order.
+    providers: Mapping[str, ProviderConfig] = Factory(dict)
+    #: Failover order per model: subaccount and provider names; without it, SAP first, then providers.
+    routing: Mapping[str, tuple[str, ...]] = Factory(dict)
     model_filters: ModelFilters = ModelFilters()
     discovery: DiscoverySettings = DiscoverySettings()
     session_affinity: AffinitySettings = AffinitySettings()
@@ -256,10 +265,45 @@ class GatewayConfig:
     #: Keys of the original Flask proxy's or the FastAPI fork's configs that sapproxy accepts but has no use for.
     ignored_keys: tuple[str, ...] = ()
     image_fetch: ImageFetchSettings = ImageFetchSettings()
+    #: Turns on the admin web page at C{/admin}; the token signs in (it is never put in a URL or a log).
+    admin_token: str | None = None
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def served_by(self) -> dict[str, list[str]]:
+        """
+        Each configured model name and the subaccounts and providers that serve it, SAP first, in config order.
+        """
+        owners: dict[str, list[str]] = {}
+        for account in self.subaccounts.values():
+            for model in account.deployment_models:
+                owners.setdefault(model, []).append(account.name)
+        for name, provider in self.providers.items():
+            for model in models_of(provider):
+                owners.setdefault(model, []).append(name)
+        return owners
+
+    def route(self, model: str) -> list[str]:
+        """
+        The failover order for C{model}: the C{routing} entry, or SAP subaccounts first then providers.
+        """
+        return list(self.routing.get(model) or self.served_by.get(model, []))
+
+    def catalog_settings(self) -> dict[str, ModelSettings]:
+        """
+        Per-model settings for the model catalog: the top-level C{models}, and the family a provider's model
+        names for itself (its other settings are the provider's business).
+        """
+        out: dict[str, ModelSettings] = {}
+        for provider in self.providers.values():
+            for model, settings in models_of(provider).items():
+                if settings.family:
+                    out.setdefault(model, ModelSettings(family=settings.family))
+        out.update(self.models)
+        return out
 
     def model_settings(self, model: str) -> ModelSettings:
         return self.models.get(model) or ModelSettings()
@@ -280,7 +324,7 @@ _TOP_LEVEL = {
     "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery", "session_affinity",
-    "strict_model_names", "image_fetch",
+    "strict_model_names", "image_fetch", "admin_token", "providers", "routing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group", "deployment_ids",
 }
@@ -318,6 +362,7 @@ def _converter() -> cattrs.Converter:
     c.register_structure_hook(float, number)
     c.register_structure_hook(str, string)
     c.register_structure_hook(bool, boolean)
+    register_provider_hooks(c)
     # After the scalar hooks: structure functions are generated against the hooks registered so far.
     for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings, DiscoverySettings,
                 AffinitySettings, ImageFetchSettings):
@@ -430,6 +475,10 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         raise ConfigError(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: expected a JSON object at the top level")
+    try:
+        raw = _with_simulator_origin(raw)
+    except _PathError as e:
+        raise ConfigError(f"{label}: {e.path}: {e}") from None
     if host is not None:
         raw["host"] = host
     if port is not None:
@@ -438,6 +487,43 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         return _structure(raw, path.resolve())
     except _PathError as e:
         raise ConfigError(f"{label}: {e.path}: {e}") from None
+
+
+#: Stands, in any URL of the config, for the embedded simulator's origin (C{http://host:port} of its C{simulator}
+#: block), so that the simulator's port is written in one place.
+SIMULATOR_ORIGIN = "${SIMULATOR}"
+
+
+def _with_simulator_origin(raw: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{raw} with every C{${SIMULATOR}} in a string replaced by the simulator's origin.  The config keeps the
+    original proxy's shape (service keys and deployment URLs are still URL strings); only their origin is
+    written once.
+    """
+    if SIMULATOR_ORIGIN not in json.dumps(raw):
+        return raw
+    settings = raw.get("simulator")
+    if not isinstance(settings, dict):
+        raise _PathError("simulator", f"missing, but {SIMULATOR_ORIGIN} is used in a URL (it stands for the "
+                         "embedded simulator's http://host:port)")
+    host = settings.get("host", SimulatorSettings().host)
+    port = settings.get("port", SimulatorSettings().port)
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+        raise _PathError("simulator", "host must be a string and port a whole number")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    origin = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    def substitute(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(SIMULATOR_ORIGIN, origin)
+        if isinstance(value, list):
+            return [substitute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: substitute(v) if k != "simulator" else v for k, v in value.items()}
+        return value
+
+    return cast(dict[str, Any], substitute(raw))
 
 
 class _PathError(ValueError):
@@ -459,9 +545,9 @@ def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
     if accounts_raw is not None and legacy:
         raise _PathError(next(iter(legacy)), "give either subAccounts or the single-account keys, not both")
     if accounts_raw is None:
-        if not legacy:
+        if not legacy and not raw.get("providers"):
             raise _PathError("subAccounts", "missing (no subaccount is configured)")
-        accounts_raw = {"default": legacy}
+        accounts_raw = {"default": legacy} if legacy else {}
         prefix = ""
     else:
         prefix = "subAccounts."
@@ -482,7 +568,9 @@ def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
     except cattrs.BaseValidationError as e:
         where, message = _first_error(e)
         raise _PathError(where, message) from None
-    config = _evolve(config, path=path, subaccounts=subaccounts, ignored_keys=ignored, model_filters=filters)
+    config = _evolve(config, path=path, subaccounts=subaccounts, ignored_keys=ignored, model_filters=filters,
+                     providers={name: evolve_name(p, name) for name, p in config.providers.items()})
+    _check_providers(config)
     _check_semantics(config)
     return config
 
@@ -495,11 +583,43 @@ def _evolve(config: GatewayConfig, **changes: Any) -> GatewayConfig:
     return evolve(config, **changes)
 
 
+def evolve_name(provider: Any, name: str) -> Any:
+    from attrs import evolve
+
+    return evolve(provider, name=name)
+
+
+def _check_providers(config: GatewayConfig) -> None:
+    for name, provider in config.providers.items():
+        if name in config.subaccounts:
+            raise _PathError(f"providers.{name}", "a subaccount has the same name; names must be unique")
+        try:
+            check_provider(provider, config.directory)
+        except ProviderError as e:
+            raise _PathError(f"providers.{name}.{e.key}", str(e)) from None
+    owners = config.served_by
+    # A subaccount that discovers its deployments serves models known only at run time.
+    discovering = {name for name, account in config.subaccounts.items() if account.discover}
+    for model, names in config.routing.items():
+        if model not in owners and not discovering:
+            raise _PathError(f"routing.{model}", "no subaccount or provider serves this model")
+        if not names:
+            raise _PathError(f"routing.{model}", "expected a non-empty list of subaccount or provider names")
+        for i, name in enumerate(names):
+            if name not in config.subaccounts and name not in config.providers:
+                raise _PathError(f"routing.{model}[{i}]", f"{name} is neither a subaccount nor a provider")
+            if name not in owners.get(model, ()) and name not in discovering:
+                raise _PathError(f"routing.{model}[{i}]", f"{name} does not serve {model}")
+
+
 def _first_error(e: cattrs.BaseValidationError) -> tuple[str, str]:
-    for line in cattrs.transform_error(e, path="$"):
+    for line in cattrs.transform_error(e, path="$", format_exception=format_exception):
         message, _, where = line.rpartition(" @ ")
         where = where.removeprefix("$").lstrip(".")
         where = re.sub(r"\['([^']*)'\]", r".\1", where).lstrip(".")
+        key, message = split_key(message)
+        if key is not None:
+            where = f"{where}.{key}" if where else key
         if "extra fields found" in message:
             extra = message.split("(", 1)[-1].rstrip(")")
             return (f"{where}.{extra}" if where else extra), "unknown key (check its spelling)"
@@ -579,7 +699,7 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
 
 
 def _check_semantics(config: GatewayConfig) -> None:
-    served = {m for account in config.subaccounts.values() for m in account.deployment_models}
+    served = set(config.served_by)
     discovering = any(account.discover for account in config.subaccounts.values())
     for model, settings in config.models.items():
         if settings.family not in (None, "openai", "claude", "gemini"):
@@ -589,7 +709,7 @@ def _check_semantics(config: GatewayConfig) -> None:
     for alias, target in config.aliases.items():
         # Discovered names are known only at run time; an alias to one is checked when it is used.
         if target not in served and not discovering:
-            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount serves")
+            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount or provider serves")
     if not 0 < config.port < 65536:
         raise _PathError("port", f"expected a TCP port, got {config.port}")
     for i, pattern in enumerate(config.redact_patterns):
@@ -602,8 +722,15 @@ def _check_semantics(config: GatewayConfig) -> None:
     fetch = config.image_fetch
     if fetch.max_bytes < 1 or fetch.timeout <= 0 or fetch.max_redirects < 0:
         raise _PathError("image_fetch", "expected max_bytes >= 1, timeout > 0 and max_redirects >= 0")
+    if config.admin_token is not None and len(config.admin_token) < 16:
+        raise _PathError("admin_token", "too short: use at least 16 characters (e.g. from: openssl rand -hex 24)")
     if config.on_client_hangup not in ("close", "drain"):
         raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store
     if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
         raise _PathError("usage_store", "expected sqlite:///PATH or postgresql://...")
+    if config.redis_url:
+        try:
+            parse_redis_url(config.redis_url)
+        except ValueError as e:
+            raise _PathError("redis_url", str(e)) from None
