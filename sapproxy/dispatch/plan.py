@@ -83,7 +83,7 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     def pipeline(content_type: str) -> StreamPipeline:
         # The restorer costs a call per event: only streams whose tool names (or enum values) need it get it.
         restorers: list[Any] = [names.restorer()] if names.renamed else []
-        if client.name == "anthropic" and wire.name in ("openai_chat", "gemini"):
+        if client.name == "anthropic" and wire.name in ("openai_chat", "openai_compatible", "gemini"):
             restorers.append(InputTokensAtStart(estimate_input_tokens(fitted.ir)))
         return StreamPipeline(wire.stream_source(content_type),
                               wire.stream_to_ir(model, message_id) + restorers + call.stream_from_ir(), encode)

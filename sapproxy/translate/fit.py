@@ -42,7 +42,8 @@ def upstream_kind(family: str, converse: bool) -> str:
 
 
 #: Wire format names (L{sapproxy.registry.WIRE_FORMATS}) -> the upstream kinds of the fitting rules.
-WIRE_KINDS = {"openai_chat": "openai", "gemini": "gemini", "converse": "converse", "bedrock_invoke": "invoke"}
+WIRE_KINDS = {"openai_chat": "openai", "openai_compatible": "openai", "gemini": "gemini", "converse": "converse",
+              "bedrock_invoke": "invoke", "anthropic_messages": "anthropic"}
 
 
 def fit_request(request: irtypes.Request, upstream: str, model: str, *,
@@ -55,10 +56,10 @@ def fit_request(request: irtypes.Request, upstream: str, model: str, *,
     """
     ir = _fit_max_tokens(irtypes.as_json(request), max_output_tokens)
     ir, dropped = fit_tools(ir, upstream)
-    if upstream != "invoke":
+    if upstream not in ("invoke", "anthropic"):
         ir = search_results_as_text(ir)
     ir, names = encode_tool_names(ir, upstream)
-    if upstream in ("invoke", "converse"):
+    if upstream in ("invoke", "converse", "anthropic"):
         ir = _without_gemini_thinking(ir)
         ir = fit_claude_sampling(ir, model)
         _refuse_unknown_sampling(ir)

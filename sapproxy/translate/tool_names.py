@@ -67,12 +67,14 @@ class NameRule:
 
 _WORD = "[A-Za-z0-9_-]"
 
-#: Upstream kind -> its rule.  The kinds: C{openai} (Azure chat), C{gemini}, C{converse}, C{invoke}.
+#: Upstream kind -> its rule.  The kinds: C{openai} (Azure or any OpenAI-compatible chat), C{gemini},
+#: C{converse}, C{invoke} (Bedrock), C{anthropic} (Anthropic's own API).
 RULES: dict[str, NameRule] = {
     "openai": NameRule(_WORD, None, 64),
     "gemini": NameRule("[A-Za-z0-9_.:-]", "A-Za-z_", 64),
     "converse": NameRule(_WORD, None, 64),
     "invoke": NameRule(_WORD, None, 128),
+    "anthropic": NameRule(_WORD, None, 128),
 }
 
 

@@ -79,8 +79,8 @@ def fit_tools(ir: dict[str, Any], upstream: str) -> tuple[dict[str, Any], list[s
     run, by the rule of the module docstring, and the labels (C{name (type)}) of the tools dropped.
     """
     tools = ir.get("tools")
-    if not isinstance(tools, list):
-        return ir, []
+    if not isinstance(tools, list) or upstream == "anthropic":
+        return ir, []  # Anthropic's own API runs every tool an Anthropic client can name
     kept: list[Any] = []
     dropped: list[str] = []
     for tool in tools:

@@ -739,3 +739,14 @@ def test_item21_each_family_gets_only_its_own_signatures() -> None:
     thinking = [b["signature"] for m in claude["messages"] if isinstance(m["content"], list)
                 for b in m["content"] if b["type"] == "thinking"]
     assert thinking == ["EqQBCkgIARABGAIiQL"]  # byte for byte, and no Gemini signature for Claude to refuse
+
+
+def test_every_registered_wire_format_has_fitting_rules() -> None:
+    from sapproxy.registry import WIRE_FORMATS
+    from sapproxy.translate.fit import WIRE_KINDS
+
+    assert set(WIRE_FORMATS) <= set(WIRE_KINDS)
+    assert set(WIRE_KINDS.values()) <= set(RULES)
+    # Anthropic's own API runs server tools: nothing is dropped there
+    ir = _ir_with(TYPED)
+    assert fit_request(ir, "anthropic", "claude-sonnet-4-5").ir["tools"] == TYPED
