@@ -1,0 +1,213 @@
+"""
+The native GPT wire format of the Responses API: SAP AI Core's GPT deployments answer
+C{{deploymentUrl}/responses?api-version=...} themselves, streamed and not.
+
+Why native rather than through C{/chat/completions}: the Responses API is the one GPT-5-class models are
+built around (reasoning items carried across turns, C{text.verbosity}, reasoning summaries), and a client
+that speaks it loses nothing on the way.  What the deployment does not take is sanitised away
+(L{gpt_request}): it accepts only C{function} tools, so the client's custom, namespace and local_shell tools
+go as functions and their calls come back mapped (L{ResponsesPassthrough}, L{native_response}); hosted tools
+and their history items are dropped; the gateway keeps the conversation itself (C{previous_response_id}
+is expanded before sending, C{store} is false upstream) so any deployment of the model can serve a
+follow-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sapproxy.translate.client.openai_responses import ResponseFrame, failure_code, input_items, usage_from_responses
+from sapproxy.translate.responses_items import ToolMap, is_ours
+from sapproxy.translate.usage import Usage
+
+__all__ = ["ResponsesPassthrough", "gpt_request", "native_response"]
+
+_HOSTED_ITEMS = ("web_search_call", "file_search_call", "computer_call", "computer_call_output",
+                 "image_generation_call", "code_interpreter_call", "mcp_call", "mcp_list_tools",
+                 "mcp_approval_request", "mcp_approval_response", "tool_search_call", "tool_search_output",
+                 "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output")
+_OUTPUTS = ("custom_tool_call_output", "local_shell_call_output")
+#: Keys the gateway answers itself, or that name things only OpenAI's own platform has.
+_DROPPED_KEYS = ("previous_response_id", "service_tier", "metadata", "background", "conversation", "prompt",
+                 "safety_identifier", "stream_options", "store", "include", "tool_choice", "tools")
+
+
+def _upstream_item(item: dict[str, Any], tools: ToolMap, path: str) -> dict[str, Any] | None:
+    kind = item.get("type")
+    if kind is None and "role" in item:
+        return item
+    if kind in ("function_call", "custom_tool_call", "local_shell_call"):
+        call = tools.function_call_of(item, path)
+        assert call is not None
+        return {"type": "function_call", **call}
+    if kind in _OUTPUTS:
+        call_id = item.get("call_id") if isinstance(item.get("call_id"), str) else item.get("id")
+        output = item.get("output")
+        return {"type": "function_call_output", "call_id": call_id, "output": output if output is not None else ""}
+    if kind == "reasoning":
+        if is_ours(item.get("encrypted_content")):
+            return None  # Claude's or Gemini's: no GPT can read it
+        return {k: v for k, v in item.items() if k != "status"}
+    if kind in _HOSTED_ITEMS:
+        return None
+    return item
+
+
+def gpt_request(body: dict[str, Any], tools: ToolMap, *, model: str, reasoning_model: bool,
+                history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """
+    The body for a GPT deployment's C{/responses}: function tools only, the gateway's own history expanded
+    in C{input}, C{store} off, encrypted reasoning asked for (for the gateway's store) on reasoning models.
+    """
+    upstream = {k: v for k, v in body.items() if k not in _DROPPED_KEYS}
+    upstream["model"] = model
+    items = (history or []) + input_items(body)
+    mapped = []
+    for i, item in enumerate(items):
+        converted = _upstream_item(item, tools, f"input[{i}]")
+        if converted is not None:
+            mapped.append(converted)
+    upstream["input"] = mapped
+    if tools.functions:
+        upstream["tools"] = tools.functions
+        if tools.tool_choice is not None:
+            upstream["tool_choice"] = tools.tool_choice
+    upstream["store"] = False
+    if reasoning_model:
+        upstream["include"] = ["reasoning.encrypted_content"]
+    return upstream
+
+
+def _client_item(item: Any, frame: ResponseFrame) -> Any:
+    if isinstance(item, dict) and item.get("type") == "function_call":
+        name = item.get("name")
+        if isinstance(name, str) and frame.tools.kind_of(name) != "function":
+            mapped = frame.tools.call_item(name, item.get("call_id") or "", item.get("arguments") or "",
+                                           item.get("id") or "", item.get("status") or "completed")
+            if item.get("status") == "in_progress":
+                mapped = frame.tools.opening_item(name, item.get("call_id") or "", item.get("id") or "")
+            return mapped
+    return item
+
+
+def _response(upstream: Any, frame: ResponseFrame) -> dict[str, Any]:
+    """The upstream's response object as the client's: its id, model, tools; output items mapped back."""
+    if not isinstance(upstream, dict):
+        upstream = {}
+    output = [_client_item(i, frame) for i in upstream.get("output") or ()]
+    status = upstream.get("status") if isinstance(upstream.get("status"), str) else "completed"
+    details = upstream.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    made = frame.response(status, output, upstream.get("usage"), error=upstream.get("error"), incomplete=reason)
+    for key in ("created_at", "reasoning", "temperature", "top_p", "text", "service_tier"):
+        if upstream.get(key) is not None and key != "service_tier":
+            made[key] = upstream[key]
+    return made
+
+
+def native_response(upstream: dict[str, Any], frame: ResponseFrame) -> dict[str, Any]:
+    """A whole upstream response for the client (every encrypted content kept; see L{client_view})."""
+    return _response(upstream, frame)
+
+
+class ResponsesPassthrough:
+    """
+    Upstream Responses events in, the client's Responses events out.
+
+    Events pass as they are, but: response objects carry the gateway's id, the model the client named and
+    its own tools; calls of functions that stand for custom, namespace and local_shell tools become those
+    items again (a custom tool's input is sent whole at its end, since upstream it streams inside JSON);
+    encrypted reasoning reaches the client only when it asked for it; sequence numbers are the gateway's,
+    since events are dropped and added; a stream that ends without a terminal event ends with
+    C{response.failed}.
+
+    @ivar final: the last response object (every encrypted content kept), for the store.
+    """
+
+    __slots__ = ("frame", "final", "usage", "_seq", "_items", "_done", "_started")
+
+    _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+    def __init__(self, frame: ResponseFrame) -> None:
+        self.frame = frame
+        self.final: dict[str, Any] | None = None
+        self.usage: Usage | None = None
+        self._seq = 0
+        #: upstream item id -> function name, for calls that are not plain functions
+        self._items: dict[str, str] = {}
+        self._done = False
+        self._started = False
+
+    def _out(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        event["sequence_number"] = self._seq
+        self._seq += 1
+        return [event]
+
+    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._done or not isinstance(event, dict):
+            return []
+        kind = event.get("type")
+        if kind == "response.output_text.delta" or kind == "response.reasoning_summary_text.delta":
+            return self._out(event)
+        if not isinstance(kind, str):
+            return []
+        frame = self.frame
+        if kind.startswith("response.") and isinstance(event.get("response"), dict):
+            self._started = True
+            upstream = event["response"]
+            made = _response(upstream, frame)
+            if kind in self._TERMINAL:
+                self._done = True
+                self.final = made
+                learnt = usage_from_responses(upstream.get("usage"))
+                if learnt is not None:
+                    self.usage = learnt
+                made = dict(made, output=[frame.for_client(i) for i in made["output"]])
+            event["response"] = made
+            return self._out(event)
+        if kind in ("response.output_item.added", "response.output_item.done"):
+            item = event.get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                name = item.get("name")
+                if isinstance(name, str) and frame.tools.kind_of(name) != "function":
+                    self._items[str(item.get("id"))] = name
+            mapped = _client_item(item, frame)
+            if kind == "response.output_item.added" and isinstance(item, dict) and mapped is not item:
+                mapped = frame.tools.opening_item(item.get("name") or "", item.get("call_id") or "",
+                                                  item.get("id") or "")
+            event["item"] = frame.for_client(mapped) if isinstance(mapped, dict) else mapped
+            return self._out(event)
+        if kind in ("response.function_call_arguments.delta", "response.function_call_arguments.done"):
+            name = self._items.get(str(event.get("item_id")))
+            if name is None:
+                return self._out(event)
+            what = frame.tools.kind_of(name)
+            if what == "namespace":
+                if kind.endswith(".done"):
+                    event["name"] = frame.tools.namespaced[name][1]
+                return self._out(event)
+            if what == "custom" and kind.endswith(".done"):
+                item = frame.tools.call_item(name, "", event.get("arguments") or "", str(event.get("item_id")))
+                out = []
+                if item["input"]:
+                    out += self._out({"type": "response.custom_tool_call_input.delta", "item_id": item["id"],
+                                      "output_index": event.get("output_index"), "delta": item["input"]})
+                out += self._out({"type": "response.custom_tool_call_input.done", "item_id": item["id"],
+                                  "output_index": event.get("output_index"), "input": item["input"]})
+                return out
+            return []  # a custom tool's JSON or a shell action, streamed: not the client's shape
+        if kind == "error":
+            return self._out(event)
+        return self._out(event)
+
+    def fail(self, code: str, message: str) -> list[dict[str, Any]]:
+        if self._done:
+            return []
+        self._done = True
+        failed = self.frame.response("failed", [], None, error={"code": failure_code(code), "message": message})
+        return self._out({"type": "response.failed", "response": failed})
+
+    def finish(self) -> list[dict[str, Any]]:
+        if self._done:
+            return []
+        return self.fail("server_error", "the upstream stream ended before the response was complete")
