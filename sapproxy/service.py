@@ -36,6 +36,7 @@ from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
+from sapproxy.usage.responses import ResponseStore
 
 log = Logger()
 
@@ -52,6 +53,7 @@ class GatewayService(MultiService):
         self.store = open_usage_store(config.usage_store, reactor=reactor)
         self.store.on_drop = self.metrics.usage_rows_dropped
         self.keyring = KeyRing(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
+        self.responses = ResponseStore(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
@@ -80,6 +82,7 @@ class GatewayService(MultiService):
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
             bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,
+            responses=self.responses,
         )
 
     def reload(self) -> bool:

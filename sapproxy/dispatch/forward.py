@@ -26,7 +26,9 @@ from sapproxy.config import GatewayConfig
 from sapproxy.errors import GatewayError, kind_for_status
 from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
-from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
+from sapproxy.dispatch.relay import (
+    ANTHROPIC_STREAM, OPENAI_STREAM, RESPONSES_STREAM, FailedBeforeFirstByte, StreamRelay,
+)
 from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, XsuaaClient
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
@@ -41,6 +43,9 @@ log = Logger()
 _NETWORK_ERRORS = (ConnectError, ConnectingCancelledError, ConnectionClosed, DNSLookupError, TimeoutError,
                    DeferredTimeoutError, ResponseFailed, ResponseNeverReceived, RequestGenerationFailed,
                    RequestTransmissionFailed)
+
+
+_STREAM_DIALECTS = {"anthropic": ANTHROPIC_STREAM, "responses": RESPONSES_STREAM}
 
 
 class HeadersTimeout(TimeoutError):
@@ -304,7 +309,7 @@ class Gateway:
     async def _stream(self, ctx: RequestContext, request: Any, response: Any, exchange: Exchange) -> bytes:
         content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode("latin-1")
         pipeline = exchange.pipeline(content_type)
-        dialect = ANTHROPIC_STREAM if ctx.dialect == "anthropic" else OPENAI_STREAM
+        dialect = _STREAM_DIALECTS.get(ctx.dialect, OPENAI_STREAM)
 
         def commit() -> None:
             request.setResponseCode(200)

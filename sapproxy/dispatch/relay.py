@@ -50,6 +50,8 @@ class StreamDialect:
 
 
 OPENAI_STREAM = StreamDialect("openai", DONE, KEEPALIVE_COMMENT)
+#: The OpenAI Responses API: no end marker; a broken stream ends with the pipeline's own C{response.failed}.
+RESPONSES_STREAM = StreamDialect("responses", b"", KEEPALIVE_COMMENT)
 ANTHROPIC_STREAM = StreamDialect("anthropic", b"", b'event: ping\ndata: {"type": "ping"}\n\n')
 
 
@@ -267,7 +269,7 @@ class StreamRelay(Protocol):
         if self.outcome.first_byte_at is None:
             self._finish_with(failure=FailedBeforeFirstByte(error))
             return
-        self._request.write(self._dialect.error(error))
+        self._request.write(self._pipeline.failure(error.kind, error.message) or self._dialect.error(error))
         if self._dialect.done:
             self._request.write(self._dialect.done)
         self._end()

@@ -22,6 +22,10 @@ def prompt_tokens(dialect: str, body: dict[str, Any], family: str) -> int:
     try:
         if dialect == "openai":
             return count_chat_tokens(body, family)
+        if dialect == "responses":
+            from sapproxy.translate.client.openai_responses import responses_request_to_ir
+
+            return count_tokens(responses_request_to_ir(body), family)
         return count_tokens(body, family)
     except (InvalidRequest, ValueError, TypeError, KeyError):
         return 0
@@ -36,6 +40,8 @@ def event_text_chars(event: dict[str, Any]) -> int:
     Characters of model output in one client stream event (OpenAI chunk or Anthropic event).
     """
     delta = event.get("delta")
+    if isinstance(delta, str):  # a Responses API stream's text, arguments or summary delta
+        return len(delta)
     if isinstance(delta, dict):
         return sum(len(v) for k, v in delta.items() if k in ("text", "thinking", "partial_json") and isinstance(v, str))
     choices = event.get("choices")
@@ -58,6 +64,10 @@ def response_text_chars(response: dict[str, Any]) -> int:
             n += len(block.get("text") or block.get("thinking") or "")
             if "input" in block:
                 n += len(json.dumps(block["input"]))
+    for item in response.get("output") or ():  # a Responses API response
+        if isinstance(item, dict):
+            n += sum(len(p.get("text") or "") for p in item.get("content") or () if isinstance(p, dict))
+            n += len(item.get("arguments") or item.get("input") or "")
     for choice in response.get("choices") or ():
         message = choice.get("message") or {}
         n += len(message.get("content") or "") + len(message.get("reasoning_content") or "")

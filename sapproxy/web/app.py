@@ -10,7 +10,7 @@ from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sapproxy.errors import GatewayError
-from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models
+from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models, openai_responses
 from sapproxy.web import ops
 from sapproxy.web.frame import ServicesRef, error_body
 
@@ -24,6 +24,7 @@ def build_app(ref: ServicesRef) -> Klein:
     openai_chat.install(app, ref)
     openai_embeddings.install(app, ref)
     openai_models.install(app, ref)
+    openai_responses.install(app, ref)
     anthropic_messages.install(app, ref)
     ops.install(app, ref)
 

@@ -40,6 +40,8 @@ class Services:
     rate_limiter: Any = None
     metrics: Any = None
     bodies: BodyLogger | None = None
+    #: The Responses API's stored responses (sapproxy.usage.responses.ResponseStore), when there is a store.
+    responses: Any = None
 
 
 def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:

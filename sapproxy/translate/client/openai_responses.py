@@ -175,7 +175,7 @@ def _text_of_output(output: Any) -> str:
     if isinstance(output, str):
         return output
     if isinstance(output, list):
-        return "\n".join(p.get("text") for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "\n".join(str(p["text"]) for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
     return json.dumps(output, ensure_ascii=False)
 
 
@@ -442,9 +442,9 @@ class ResponseFrame:
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None = None, *,
                  error: dict[str, Any] | None = None, incomplete: str | None = None) -> dict[str, Any]:
         body = self.body
-        reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
-        text = body.get("text") if isinstance(body.get("text"), dict) else {}
-        fmt = text.get("format") if isinstance(text.get("format"), dict) else {"type": "text"}
+        reasoning: dict[str, Any] = body["reasoning"] if isinstance(body.get("reasoning"), dict) else {}
+        text: dict[str, Any] = body["text"] if isinstance(body.get("text"), dict) else {}
+        fmt = text["format"] if isinstance(text.get("format"), dict) else {"type": "text"}
         text_out: dict[str, Any] = {"format": fmt}
         if text.get("verbosity") is not None:
             text_out["verbosity"] = text["verbosity"]

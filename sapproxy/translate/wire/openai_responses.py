@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sapproxy.translate.client.openai_responses import ResponseFrame, failure_code, input_items, usage_from_responses
+from sapproxy.translate.client.openai_responses import (
+    ResponseFrame, failure_code, input_items, responses_usage, usage_from_responses,
+)
 from sapproxy.translate.responses_items import ToolMap, is_ours
 from sapproxy.translate.usage import Usage
 
@@ -98,7 +100,10 @@ def _response(upstream: Any, frame: ResponseFrame) -> dict[str, Any]:
     status = upstream.get("status") if isinstance(upstream.get("status"), str) else "completed"
     details = upstream.get("incomplete_details")
     reason = details.get("reason") if isinstance(details, dict) else None
-    made = frame.response(status, output, upstream.get("usage"), error=upstream.get("error"), incomplete=reason)
+    usage = usage_from_responses(upstream.get("usage"))
+    # Usage in the gateway's one shape (every detail the SDKs' types list), whatever the deployment reported.
+    made = frame.response(status, output, responses_usage(usage) if usage is not None else None,
+                          error=upstream.get("error"), incomplete=reason)
     for key in ("created_at", "reasoning", "temperature", "top_p", "text", "service_tier"):
         if upstream.get(key) is not None and key != "service_tier":
             made[key] = upstream[key]

@@ -1,0 +1,139 @@
+"""
+The OpenAI Responses API surface: C{POST /v1/responses} (streamed and not, every family),
+C{GET}/C{DELETE /v1/responses/{id}} for stored responses, and C{POST /v1/responses/input_tokens}.
+
+Auth, body limits, rate limits, usage rows, metrics and failover are the frame's, as on every route; errors are
+OpenAI's shape.  A response is stored (C{store} defaults to true, as OpenAI's does) once it completed or was cut
+by its token limit, with the conversation it continues, so C{previous_response_id} works for every family.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+
+from sapproxy.errors import GatewayError
+from sapproxy.dispatch.responses import build_responses_exchange
+from sapproxy.translate.client.openai_responses import (
+    ResponseFrame, client_view, input_items, responses_request_to_chat, responses_request_to_ir,
+)
+from sapproxy.translate.counting import count_chat_tokens, count_tokens
+from sapproxy.translate.responses_items import map_tools
+from sapproxy.web.frame import Route, ServicesRef
+
+log = Logger()
+
+_BOOLS = ("stream", "store", "parallel_tool_calls", "background")
+
+
+def _check(body: dict[str, Any]) -> None:
+    if "input" not in body and "previous_response_id" not in body:
+        raise GatewayError("invalid_request", "input: required, a string or an array of input items", param="input")
+    for key in _BOOLS:
+        if key in body and body[key] is not None and not isinstance(body[key], bool):
+            raise GatewayError("invalid_request", f"{key}: expected true or false", param=key)
+    if body.get("background"):
+        raise GatewayError("invalid_request", "background: background responses are not supported by this gateway",
+                           param="background")
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise GatewayError("invalid_request", "previous_response_id: expected a response id", param="previous_response_id")
+    include = body.get("include")
+    if include is not None and (not isinstance(include, list) or not all(isinstance(i, str) for i in include)):
+        raise GatewayError("invalid_request", "include: expected an array of strings", param="include")
+    if body.get("conversation") is not None:
+        raise GatewayError("invalid_request", "conversation: conversations are not supported by this gateway; use "
+                           "previous_response_id", param="conversation")
+
+
+def _not_found(response_id: str, param: str | None = None) -> GatewayError:
+    return GatewayError("not_found", f"Response with id '{response_id}' not found.", param=param)
+
+
+def install(app: Klein, ref: ServicesRef) -> None:
+    route = Route(ref, "responses")
+
+    async def history_of(body: dict[str, Any], identity: Any) -> list[dict[str, Any]]:
+        previous = body.get("previous_response_id")
+        if previous is None:
+            return []
+        store = route.services.responses
+        if store is None:
+            raise GatewayError("invalid_request", "previous_response_id: this gateway keeps no responses (no usage "
+                               "store); send the whole conversation in input", param="previous_response_id")
+        stored = await store.load(previous, identity.key_id)
+        if stored is None:
+            raise _not_found(previous, "previous_response_id")
+        return stored.history()  # type: ignore[no-any-return]
+
+    @app.route("/v1/responses", methods=["POST"])
+    async def create(request: Any) -> Any:
+        async def work(ctx: Any, identity: Any) -> Any:
+            body = route.body(request, ctx)
+            resolved = route.resolve(ctx, body, identity)
+            route.announce(request, resolved)
+            _check(body)
+            if "input" not in body:
+                body["input"] = []
+            ctx.stream = bool(body.get("stream"))
+            history = await history_of(body, identity)
+            await route.limit(identity)
+            tools = map_tools(body.get("tools"), body.get("tool_choice"))
+            if tools.dropped:
+                log.info("responses: tools of type {types} dropped (no upstream here serves them); request {id}",
+                         types=", ".join(tools.dropped), id=ctx.request_id)
+            frame = ResponseFrame.for_request(body, resolved.requested, tools, created_at=int(time.time()))
+            planned = build_responses_exchange(route.services.builder, route.config, resolved, body, frame, history)
+            result = await route.services.gateway.forward(ctx, request, resolved.name, planned.exchange)
+            final = planned.final
+            if final is None or final.get("status") == "failed":
+                ctx.error_type = ctx.error_type or "response_failed"
+            elif body.get("store", True) is not False and route.services.responses is not None:
+                route.services.responses.save(identity.key_id, resolved.name, ctx.deployment,
+                                              history + input_items(body), final)
+            return result
+
+        return await route.run(request, "/v1/responses", work)
+
+    @app.route("/v1/responses/input_tokens", methods=["POST"])
+    async def input_tokens(request: Any) -> Any:
+        async def work(ctx: Any, identity: Any) -> Any:
+            body = route.body(request, ctx)
+            resolved = route.resolve(ctx, body, identity)
+            route.announce(request, resolved)
+            _check(body)
+            if "input" not in body:
+                body["input"] = []
+            history = await history_of(body, identity)
+            tools = map_tools(body.get("tools"), body.get("tool_choice"))
+            if resolved.family == "openai":
+                count = count_chat_tokens(responses_request_to_chat(body, tools, history), resolved.family)
+            else:
+                count = count_tokens(responses_request_to_ir(body, tools, history), resolved.family)
+            return {"object": "response.input_tokens", "input_tokens": count}
+
+        return await route.run(request, "/v1/responses/input_tokens", work)
+
+    @app.route("/v1/responses/<string:response_id>", methods=["GET", "DELETE"])
+    async def stored(request: Any, response_id: str) -> Any:
+        async def work(ctx: Any, identity: Any) -> Any:
+            store = route.services.responses
+            if store is None:
+                raise _not_found(response_id)
+            if request.method == b"DELETE":
+                if not await store.delete(response_id, identity.key_id):
+                    raise _not_found(response_id)
+                return {"id": response_id, "object": "response", "deleted": True}
+            record = await store.load(response_id, identity.key_id)
+            if record is None:
+                raise _not_found(response_id)
+            include = [v.decode("utf-8", "replace") for v in request.args.get(b"include[]", [])
+                       + request.args.get(b"include", [])]
+            frame = ResponseFrame.for_request({"include": include}, record.response.get("model") or "",
+                                              map_tools(None), created_at=0)
+            return client_view(record.response, frame)
+
+        return await route.run(request, "/v1/responses/{id}", work)
