@@ -15,16 +15,20 @@ from typing import Any
 from klein import Klein
 from twisted.logger import Logger
 
+from sapproxy.auth import ClientIdentity
+from sapproxy.dispatch.plan import ClientRequest
 from sapproxy.errors import GatewayError
-from sapproxy.dispatch.responses import build_responses_exchange
+from sapproxy.record import RequestRecord
 from sapproxy.translate.client.openai_responses import (
-    ResponseFrame, client_view, input_items, responses_request_to_chat, responses_request_to_ir,
+    CLIENT_API, ResponseFrame, client_view, responses_request_to_chat, responses_request_to_ir,
 )
 from sapproxy.translate.counting import count_chat_tokens, count_tokens
 from sapproxy.translate.responses_items import map_tools
 from sapproxy.web.frame import Route, ServicesRef
 
 log = Logger()
+
+PATH_PREFIX = b"/v1/responses"
 
 _BOOLS = ("stream", "store", "parallel_tool_calls", "background")
 
@@ -54,9 +58,9 @@ def _not_found(response_id: str, param: str | None = None) -> GatewayError:
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "responses")
+    route = Route(ref, CLIENT_API)
 
-    async def history_of(body: dict[str, Any], identity: Any) -> list[dict[str, Any]]:
+    async def history_of(body: dict[str, Any], identity: ClientIdentity) -> list[dict[str, Any]]:
         previous = body.get("previous_response_id")
         if previous is None:
             return []
@@ -71,38 +75,36 @@ def install(app: Klein, ref: ServicesRef) -> None:
 
     @app.route("/v1/responses", methods=["POST"])
     async def create(request: Any) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
-            body = route.body(request, ctx)
-            resolved = route.resolve(ctx, body, identity)
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
+            body = route.body(request, record)
+            resolved = route.resolve(record, body, identity)
             route.announce(request, resolved)
             _check(body)
             if "input" not in body:
                 body["input"] = []
-            ctx.stream = bool(body.get("stream"))
+            record.stream = bool(body.get("stream"))
             history = await history_of(body, identity)
             await route.limit(identity)
-            tools = map_tools(body.get("tools"), body.get("tool_choice"))
-            if tools.dropped:
+            call = CLIENT_API.call(body, record.model_requested, {"history": history})
+            if call.tools.dropped:
                 log.info("responses: tools of type {types} dropped (no upstream here serves them); request {id}",
-                         types=", ".join(tools.dropped), id=ctx.request_id)
-            frame = ResponseFrame.for_request(body, resolved.requested, tools, created_at=int(time.time()))
-            planned = build_responses_exchange(route.services.builder, route.config, resolved, body, frame, history)
-            result = await route.services.gateway.forward(ctx, request, resolved.name, planned.exchange)
-            final = planned.final
+                         types=", ".join(call.tools.dropped), id=record.request_id)
+            result = await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, {}))
+            final = call.final
             if final is None or final.get("status") == "failed":
-                ctx.error_type = ctx.error_type or "response_failed"
+                record.error_type = record.error_type or "response_failed"
             elif body.get("store", True) is not False and route.services.responses is not None:
-                route.services.responses.save(identity.key_id, resolved.name, ctx.deployment,
-                                              history + input_items(body), final)
+                route.services.responses.save(identity.key_id, resolved.name, record.outcome.deployment,
+                                              call.items(), final)
             return result
 
         return await route.run(request, "/v1/responses", work)
 
     @app.route("/v1/responses/input_tokens", methods=["POST"])
     async def input_tokens(request: Any) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
-            body = route.body(request, ctx)
-            resolved = route.resolve(ctx, body, identity)
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
+            body = route.body(request, record)
+            resolved = route.resolve(record, body, identity)
             route.announce(request, resolved)
             _check(body)
             if "input" not in body:
@@ -119,7 +121,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
 
     @app.route("/v1/responses/<string:response_id>", methods=["GET", "DELETE"])
     async def stored(request: Any, response_id: str) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
             store = route.services.responses
             if store is None:
                 raise _not_found(response_id)
@@ -127,13 +129,13 @@ def install(app: Klein, ref: ServicesRef) -> None:
                 if not await store.delete(response_id, identity.key_id):
                     raise _not_found(response_id)
                 return {"id": response_id, "object": "response", "deleted": True}
-            record = await store.load(response_id, identity.key_id)
-            if record is None:
+            found = await store.load(response_id, identity.key_id)
+            if found is None:
                 raise _not_found(response_id)
             include = [v.decode("utf-8", "replace") for v in request.args.get(b"include[]", [])
                        + request.args.get(b"include", [])]
-            frame = ResponseFrame.for_request({"include": include}, record.response.get("model") or "",
+            frame = ResponseFrame.for_request({"include": include}, found.response.get("model") or "",
                                               map_tools(None), created_at=0)
-            return client_view(record.response, frame)
+            return client_view(found.response, frame)
 
         return await route.run(request, "/v1/responses/{id}", work)

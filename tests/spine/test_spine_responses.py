@@ -10,16 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
-from treq.testing import StubTreq
 
 from app_harness import Harness
 from sapproxy.translate.framing.sse import SSEDecoder
-from sapproxy.usage.db import open_database
-from sapproxy.usage.responses import ResponseStore
-from sapproxy.web.app import build_app
-from sapproxy.web.frame import ServicesRef
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "translate"))
 from responses_check import check_stream  # noqa: E402
@@ -32,13 +26,8 @@ SHELL = {"type": "function", "name": "shell", "description": "run",
 
 
 def harness() -> Harness:
-    """The in-memory gateway with a response store over an in-memory SQLite database."""
-    h = Harness()
-    database = open_database("sqlite:///:memory:")
-    database.migrate()
-    h.services = attrs.evolve(h.services, responses=ResponseStore(database, reactor=h.clock))
-    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
-    return h
+    """The in-memory gateway (its response store is an in-memory SQLite database)."""
+    return Harness()
 
 
 def events_of(body: bytes) -> list[dict[str, Any]]:

@@ -19,18 +19,25 @@ the stored copy agree.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from attrs import define, field
+from zope.interface import implementer
 
-from sapproxy.translate.client.openai_chat import chat_request_to_ir
+from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IClientAPI, IClientCall
+from sapproxy.translate.client.openai_chat import chat_request_to_ir, openai_error_body
+from sapproxy.translate.counting import count_chat_tokens, count_tokens
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.framing.sse import Rendered, json_text
+from sapproxy.translate.estimate import estimate_prompt
+from sapproxy.translate.framing.sse import KEEPALIVE_COMMENT, Rendered, encode_event, json_text
 from sapproxy.translate.ids import new_call_id, random_hex
 from sapproxy.translate.responses_items import ToolMap, map_tools, pack_reasoning, unpack_reasoning
 from sapproxy.translate.usage import Usage
 
 __all__ = [
+    "CLIENT_API",
     "IRToResponsesStream",
     "ResponseFrame",
     "new_response_id",
@@ -847,3 +854,104 @@ class IRToResponsesStream:
         if self._done:
             return []
         return self._fail([], "server_error", "the upstream stream ended before the response was complete")
+
+
+# --------------------------------------------------------------------------------------------------------
+# The client API
+
+
+@implementer(IClientCall)
+class ResponsesCall:
+    """
+    One Responses API request: its tools as the upstream sees them, the history C{previous_response_id}
+    expands to, and what its answer carries (L{ResponseFrame}).  The translators and whole responses it makes
+    are kept, so the surface can store the response of the attempt that answered (L{final}).
+    """
+
+    def __init__(self, body: dict[str, Any], model: str, *, history: list[dict[str, Any]] | None = None,
+                 created: int | None = None) -> None:
+        self.body = body
+        self.model = model
+        self.stream = bool(body.get("stream"))
+        self.history = list(history or ())
+        self.tools = map_tools(body.get("tools"), body.get("tool_choice"))
+        self.frame = ResponseFrame.for_request(body, model, self.tools,
+                                               created_at=created if created is not None else int(time.time()))
+        self.translators: list[Any] = []
+        self.finals: list[dict[str, Any]] = []
+        self._ir: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """The finished response object of the attempt that answered (every encrypted content kept), or None."""
+        if self.finals:
+            return self.finals[-1]
+        if self.translators:
+            return self.translators[-1].final  # type: ignore[no-any-return]
+        return None
+
+    def items(self) -> list[dict[str, Any]]:
+        """The conversation this request continues and its own input: what a stored response keeps."""
+        return self.history + input_items(self.body)
+
+    def ir(self) -> dict[str, Any]:
+        if self._ir is None:
+            self._ir = responses_request_to_ir(self.body, self.tools, self.history)
+        return self._ir
+
+    def response_from_ir(self, message: dict[str, Any]) -> dict[str, Any]:
+        full = ir_message_to_response(message, self.frame)
+        self.finals.append(full)
+        return client_view(full, self.frame)
+
+    def stream_from_ir(self) -> list[Any]:
+        translator = IRToResponsesStream(self.frame)
+        self.translators.append(translator)
+        return [translator]
+
+    def prompt_tokens(self, family: str) -> int:
+        if self._ir is not None:
+            return estimate_prompt(count_tokens, self._ir, family)
+        try:
+            chat = responses_request_to_chat(self.body, self.tools, self.history)
+        except InvalidRequest:
+            return 0
+        return estimate_prompt(count_chat_tokens, chat, family)
+
+
+@implementer(IClientAPI)
+class ResponsesAPI:
+    """
+    The OpenAI Responses API dialect (L{sapproxy.interfaces.IClientAPI}): GPT deployments speak it natively
+    (wire format C{openai_responses}); its streams have named events and no end marker.
+    """
+
+    name = "responses"
+    native_wire = "openai_responses"
+    done = b""
+    keepalive = KEEPALIVE_COMMENT
+
+    def call(self, body: dict[str, Any], model: str, hints: dict[str, Any]) -> ResponsesCall:
+        """@param hints: C{history}, the items of the stored conversation C{previous_response_id} names."""
+        return ResponsesCall(body, model, history=hints.get("history"))
+
+    def encode(self, event: Any) -> bytes:
+        return encode_event(event)
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return openai_error_body(error)
+
+    def error_event(self, error: GatewayError) -> bytes:
+        # Only for a stream whose translator could not say response.failed itself (see StreamPipeline.failure).
+        return encode_event({"type": "error", "code": failure_code(error.kind), "message": error.message,
+                             "param": error.param, "sequence_number": 0})
+
+    def prompt_tokens(self, body: dict[str, Any], family: str) -> int:
+        try:
+            chat = responses_request_to_chat(body, map_tools(body.get("tools"), body.get("tool_choice")))
+        except InvalidRequest:
+            return 0
+        return estimate_prompt(count_chat_tokens, chat, family)
+
+
+CLIENT_API = ResponsesAPI()

@@ -16,13 +16,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
 from sapproxy.translate.client.openai_responses import (
-    ResponseFrame, failure_code, input_items, responses_usage, usage_from_responses,
+    ResponseFrame, client_view, failure_code, input_items, responses_usage, usage_from_responses,
 )
+from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.framing.pipeline import SSEJsonSource
+from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.translate.responses_items import ToolMap, is_ours
 from sapproxy.translate.usage import Usage
 
-__all__ = ["ResponsesPassthrough", "gpt_request", "native_response"]
+__all__ = ["WIRE_FORMAT", "ResponsesPassthrough", "gpt_request", "native_response"]
 
 _HOSTED_ITEMS = ("web_search_call", "file_search_call", "computer_call", "computer_call_output",
                  "image_generation_call", "code_interpreter_call", "mcp_call", "mcp_list_tools",
@@ -216,3 +223,49 @@ class ResponsesPassthrough:
         if self._done:
             return []
         return self.fail("server_error", "the upstream stream ended before the response was complete")
+
+
+@implementer(IWireFormat)
+class OpenAIResponsesWire:
+    """
+    The Responses API as AI Core's GPT deployments serve it (L{sapproxy.interfaces.IWireFormat}).
+
+    The plan chooses it only for a client that speaks the Responses API itself (its C{native_wire}), and a
+    provider offers it beside C{openai_chat} for GPT models; clients of other dialects reach GPT through
+    C{openai_chat}.  So it carries the client's own body (L{passthrough}); the IR directions refuse, plainly.
+    """
+
+    name = "openai_responses"
+
+    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+        raise InvalidRequest("the Responses API wire format carries only Responses API requests")
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        body = gpt_request(call.body, call.tools, model=target.model, reasoning_model=target.reasoning,
+                           history=call.history)
+        return WireRequest("responses", json_text(body), call.stream)
+
+    def stream_source(self, content_type: str) -> Any:
+        return SSEJsonSource()
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        raise InvalidRequest("the Responses API wire format carries only Responses API requests")
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        translator = ResponsesPassthrough(call.frame)
+        call.translators.append(translator)
+        return [translator]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+        raise InvalidRequest("the Responses API wire format carries only Responses API requests")
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        full = native_response(response, call.frame)
+        call.finals.append(full)
+        return client_view(full, call.frame)
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        return usage_from_responses(response.get("usage"))
+
+
+WIRE_FORMAT = OpenAIResponsesWire()
