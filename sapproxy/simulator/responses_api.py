@@ -115,7 +115,18 @@ def validate(call: Call) -> JsonReply | None:
     if isinstance(choice, Mapping) and choice.get("type") not in ("function", "allowed_tools"):
         return azure_error(400, f"Invalid value: '{choice.get('type')}'. Supported values are: 'function' and "
                                 "'allowed_tools'.", param="tool_choice.type", code="invalid_value")
+    model = call.spec.model
+    if not is_reasoning(model) and body.get("reasoning") is not None:
+        return azure_error(400, "Unsupported parameter: 'reasoning' is not supported with this model.",
+                           param="reasoning", code="unsupported_parameter")
+    if is_reasoning(model):
+        for key in ("temperature", "top_p"):
+            if body.get(key) not in (None, 1, 1.0):
+                return azure_error(400, f"Unsupported parameter: '{key}' is not supported with this model.",
+                                   param=key, code="unsupported_parameter")
     calls: set[str] = set()
+    answered = {str(i.get("call_id")) for i in _items(body)
+                if isinstance(i, Mapping) and i.get("type") == "function_call_output"}
     for i, item in enumerate(_items(body)):
         if not isinstance(item, Mapping):
             return azure_error(400, f"Invalid type for 'input[{i}]': expected an object.", param=f"input[{i}]",
@@ -130,6 +141,9 @@ def validate(call: Call) -> JsonReply | None:
                                code="invalid_value")
         if kind == "function_call":
             calls.add(str(item.get("call_id")))
+            if str(item.get("call_id")) not in answered:
+                return azure_error(400, f"No tool output found for function call {item.get('call_id')}.",
+                                   param="input", code=None)
         if kind == "function_call_output" and str(item.get("call_id")) not in calls:
             return azure_error(400, f"No tool call found for function call output with call_id "
                                     f"{item.get('call_id')}.", param="input", code=None)

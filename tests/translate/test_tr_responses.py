@@ -569,3 +569,22 @@ def test_property_any_history_gives_a_conversation_claude_accepts(items: list[di
             results = [b["tool_use_id"] for b in message["content"] if b["type"] == "tool_result"]
             previous = [b["id"] for b in messages[n - 1]["content"] if b["type"] == "tool_use"] if n else []
             assert set(results) <= set(previous)
+
+
+def test_gpt_request_pairs_calls_and_outputs_and_fits_the_model() -> None:
+    body = {"model": "gpt-4.1", "temperature": 0.2, "reasoning": {"summary": "auto"}, "input": [
+        {"role": "user", "content": "go"},
+        {"type": "web_search_call", "id": "ws_1"},
+        {"type": "function_call_output", "call_id": "ws_1", "output": "results"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"role": "user", "content": "stop"}]}
+    up = gpt_request(body, map_tools([{"type": "function", "name": "f"}]), model="gpt-4.1", reasoning_model=False)
+    assert up["input"] == [
+        {"role": "user", "content": "go"},
+        {"role": "user", "content": "Output of tool call ws_1:\nresults"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "No output was recorded for this call."},
+        {"role": "user", "content": "stop"}]
+    assert "reasoning" not in up and up["temperature"] == 0.2
+    up = gpt_request(body, map_tools(None), model="gpt-5", reasoning_model=True)
+    assert up["reasoning"] == {"summary": "auto"} and "temperature" not in up

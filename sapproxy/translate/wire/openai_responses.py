@@ -14,6 +14,7 @@ follow-up.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from zope.interface import implementer
@@ -62,6 +63,29 @@ def _upstream_item(item: dict[str, Any], tools: ToolMap, path: str) -> dict[str,
     return item
 
 
+def _paired(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    Every call answered and every output answering a call, as OpenAI requires: an output whose call is not
+    in the input (its call was a hosted tool's, or the client trimmed it) becomes user text; a call left
+    without an output gets a short one right after it.
+    """
+    calls = {i.get("call_id") for i in items if i.get("type") == "function_call"}
+    answered = {i.get("call_id") for i in items if i.get("type") == "function_call_output"}
+    out: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.get("type")
+        if kind == "function_call_output" and item.get("call_id") not in calls:
+            output = item.get("output")
+            text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+            out.append({"role": "user", "content": f"Output of tool call {item.get('call_id')}:\n{text}"})
+            continue
+        out.append(item)
+        if kind == "function_call" and item.get("call_id") not in answered:
+            out.append({"type": "function_call_output", "call_id": item.get("call_id"),
+                        "output": "No output was recorded for this call."})
+    return out
+
+
 def gpt_request(body: dict[str, Any], tools: ToolMap, *, model: str, reasoning_model: bool,
                 history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """
@@ -76,7 +100,13 @@ def gpt_request(body: dict[str, Any], tools: ToolMap, *, model: str, reasoning_m
         converted = _upstream_item(item, tools, f"input[{i}]")
         if converted is not None:
             mapped.append(converted)
-    upstream["input"] = mapped
+    upstream["input"] = _paired(mapped)
+    if not reasoning_model:
+        upstream.pop("reasoning", None)  # a model without reasoning refuses the parameter
+    else:
+        for key in ("temperature", "top_p"):
+            if upstream.get(key) not in (None, 1, 1.0):
+                del upstream[key]  # reasoning models take only the default sampling
     if tools.functions:
         upstream["tools"] = tools.functions
         if tools.tool_choice is not None:
