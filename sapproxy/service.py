@@ -38,7 +38,7 @@ from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
-from sapproxy.usage.responses import ResponseStore
+from sapproxy.usage.responses import ResponseStore, ResponseStoreService
 
 log = Logger()
 
@@ -63,6 +63,7 @@ class GatewayService(MultiService):
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
+        ResponseStoreService(self.responses).setServiceParent(self)
         self.listener = Listener(reactor, config, self.site, reuse_port)
         self.listener.setServiceParent(self)
 
