@@ -39,7 +39,8 @@ from zope.interface import implementer
 from sapproxy.interfaces import IWireFormat
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.pipeline import SSEJsonSource
-from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.translate.wire.gemini.request import ir_request_to_gemini
@@ -63,7 +64,7 @@ class GeminiWire:
 
     name = "gemini"
 
-    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("generateContent", json_text(ir_request_to_gemini(ir, model=target.model)), stream)
 
     def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
@@ -78,7 +79,7 @@ class GeminiWire:
     def passthrough_stream(self, call: Any) -> list[Any]:
         raise InvalidRequest("no client dialect speaks Gemini yet", "model")
 
-    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
         return gemini_response_to_ir(response, model)
 
     def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
