@@ -114,7 +114,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             if resolved.family == "openai":
                 count = count_chat_tokens(responses_request_to_chat(body, tools, history), resolved.family)
             else:
-                count = count_tokens(responses_request_to_ir(body, tools, history), resolved.family)
+                count = count_tokens(dict(responses_request_to_ir(body, tools, history)), resolved.family)
             return {"object": "response.input_tokens", "input_tokens": count}
 
         return await route.run(request, "/v1/responses/input_tokens", work)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from attrs import define, field
 from zope.interface import implementer
 
 from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IClientAPI, IClientCall
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.client.openai_chat import chat_request_to_ir, openai_error_body
 from sapproxy.translate.counting import count_chat_tokens, count_tokens
 from sapproxy.translate.errors import InvalidRequest
@@ -405,7 +406,7 @@ def responses_request_to_chat(body: dict[str, Any], tools: ToolMap,
 
 
 def responses_request_to_ir(body: dict[str, Any], tools: ToolMap | None = None,
-                            history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                            history: list[dict[str, Any]] | None = None) -> IRRequest:
     """
     A Responses request body as an IR (Anthropic Messages) request body.
 
@@ -505,7 +506,7 @@ def _message_item(texts: list[str], item_id: str | None = None, status: str = "c
             "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": t} for t in texts]}
 
 
-def ir_output_items(message: dict[str, Any], tools: ToolMap) -> list[dict[str, Any]]:
+def ir_output_items(message: Mapping[str, Any], tools: ToolMap) -> list[dict[str, Any]]:
     """An IR message's content blocks as Responses output items (encrypted content included)."""
     items: list[dict[str, Any]] = []
     thinking: list[dict[str, Any]] = []
@@ -552,7 +553,7 @@ def _incomplete_reason(stop_reason: Any) -> str | None:
     return None
 
 
-def ir_message_to_response(message: dict[str, Any], frame: ResponseFrame) -> dict[str, Any]:
+def ir_message_to_response(message: Mapping[str, Any], frame: ResponseFrame) -> dict[str, Any]:
     """
     An IR message as the whole C{response} object, with every encrypted content kept (the caller stores
     this one and gives the client L{client_view} of it).
@@ -879,7 +880,7 @@ class ResponsesCall:
                                                created_at=created if created is not None else int(time.time()))
         self.translators: list[Any] = []
         self.finals: list[dict[str, Any]] = []
-        self._ir: dict[str, Any] | None = None
+        self._ir: IRRequest | None = None
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -894,12 +895,12 @@ class ResponsesCall:
         """The conversation this request continues and its own input: what a stored response keeps."""
         return self.history + input_items(self.body)
 
-    def ir(self) -> dict[str, Any]:
+    def ir(self) -> IRRequest:
         if self._ir is None:
             self._ir = responses_request_to_ir(self.body, self.tools, self.history)
         return self._ir
 
-    def response_from_ir(self, message: dict[str, Any]) -> dict[str, Any]:
+    def response_from_ir(self, message: IRResponse) -> dict[str, Any]:
         full = ir_message_to_response(message, self.frame)
         self.finals.append(full)
         return client_view(full, self.frame)

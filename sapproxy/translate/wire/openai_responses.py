@@ -20,6 +20,7 @@ from typing import Any
 from zope.interface import implementer
 
 from sapproxy.interfaces import IWireFormat
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.client.openai_responses import (
     ResponseFrame, client_view, failure_code, input_items, responses_usage, usage_from_responses,
 )
@@ -267,7 +268,7 @@ class OpenAIResponsesWire:
 
     name = "openai_responses"
 
-    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(self, request: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         raise InvalidRequest("the Responses API wire format carries only Responses API requests")
 
     def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
@@ -286,7 +287,7 @@ class OpenAIResponsesWire:
         call.translators.append(translator)
         return [translator]
 
-    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
         raise InvalidRequest("the Responses API wire format carries only Responses API requests")
 
     def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
