@@ -588,3 +588,18 @@ def test_gpt_request_pairs_calls_and_outputs_and_fits_the_model() -> None:
     assert "reasoning" not in up and up["temperature"] == 0.2
     up = gpt_request(body, map_tools(None), model="gpt-5", reasoning_model=True)
     assert up["reasoning"] == {"summary": "auto"} and "temperature" not in up
+
+
+def test_rendered_text_deltas_are_exactly_their_json() -> None:
+    from sapproxy.translate.framing.sse import Rendered, json_text
+
+    rendered = []
+    for stream in recorded_streams(fixture_path("openai-responses/openai-reasoning-encrypted-content.1.chunks.txt")):
+        passthrough = ResponsesPassthrough(frame())
+        rendered += [e for ev in stream for e in passthrough.feed(ev) if type(e) is Rendered]
+    translator = IRToResponsesStream(frame())
+    events = anthropic_events(fixture_path("anthropic-chunks/anthropic-text.chunks.txt"))
+    rendered += [e for ev in events for e in translator.feed(ev) if type(e) is Rendered]
+    assert len(rendered) >= 10
+    for event in rendered:
+        assert event.json == json_text(dict(event))

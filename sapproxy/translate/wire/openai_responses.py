@@ -26,7 +26,7 @@ from sapproxy.translate.client.openai_responses import (
 )
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.pipeline import SSEJsonSource
-from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.framing.sse import Rendered, json_text
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.translate.responses_items import ToolMap, is_ours
 from sapproxy.translate.usage import Usage
@@ -167,7 +167,7 @@ class ResponsesPassthrough:
     @ivar final: the last response object (every encrypted content kept), for the store.
     """
 
-    __slots__ = ("frame", "final", "usage", "_seq", "_items", "_done", "_started")
+    __slots__ = ("frame", "final", "usage", "_seq", "_items", "_done", "_started", "_template_key", "_template")
 
     _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -180,17 +180,43 @@ class ResponsesPassthrough:
         self._items: dict[str, str] = {}
         self._done = False
         self._started = False
+        self._template_key: tuple[Any, Any, Any] | None = None
+        self._template = b""
 
     def _out(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         event["sequence_number"] = self._seq
         self._seq += 1
         return [event]
 
+    def _text_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """
+        An C{output_text.delta}, the stream's hottest event: rendered from a per-item template (L{Rendered})
+        rather than serialised again; only its sequence number and text change from one to the next.
+        """
+        seq = self._seq
+        self._seq += 1
+        delta = event.get("delta")
+        key = (event.get("item_id"), event.get("output_index"), event.get("content_index"))
+        if not isinstance(delta, str) or not isinstance(key[0], str) or not isinstance(key[1], int) \
+                or not isinstance(key[2], int):
+            event["sequence_number"] = seq
+            return [event]
+        if self._template_key != key:
+            self._template_key = key
+            self._template = (b',"item_id":' + json_text(key[0]) + b',"output_index":' + str(key[1]).encode()
+                              + b',"content_index":' + str(key[2]).encode() + b',"delta":')
+        payload = {"type": "response.output_text.delta", "sequence_number": seq, "item_id": key[0],
+                   "output_index": key[1], "content_index": key[2], "delta": delta, "logprobs": []}
+        return [Rendered(payload, b'{"type":"response.output_text.delta","sequence_number":' + str(seq).encode()
+                         + self._template + json_text(delta) + b',"logprobs":[]}')]
+
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if self._done or not isinstance(event, dict):
             return []
         kind = event.get("type")
-        if kind == "response.output_text.delta" or kind == "response.reasoning_summary_text.delta":
+        if kind == "response.output_text.delta":
+            return self._text_delta(event)
+        if kind == "response.reasoning_summary_text.delta":
             return self._out(event)
         if not isinstance(kind, str):
             return []
