@@ -1,6 +1,7 @@
 """
 The OpenAI Responses API surface: C{POST /v1/responses} (streamed and not, every family),
-C{GET}/C{DELETE /v1/responses/{id}} for stored responses, and C{POST /v1/responses/input_tokens}.
+C{GET}/C{DELETE /v1/responses/{id}} and C{GET /v1/responses/{id}/input_items} for stored responses, and
+C{POST /v1/responses/input_tokens}.
 
 Auth, body limits, rate limits, usage rows, metrics and failover are the frame's, as on every route; errors are
 OpenAI's shape.  A response is stored (C{store} defaults to true, as OpenAI's does) once it completed or was cut
@@ -139,3 +140,21 @@ def install(app: Klein, ref: ServicesRef) -> None:
             return client_view(found.response, frame)
 
         return await route.run(request, "/v1/responses/{id}", work)
+
+    @app.route("/v1/responses/<string:response_id>/input_items", methods=["GET"])
+    async def input_items_of(request: Any, response_id: str) -> Any:
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
+            store = route.services.responses
+            found = await store.load(response_id, identity.key_id) if store is not None else None
+            if found is None:
+                raise _not_found(response_id)
+            # Newest first unless asked otherwise, as OpenAI lists them; the whole conversation in one page.
+            items = [item for item in found.items if isinstance(item, dict)]
+            order = (request.args.get(b"order") or [b"desc"])[0]
+            if order != b"asc":
+                items = items[::-1]
+            ids = [item.get("id") for item in items if isinstance(item.get("id"), str)]
+            return {"object": "list", "data": items, "first_id": ids[0] if ids else None,
+                    "last_id": ids[-1] if ids else None, "has_more": False}
+
+        return await route.run(request, "/v1/responses/{id}/input_items", work)

@@ -73,6 +73,8 @@ def test_int_responses_retrieve_delete_and_not_found(client: openai.OpenAI) -> N
     made = client.responses.create(model="anthropic--claude-4.5-sonnet", input="keep me")
     got = client.responses.retrieve(made.id)
     assert got.id == made.id and got.output_text == made.output_text
+    listed = client.responses.input_items.list(made.id, order="asc")
+    assert [getattr(item, "role", None) for item in listed.data] == ["user"]
     deleted = client.responses.delete(made.id)
     assert deleted is None or getattr(deleted, "deleted", True)
     with pytest.raises(openai.NotFoundError) as e:
