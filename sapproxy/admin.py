@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sapproxy-admin", description="Manage sapproxy client keys and usage.")
     parser.add_argument("--config", default="config.json", help="the gateway's config file (default: config.json)")
     parser.add_argument("--store", help="usage store URL, overriding the config's usage_store")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{keys,usage}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{keys,usage,deployments,resource-groups}")
+    commands.add_parser("deployments", help="each subaccount's deployments as its AI API lists them, and which "
+                        "the gateway serves")
+    commands.add_parser("resource-groups", help="each subaccount's tenant resource groups")
 
     keys = commands.add_parser("keys", help="create, list and revoke client keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="{create,list,revoke}")
@@ -102,6 +106,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    if args.command in ("deployments", "resource-groups"):
+        return _tenant(args, out, err)
     try:
         url = args.store or _store_url(args.config)
         db = open_database(url)
@@ -123,6 +129,19 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     except Exception as e:  # the database driver's own errors: one line, not a traceback
         print(f"sapproxy-admin: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=err)
         return 1
+
+
+def _tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from sapproxy import admin_sap
+    from sapproxy.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"sapproxy-admin: {e}", file=err)
+        return 1
+    command = admin_sap.deployments if args.command == "deployments" else admin_sap.resource_groups
+    return command(config, out, _table)
 
 
 def _store_url(config_path: str) -> str:

@@ -9,6 +9,8 @@ close the upstream pool.
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 from pathlib import Path
 from typing import Any, cast
@@ -34,6 +36,7 @@ from sapproxy.registry import WIRE_FORMATS, build_providers
 from sapproxy.site import GatewaySite, Listener
 from sapproxy.tracing import make_tracing
 from sapproxy.upstreams import ProviderContext
+from sapproxy.upstreams.sap_discovery import follow_models
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
@@ -49,7 +52,8 @@ class GatewayService(MultiService):
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect)
+        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect,
+                                        environ=os.environ)
         self.pool = self.clients.pool
         self.metrics = GatewayMetrics(version=__version__)
         self.store = open_usage_store(config.usage_store, reactor=reactor)
@@ -77,10 +81,14 @@ class GatewayService(MultiService):
         gateway = Gateway(config, self.reactor, self.clients.upstream, providers=providers,
                           planner=Planner(WIRE_FORMATS), metrics=self.metrics, previous=previous,
                           tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
-        configured = [model for provider in providers.values() for model in provider.models()]
+        def served() -> list[str]:
+            return [model for provider in providers.values() for model in provider.models()]
+
+        catalog = ModelCatalog(served(), config.models, config.aliases, strict=config.strict_model_names)
+        follow_models(providers.values(), lambda: catalog.update(served()))
         return Services(
             gateway=gateway,
-            catalog=ModelCatalog(configured, config.models, config.aliases),
+            catalog=catalog,
             authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
             accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
             rate_limiter=self.rate_limiter,
@@ -110,6 +118,8 @@ class GatewayService(MultiService):
         previous = self.gateway
         self.ref.current = self._services(config, previous)
         previous.stop(keep=self.gateway)
+        if self.running:
+            self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
@@ -137,7 +147,15 @@ class GatewayService(MultiService):
         if not self.config.secret_authentication_tokens:
             log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
                      "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
+        if self.config.ignored_keys:
+            log.warn("config: ignoring {keys} (keys of the original proxy that sapproxy has no use for)",
+                     keys=", ".join(self.config.ignored_keys))
+        proxies = {k: v for k, v in os.environ.items() if k.lower() in ("https_proxy", "http_proxy", "no_proxy")}
+        if proxies:
+            log.info("outbound calls honour {proxies}", proxies=", ".join(
+                f"{k}={re.sub(r'//[^@/]*@', '//', v)}" for k, v in sorted(proxies.items())))
         super().startService()
+        self.gateway.start()
         try:
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         except ValueError:

@@ -40,7 +40,7 @@ from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire import NoNativeClient, WireRequest, WireTarget
 
 _DOC_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
@@ -571,7 +571,7 @@ class ConverseToAnthropicStream:
 
 
 @implementer(IWireFormat)
-class ConverseWire:
+class ConverseWire(NoNativeClient):
     """
     Claude (or any Bedrock model) through Bedrock's C{Converse} API (L{sapproxy.interfaces.IWireFormat}).
     """
@@ -581,23 +581,14 @@ class ConverseWire:
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("converse", json_text(ir_request_to_converse(ir)), stream)
 
-    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
-        raise InvalidRequest("no client dialect speaks Converse", "model")
-
     def stream_source(self, content_type: str) -> Any:
         return SSEJsonSource(parse_converse_stream_line)
 
     def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
         return [ConverseToAnthropicStream(model, message_id=message_id)]
 
-    def passthrough_stream(self, call: Any) -> list[Any]:
-        raise InvalidRequest("no client dialect speaks Converse", "model")
-
     def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
         return converse_response_to_ir(response, model)
-
-    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
-        raise InvalidRequest("no client dialect speaks Converse", "model")
 
     def usage(self, response: dict[str, Any]) -> Usage | None:
         return Usage.from_converse(response.get("usage") or {})
