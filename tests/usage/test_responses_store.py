@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 
 from sapproxy.usage.db import open_database
 from sapproxy.usage.responses import ResponseStore
+from test_ops_store import db_url  # noqa: F401  (the fixture: SQLite, and PostgreSQL where it runs)
 
 
 def _result(d: Any) -> Any:
@@ -23,11 +24,16 @@ def _result(d: Any) -> Any:
 
 
 def _rows(db: Any) -> list[tuple[Any, ...]]:
-    return db.run(lambda conn: conn.execute("SELECT id, key_id, model FROM responses ORDER BY id").fetchall())
+    def work(conn: Any) -> list[tuple[Any, ...]]:
+        cur = conn.cursor()
+        cur.execute("SELECT id, key_id, model FROM responses ORDER BY id")
+        return [tuple(r) for r in cur.fetchall()]
+
+    return db.run(work)
 
 
-def test_saved_at_once_written_in_a_batch_and_read_back(tmp_path: Path) -> None:
-    db = open_database(f"sqlite:///{tmp_path / 'usage.db'}")
+def test_saved_at_once_written_in_a_batch_and_read_back(db_url: str) -> None:
+    db = open_database(db_url)
     db.migrate()
     clock = Clock()
     store = ResponseStore(db, reactor=clock, ttl=100)
