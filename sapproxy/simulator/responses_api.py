@@ -95,7 +95,12 @@ def validate(call: Call) -> JsonReply | None:
     if body.get("store") not in (None, False):
         return azure_error(400, "Unsupported value: 'store' must be false for this deployment.", param="store",
                            code="unsupported_value")
+    for key in ("reasoning", "text"):
+        if body.get(key) is not None and not isinstance(body[key], Mapping):
+            return azure_error(400, f"Invalid type for '{key}': expected an object.", param=key, code="invalid_type")
     include = body.get("include") or []
+    if not isinstance(include, list):
+        return azure_error(400, "Invalid type for 'include': expected an array.", param="include", code="invalid_type")
     if "reasoning.encrypted_content" in include and not is_reasoning(call.spec.model):
         return azure_error(400, "Encrypted content is not supported with this model.", param="include",
                            code="invalid_value")

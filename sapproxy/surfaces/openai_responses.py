@@ -49,6 +49,19 @@ def _check(body: dict[str, Any]) -> None:
     include = body.get("include")
     if include is not None and (not isinstance(include, list) or not all(isinstance(i, str) for i in include)):
         raise GatewayError("invalid_request", "include: expected an array of strings", param="include")
+    for key in ("reasoning", "text", "metadata"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            raise GatewayError("invalid_request", f"{key}: expected an object", param=key)
+    for key in ("instructions", "user", "prompt_cache_key", "safety_identifier"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise GatewayError("invalid_request", f"{key}: expected a string", param=key)
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise GatewayError("invalid_request", f"{key}: expected a number", param=key)
+    tokens = body.get("max_output_tokens")
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
+        raise GatewayError("invalid_request", "max_output_tokens: expected a positive integer", param="max_output_tokens")
     if body.get("conversation") is not None:
         raise GatewayError("invalid_request", "conversation: conversations are not supported by this gateway; use "
                            "previous_response_id", param="conversation")

@@ -414,7 +414,15 @@ def responses_request_to_ir(body: dict[str, Any], tools: ToolMap | None = None,
     """
     if tools is None:
         tools = map_tools(body.get("tools"), body.get("tool_choice"))
-    return chat_request_to_ir(responses_request_to_chat(body, tools, history))
+    chat = responses_request_to_chat(body, tools, history)
+    try:
+        return chat_request_to_ir(chat)
+    except InvalidRequest as e:
+        if e.param is not None and e.param.startswith("messages"):
+            # Said in the client's terms: it sent input items, not chat messages.
+            raise InvalidRequest("input must hold at least one user or assistant message with content "
+                                 "(empty and whitespace-only texts do not count)", "input") from None
+        raise
 
 
 # --------------------------------------------------------------------------------------------------------
