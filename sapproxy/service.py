@@ -59,7 +59,8 @@ class GatewayService(MultiService):
         self.store = open_usage_store(config.usage_store, reactor=reactor)
         self.store.on_drop = self.metrics.usage_rows_dropped
         self.keyring = KeyRing(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
-        self.responses = ResponseStore(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
+        self.responses = ResponseStore(self.store.database, reactor=reactor, threadpool=self.store.threadpool,
+                                       ttl=config.responses_ttl_days * 86400.0)
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
@@ -122,6 +123,7 @@ class GatewayService(MultiService):
             self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
+        self.responses.ttl = config.responses_ttl_days * 86400.0
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
                  n=len(config.subaccounts), m=len(self.ref.current.catalog.names))
         return True

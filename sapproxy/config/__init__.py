@@ -205,6 +205,8 @@ class GatewayConfig:
     retry: RetryPolicy = RetryPolicy()
     usage_store: str = ""
     usage_retention_days: int = 90
+    #: Days a stored Responses API response is kept for previous_response_id and GET (OpenAI keeps 30).
+    responses_ttl_days: float = 30.0
     redis_url: str | None = None
     metrics_token: str | None = None
     simulator: SimulatorSettings | None = None
@@ -250,7 +252,7 @@ def is_reasoning_model(model: str) -> bool:
 
 _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
-    "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
+    "usage_store", "usage_retention_days", "responses_ttl_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery", "session_affinity",
     "strict_model_names",

@@ -158,3 +158,15 @@ def test_input_tokens_and_bad_requests() -> None:
         assert json.loads(body)["error"]["param"] == param
     response, body = h.post(R, {"model": "gpt-4.1", "input": "x"}, token="wrong")
     assert response.code == 401 and json.loads(body)["error"]["type"] == "authentication_error"
+
+
+def test_the_stored_responses_ttl_is_configured(tmp_path: Path) -> None:
+    from test_spine_config import KEY, URL, error, write
+
+    from sapproxy.config import load_config
+
+    config = load_config(write(tmp_path, {"service_key_json": KEY, "deployment_models": {"m": URL},
+                                          "responses_ttl_days": 7}))
+    assert config.responses_ttl_days == 7
+    assert "responses_ttl_days" in error(tmp_path, {"service_key_json": KEY, "deployment_models": {"m": URL},
+                                                    "responses_ttl_days": "a week"})
