@@ -17,6 +17,8 @@ import pytest
 from conftest import ROOT, need
 from daemon_harness import TOKEN, Stack, running_stack
 
+from sapproxy.simulator.textgen import thinking_signature
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODELS = ["gpt-5", "anthropic--claude-4.5-sonnet", "gemini-2.5-pro"]
@@ -75,8 +77,11 @@ def test_int_codex_exec_runs_the_models_shell_command(codex: str, stack: Stack, 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
     env.update(CODEX_HOME=str(home), SAPPROXY_API_KEY=TOKEN, NO_COLOR="1")
     before = len(stack.sim.inference_requests())
-    done = subprocess.run([codex, "exec", "--skip-git-repo-check", "--sandbox", "danger-full-access", "-C", str(work),
-                           prompt], env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    # Reasoning on: the model's reasoning (Claude's signed thinking, GPT's encrypted reasoning) must come back
+    # from Codex exactly as it left, in the reasoning items' encrypted_content.
+    done = subprocess.run([codex, "exec", "-c", 'model_reasoning_effort="high"', "--skip-git-repo-check",
+                           "--sandbox", "danger-full-access", "-C", str(work), prompt],
+                          env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     # Codex ran the command the model asked for ...
     assert "cat notes.txt" in done.stderr, done.stderr[-3000:]
@@ -90,7 +95,14 @@ def test_int_codex_exec_runs_the_models_shell_command(codex: str, stack: Stack, 
         assert {t["type"] for t in first["tools"]} == {"function"}
         outputs = [i for i in second["input"] if i.get("type") == "function_call_output"]
         assert outputs and marker in outputs[-1]["output"]
+        # The deployment's own encrypted reasoning went round Codex and back (the simulator verifies it).
+        assert any(i.get("type") == "reasoning" and i.get("encrypted_content") for i in second["input"])
     else:
         assert marker in str(second)
+    if model.startswith("anthropic"):
+        assert first["thinking"]["type"] == "enabled"
+        (assistant,) = [m for m in second["messages"] if m["role"] == "assistant"]
+        thinking = assistant["content"][0]
+        assert thinking["type"] == "thinking" and thinking["signature"] == thinking_signature(thinking["thinking"])
     rows = stack.gateway.wait_usage_rows(2, "model_requested = ? AND endpoint = '/v1/responses'", (model,))
     assert all(r["status"] == 200 and r["completion_tokens"] > 0 for r in rows)
