@@ -397,3 +397,85 @@ def unpack_reasoning(encrypted: Any) -> list[dict[str, Any]] | None:
 
 def is_ours(encrypted: Any) -> bool:
     return isinstance(encrypted, str) and encrypted.startswith(_REASONING_PREFIX)
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_PREFIX = re.compile(r'\s*\{\s*"input"\s*:\s*"')
+
+
+class InputStreamer:
+    """
+    The C{input} of a custom tool call, streamed: the upstream streams the function's JSON arguments
+    (C{{"input": "..."}}) in arbitrary pieces, and the client wants the string's text as it comes.
+
+    L{feed} takes each piece of JSON and returns the newly decoded text (escapes resolved, a C{\\uXXXX}
+    surrogate pair only once both halves are in).  Arguments of another shape (other keys first, not a string)
+    give nothing here; the caller sends the whole input at the end from L{custom_input}, and L{streamed} says
+    how much was already sent, so nothing is sent twice.
+    """
+
+    __slots__ = ("_buffer", "_state", "_pos", "streamed", "_high")
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._state = "prefix"  # prefix -> string -> done, or off
+        self._pos = 0
+        self._high = ""  # a pending high surrogate
+        #: The text sent so far.
+        self.streamed = ""
+
+    def feed(self, fragment: str) -> str:
+        if self._state in ("done", "off"):
+            return ""
+        self._buffer += fragment
+        if self._state == "prefix":
+            match = _PREFIX.match(self._buffer)
+            if match is None:
+                stripped = self._buffer.lstrip()
+                if not '{"input":"'.startswith(re.sub(r"\s+", "", stripped)[:10]):
+                    self._state = "off"
+                return ""
+            self._state = "string"
+            self._pos = match.end()
+        out: list[str] = []
+        buffer, pos = self._buffer, self._pos
+        while pos < len(buffer):
+            ch = buffer[pos]
+            if ch == '"':
+                self._state = "done"
+                pos += 1
+                break
+            if ch != "\\":
+                end = pos
+                while end < len(buffer) and buffer[end] not in '"\\':
+                    end += 1
+                out.append(buffer[pos:end])
+                pos = end
+                continue
+            if pos + 1 >= len(buffer):
+                break  # the escape's second half is in the next piece
+            code = buffer[pos + 1]
+            if code in _ESCAPES:
+                out.append(_ESCAPES[code])
+                pos += 2
+                continue
+            if code != "u":
+                self._state = "off"
+                break
+            if pos + 6 > len(buffer):
+                break
+            unit = int(buffer[pos + 2:pos + 6], 16)
+            pos += 6
+            if 0xD800 <= unit < 0xDC00:
+                self._high = chr(unit)
+                continue
+            if 0xDC00 <= unit < 0xE000 and self._high:
+                pair = (self._high + chr(unit)).encode("utf-16", "surrogatepass").decode("utf-16")
+                self._high = ""
+                out.append(pair)
+                continue
+            out.append(chr(unit))
+        self._pos = pos
+        text = "".join(out)
+        self.streamed += text
+        return text

@@ -603,3 +603,58 @@ def test_rendered_text_deltas_are_exactly_their_json() -> None:
     assert len(rendered) >= 10
     for event in rendered:
         assert event.json == json_text(dict(event))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.lists(st.integers(0, 200), max_size=10), st.booleans())
+def test_property_a_custom_input_streams_exactly_whatever_the_pieces(text: str, cuts: list[int], ascii: bool) -> None:
+    from sapproxy.translate.responses_items import InputStreamer
+
+    arguments = json.dumps({"input": text}, ensure_ascii=ascii)
+    points = sorted({c % (len(arguments) + 1) for c in cuts})
+    pieces = [arguments[a:b] for a, b in zip([0, *points], [*points, len(arguments)])]
+    streamer = InputStreamer()
+    assert "".join(streamer.feed(p) for p in pieces) == text == streamer.streamed
+
+
+def test_a_custom_tool_input_streams_as_it_comes_for_claude_and_gpt() -> None:
+    patch = "*** Begin Patch\n*** Update File: a.py\n-x = \"old\"\n+x = \"new\" \u00e9\n*** End Patch"
+    arguments = json.dumps({"input": patch})
+    pieces = [arguments[i:i + 7] for i in range(0, len(arguments), 7)]
+    tools = map_tools([{"type": "custom", "name": "apply_patch"}])
+    ir_events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "content": [],
+                                              "model": "c", "usage": {"input_tokens": 3, "output_tokens": 0}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                                       "name": "apply_patch", "input": {}}},
+        *[{"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": p}}
+          for p in pieces],
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"}]
+    native: list[dict[str, Any]] = [
+        {"type": "response.created", "response": {"id": "r", "status": "in_progress", "output": []}},
+        {"type": "response.in_progress", "response": {"id": "r", "status": "in_progress", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {
+            "id": "fc_1", "type": "function_call", "status": "in_progress", "arguments": "", "call_id": "call_1",
+            "name": "apply_patch"}},
+        *[{"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": p}
+          for p in pieces],
+        {"type": "response.function_call_arguments.done", "item_id": "fc_1", "output_index": 0, "arguments": arguments},
+        {"type": "response.output_item.done", "output_index": 0, "item": {
+            "id": "fc_1", "type": "function_call", "status": "completed", "arguments": arguments,
+            "call_id": "call_1", "name": "apply_patch"}},
+        {"type": "response.completed", "response": {"id": "r", "status": "completed", "output": [{
+            "id": "fc_1", "type": "function_call", "status": "completed", "arguments": arguments,
+            "call_id": "call_1", "name": "apply_patch"}], "usage": {"input_tokens": 3, "output_tokens": 9,
+                                                                    "total_tokens": 12}}}]
+    for translator, events in ((IRToResponsesStream(frame(tools=tools)), ir_events),
+                               (ResponsesPassthrough(frame(tools=tools)), native)):
+        out = run(translator, events)
+        check_stream(out, recorded=True)
+        deltas = [e["delta"] for e in out if e["type"] == "response.custom_tool_call_input.delta"]
+        assert len(deltas) > 5 and "".join(deltas) == patch
+        (done,) = [e for e in out if e["type"] == "response.custom_tool_call_input.done"]
+        assert done["input"] == patch and done["item_id"].startswith("ctc_")
+        final = out[-1]["response"]["output"]
+        assert [(i["type"], i["input"]) for i in final] == [("custom_tool_call", patch)]

@@ -34,7 +34,7 @@ from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import KEEPALIVE_COMMENT, Rendered, encode_event, json_text
 from sapproxy.translate.ids import new_call_id, random_hex
-from sapproxy.translate.responses_items import ToolMap, map_tools, pack_reasoning, unpack_reasoning
+from sapproxy.translate.responses_items import InputStreamer, ToolMap, map_tools, pack_reasoning, unpack_reasoning
 from sapproxy.translate.usage import Usage
 
 __all__ = [
@@ -598,6 +598,7 @@ class _Block:
     name: str = ""
     call_id: str = ""
     template: tuple[bytes, bytes] | None = None
+    streamer: InputStreamer | None = None  # a custom tool call's input, decoded as its JSON streams
 
 
 class IRToResponsesStream:
@@ -696,6 +697,12 @@ class IRToResponsesStream:
                         out.append(self._event({"type": "response.function_call_arguments.delta",
                                                 "item_id": block.item["id"], "output_index": block.output_index,
                                                 "delta": fragment}))
+                    elif block.streamer is not None:
+                        text = block.streamer.feed(fragment)
+                        if text:
+                            out.append(self._event({"type": "response.custom_tool_call_input.delta",
+                                                    "item_id": block.item["id"], "output_index": block.output_index,
+                                                    "delta": text}))
             return out
         if kind == "content_block_start":
             self._start(out)
@@ -771,7 +778,8 @@ class IRToResponsesStream:
             name = cb.get("name") or ""
             call_id = cb.get("id") or new_call_id()
             item = self.frame.tools.opening_item(name, call_id, _item_id("fc_"))
-            block = _Block("tool", output_index, item, name=name, call_id=call_id)
+            block = _Block("tool", output_index, item, name=name, call_id=call_id,
+                           streamer=InputStreamer() if item["type"] == "custom_tool_call" else None)
             self._blocks[index] = block  # type: ignore[index]
             out.append(self._event({"type": "response.output_item.added", "output_index": output_index,
                                     "item": dict(item)}))
@@ -814,10 +822,14 @@ class IRToResponsesStream:
                 out.append(self._event({"type": "response.function_call_arguments.done", "item_id": item_id,
                                         "output_index": index, "name": done["name"], "arguments": arguments}))
             elif done["type"] == "custom_tool_call":
-                # The input is a string inside JSON arguments; it is known whole only now.
-                if done["input"]:
+                # What was not streamed yet (all of it when the arguments had another shape).
+                sent = block.streamer.streamed if block.streamer is not None else ""
+                if not done["input"].startswith(sent):
+                    done["input"] = sent  # arguments cut short: the input is what the client was sent
+                rest = done["input"][len(sent):]
+                if rest:
                     out.append(self._event({"type": "response.custom_tool_call_input.delta", "item_id": item_id,
-                                            "output_index": index, "delta": done["input"]}))
+                                            "output_index": index, "delta": rest}))
                 out.append(self._event({"type": "response.custom_tool_call_input.done", "item_id": item_id,
                                         "output_index": index, "input": done["input"]}))
         self._output.append(done)

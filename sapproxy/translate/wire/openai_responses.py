@@ -28,7 +28,7 @@ from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.framing.sse import Rendered, json_text
 from sapproxy.translate.wire import WireRequest, WireTarget
-from sapproxy.translate.responses_items import ToolMap, is_ours
+from sapproxy.translate.responses_items import InputStreamer, ToolMap, custom_input, is_ours
 from sapproxy.translate.usage import Usage
 
 __all__ = ["WIRE_FORMAT", "ResponsesPassthrough", "gpt_request", "native_response"]
@@ -167,7 +167,8 @@ class ResponsesPassthrough:
     @ivar final: the last response object (every encrypted content kept), for the store.
     """
 
-    __slots__ = ("frame", "final", "usage", "_seq", "_items", "_done", "_started", "_template_key", "_template")
+    __slots__ = ("frame", "final", "usage", "_seq", "_items", "_done", "_started", "_template_key", "_template",
+                 "_inputs", "_sent_inputs")
 
     _TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -182,6 +183,9 @@ class ResponsesPassthrough:
         self._started = False
         self._template_key: tuple[Any, Any, Any] | None = None
         self._template = b""
+        #: upstream item id -> the custom tool input decoded so far / the input the client was sent whole
+        self._inputs: dict[str, InputStreamer] = {}
+        self._sent_inputs: dict[str, str] = {}
 
     def _out(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         event["sequence_number"] = self._seq
@@ -241,6 +245,9 @@ class ResponsesPassthrough:
                 if isinstance(name, str) and frame.tools.kind_of(name) != "function":
                     self._items[str(item.get("id"))] = name
             mapped = _client_item(item, frame)
+            if kind == "response.output_item.done" and isinstance(mapped, dict) and isinstance(item, dict) \
+                    and mapped.get("type") == "custom_tool_call" and str(item.get("id")) in self._sent_inputs:
+                mapped["input"] = self._sent_inputs[str(item.get("id"))]
             if kind == "response.output_item.added" and isinstance(item, dict) and mapped is not item:
                 mapped = frame.tools.opening_item(item.get("name") or "", item.get("call_id") or "",
                                                   item.get("id") or "")
@@ -255,16 +262,29 @@ class ResponsesPassthrough:
                 if kind.endswith(".done"):
                     event["name"] = frame.tools.namespaced[name][1]
                 return self._out(event)
-            if what == "custom" and kind.endswith(".done"):
-                item = frame.tools.call_item(name, "", event.get("arguments") or "", str(event.get("item_id")))
+            if what == "custom":
+                item_id = str(event.get("item_id"))
+                streamer = self._inputs.setdefault(item_id, InputStreamer())
+                client_id = frame.tools.call_item(name, "", "", item_id)["id"]
+                if kind.endswith(".delta"):
+                    text = streamer.feed(event.get("delta") or "")
+                    if not text:
+                        return []
+                    return self._out({"type": "response.custom_tool_call_input.delta", "item_id": client_id,
+                                      "output_index": event.get("output_index"), "delta": text})
+                whole = custom_input(event.get("arguments") or "")
+                if not whole.startswith(streamer.streamed):
+                    whole = streamer.streamed
+                self._sent_inputs[item_id] = whole
                 out = []
-                if item["input"]:
-                    out += self._out({"type": "response.custom_tool_call_input.delta", "item_id": item["id"],
-                                      "output_index": event.get("output_index"), "delta": item["input"]})
-                out += self._out({"type": "response.custom_tool_call_input.done", "item_id": item["id"],
-                                  "output_index": event.get("output_index"), "input": item["input"]})
+                if whole[len(streamer.streamed):]:
+                    out += self._out({"type": "response.custom_tool_call_input.delta", "item_id": client_id,
+                                      "output_index": event.get("output_index"),
+                                      "delta": whole[len(streamer.streamed):]})
+                out += self._out({"type": "response.custom_tool_call_input.done", "item_id": client_id,
+                                  "output_index": event.get("output_index"), "input": whole})
                 return out
-            return []  # a custom tool's JSON or a shell action, streamed: not the client's shape
+            return []  # a shell action, streamed: not the client's shape (the item's done event has it)
         if kind == "error":
             return self._out(event)
         return self._out(event)
