@@ -10,7 +10,6 @@ by its token limit, with the conversation it continues, so C{previous_response_i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from klein import Klein

@@ -45,6 +45,13 @@ __all__ = [
     "unpack_reasoning",
 ]
 
+#: Input items that stand for work OpenAI's own hosted tools did: nothing an upstream here could take, dropped.
+HOSTED_ITEMS = frozenset(("web_search_call", "file_search_call", "computer_call", "computer_call_output",
+                          "image_generation_call", "code_interpreter_call", "mcp_call", "mcp_list_tools",
+                          "mcp_approval_request", "mcp_approval_response", "tool_search_call", "tool_search_output",
+                          "compaction", "shell_call", "shell_call_output", "apply_patch_call",
+                          "apply_patch_call_output"))
+
 #: The function that stands for the C{local_shell} tool.
 LOCAL_SHELL = "local_shell"
 _NS_SEP = "__"

@@ -34,7 +34,9 @@ from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import KEEPALIVE_COMMENT, Rendered, encode_event, json_text
 from sapproxy.translate.ids import new_call_id, random_hex
-from sapproxy.translate.responses_items import InputStreamer, ToolMap, map_tools, pack_reasoning, unpack_reasoning
+from sapproxy.translate.responses_items import (
+    HOSTED_ITEMS, InputStreamer, ToolMap, map_tools, pack_reasoning, unpack_reasoning,
+)
 from sapproxy.translate.usage import Usage
 
 __all__ = [
@@ -53,11 +55,6 @@ __all__ = [
 #: Item types that carry a tool's output back, and the call kinds they answer.
 _OUTPUT_KINDS = ("function_call_output", "custom_tool_call_output", "local_shell_call_output")
 _CALL_KINDS = ("function_call", "custom_tool_call", "local_shell_call")
-#: Items that stand for work OpenAI's own hosted tools did: nothing an upstream here could take.
-_HOSTED_ITEMS = ("web_search_call", "file_search_call", "computer_call", "computer_call_output",
-                 "image_generation_call", "code_interpreter_call", "mcp_call", "mcp_list_tools",
-                 "mcp_approval_request", "mcp_approval_response", "tool_search_call", "tool_search_output",
-                 "compaction", "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output")
 _EFFORTS = {"none": "none", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
 _NO_OUTPUT = "No output was recorded for this call."
 
@@ -323,7 +320,7 @@ def _messages(items: list[dict[str, Any]], tools: ToolMap, instructions: Any) ->
         elif kind == "item_reference":
             raise InvalidRequest(f"{path}: item_reference is only supported for items of a stored response; "
                                  "send the item itself", f"{path}.id")
-        elif kind in _HOSTED_ITEMS:
+        elif kind in HOSTED_ITEMS:
             continue
         else:
             raise InvalidRequest(f"{path}.type {kind!r} is not a supported input item", f"{path}.type")

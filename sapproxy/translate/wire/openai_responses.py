@@ -28,15 +28,11 @@ from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.framing.sse import Rendered, json_text
 from sapproxy.translate.wire import WireRequest, WireTarget
-from sapproxy.translate.responses_items import InputStreamer, ToolMap, custom_input, is_ours
+from sapproxy.translate.responses_items import HOSTED_ITEMS, InputStreamer, ToolMap, custom_input, is_ours
 from sapproxy.translate.usage import Usage
 
 __all__ = ["WIRE_FORMAT", "ResponsesPassthrough", "gpt_request", "native_response"]
 
-_HOSTED_ITEMS = ("web_search_call", "file_search_call", "computer_call", "computer_call_output",
-                 "image_generation_call", "code_interpreter_call", "mcp_call", "mcp_list_tools",
-                 "mcp_approval_request", "mcp_approval_response", "tool_search_call", "tool_search_output",
-                 "shell_call", "shell_call_output", "apply_patch_call", "apply_patch_call_output")
 _OUTPUTS = ("custom_tool_call_output", "local_shell_call_output")
 #: Keys the gateway answers itself, or that name things only OpenAI's own platform has.
 _DROPPED_KEYS = ("previous_response_id", "service_tier", "metadata", "background", "conversation", "prompt",
@@ -59,7 +55,7 @@ def _upstream_item(item: dict[str, Any], tools: ToolMap, path: str) -> dict[str,
         if is_ours(item.get("encrypted_content")):
             return None  # Claude's or Gemini's: no GPT can read it
         return {k: v for k, v in item.items() if k != "status"}
-    if kind in _HOSTED_ITEMS:
+    if kind in HOSTED_ITEMS:
         return None
     return item
 
