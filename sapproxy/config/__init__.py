@@ -86,12 +86,15 @@ class ModelSettings:
     @ivar api_version: the Azure api-version for this model's chat calls.
     @ivar converse: serve this Claude model through Bedrock's C{/converse} APIs instead of C{/invoke}.
     @ivar upstream_model: the model id a Vertex path names (C{models/{id}:generateContent}).
+    @ivar responses_only: this GPT deployment answers only the Responses API (Azure's codex models): every
+        client dialect reaches it through C{/responses}.
     """
 
     family: str | None = None
     api_version: str | None = None
     converse: bool = False
     upstream_model: str | None = None
+    responses_only: bool = False
 
 
 @frozen

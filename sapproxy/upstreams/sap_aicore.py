@@ -343,7 +343,9 @@ class SapAiCoreProvider:
         family = family_of(model, settings)
         if family == "claude":
             return "converse" if settings.converse else "bedrock_invoke"
-        return "gemini" if family == "gemini" else "openai_chat"
+        if family == "gemini":
+            return "gemini"
+        return "openai_responses" if settings.responses_only else "openai_chat"
 
     def also_speaks(self, model: str) -> tuple[str, ...]:
         """

@@ -170,3 +170,23 @@ def test_the_stored_responses_ttl_is_configured(tmp_path: Path) -> None:
     assert config.responses_ttl_days == 7
     assert "responses_ttl_days" in error(tmp_path, {"service_key_json": KEY, "deployment_models": {"m": URL},
                                                     "responses_ttl_days": "a week"})
+
+
+def test_a_responses_only_gpt_serves_chat_and_anthropic_clients() -> None:
+    from sapproxy.config import ModelSettings
+
+    h = Harness(models={"gpt-5": ModelSettings(responses_only=True)})
+    response, body = h.post("/v1/chat/completions", {"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 200, body
+    assert json.loads(body)["choices"][0]["message"]["content"].startswith("Echo: hi")
+    response, body = h.post("/v1/chat/completions", {"model": "gpt-5", "stream": True,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+    chunks = [json.loads(d) for d in body.decode().split("data: ")[1:] if not d.startswith("[DONE]")]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")).startswith("Echo: hi")
+    response, body = h.post("/v1/messages", {"model": "gpt-5", "max_tokens": 100, "stream": True, "tools": [
+        {"name": "shell", "input_schema": SHELL["parameters"]}], "messages": [{"role": "user", "content": "list"}]},
+        headers={"anthropic-version": "2023-06-01"})
+    assert response.code == 200, body
+    assert b'"type":"tool_use"' in body and b'"stop_reason":"tool_use"' in body
+    paths = [r["path"] for r in h.simulator.requests if "d-gpt5" in r["path"]]
+    assert paths and all(p.endswith("/responses") for p in paths)

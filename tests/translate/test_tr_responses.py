@@ -658,3 +658,61 @@ def test_a_custom_tool_input_streams_as_it_comes_for_claude_and_gpt() -> None:
         assert done["input"] == patch and done["item_id"].startswith("ctc_")
         final = out[-1]["response"]["output"]
         assert [(i["type"], i["input"]) for i in final] == [("custom_tool_call", patch)]
+
+
+# ------------------------------------------------------------------ the IR directions of the Responses wire
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
+def test_recorded_responses_streams_become_valid_ir_streams(path: Any) -> None:
+    from conftest import accumulate_anthropic
+    from sapproxy.translate.wire.openai_responses import ResponsesToIRStream
+
+    for stream in recorded_streams(path):
+        translator = ResponsesToIRStream("gpt-x", "msg_1")
+        events = [e for ev in json.loads(json.dumps(stream)) for e in translator.feed(ev)] + translator.finish()
+        if events and events[-1]["type"] == "error":
+            assert stream[-1]["type"] == "response.failed"
+            continue
+        message = accumulate_anthropic(events)
+        texts = "".join(p["text"] for i in stream[-1]["response"]["output"] if i["type"] == "message"
+                        for p in i["content"] if p["type"] == "output_text")
+        assert "".join(b["text"] for b in message["content"] if b["type"] == "text") == texts or not gapless(stream)
+        calls = [(i["call_id"], json.loads(i["arguments"])) for i in stream[-1]["response"]["output"]
+                 if i["type"] == "function_call"]
+        assert [(b["id"], b["input"]) for b in message["content"] if b["type"] == "tool_use"] == calls
+        assert message["stop_reason"] == ("tool_use" if calls else "end_turn")
+        assert message["usage"]["output_tokens"] == stream[-1]["response"]["usage"]["output_tokens"]
+
+
+def test_ir_to_a_responses_only_gpt_and_back() -> None:
+    from sapproxy.translate.wire import WireTarget
+    from sapproxy.translate.wire.openai_responses import WIRE_FORMAT as RESPONSES_WIRE
+
+    ir_body = {"model": "c", "system": "Be brief.", "max_tokens": 300, "thinking": {"type": "enabled", "budget_tokens": 2048},
+               "tools": [{"name": "shell", "input_schema": {"type": "object", "properties": {}}}],
+               "tool_choice": {"type": "tool", "name": "shell"},
+               "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                            {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "shell",
+                                                               "input": {"command": ["ls"]}}]},
+                            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "a.txt"}]}]}
+    request = RESPONSES_WIRE.request(ir_body, WireTarget("gpt-5-codex", reasoning=True), True)  # type: ignore[arg-type]
+    body = json.loads(request.body)
+    assert request.operation == "responses" and request.stream and body["stream"] is True
+    assert body["instructions"] == "Be brief." and body["store"] is False and body["model"] == "gpt-5-codex"
+    assert body["input"] == [
+        {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": '{"command":["ls"]}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "a.txt"}]
+    assert body["tools"][0]["type"] == "function" and body["tools"][0]["name"] == "shell"
+    assert body["tool_choice"] == {"type": "function", "name": "shell"}
+    assert body["reasoning"]["effort"] and body["include"] == ["reasoning.encrypted_content"]
+    whole = {"id": "resp_abc", "status": "completed", "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+             "output": [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "hmm"}],
+                         "encrypted_content": "gAAAA"},
+                        {"type": "message", "id": "msg_1", "role": "assistant",
+                         "content": [{"type": "output_text", "text": "done", "annotations": []}]}]}
+    message = RESPONSES_WIRE.response_to_ir(whole, "gpt-5-codex")
+    assert message["content"] == [{"type": "thinking", "thinking": "hmm", "signature": "gAAAA"},
+                                  {"type": "text", "text": "done"}]
+    assert message["stop_reason"] == "end_turn" and message["usage"]["output_tokens"] == 7

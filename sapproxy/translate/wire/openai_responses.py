@@ -15,7 +15,7 @@ follow-up.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from zope.interface import implementer
 
@@ -24,14 +24,16 @@ from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.client.openai_responses import (
     ResponseFrame, client_view, failure_code, input_items, responses_usage, usage_from_responses,
 )
-from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.framing.sse import Rendered, json_text
-from sapproxy.translate.wire import WireRequest, WireTarget
-from sapproxy.translate.responses_items import HOSTED_ITEMS, InputStreamer, ToolMap, custom_input, is_ours
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire.openai_chat import ir_request_to_chat
+from sapproxy.translate.responses_items import HOSTED_ITEMS, InputStreamer, ToolMap, custom_input, is_ours
 
-__all__ = ["WIRE_FORMAT", "ResponsesPassthrough", "gpt_request", "native_response"]
+__all__ = ["WIRE_FORMAT", "ResponsesPassthrough", "ResponsesToIRStream", "chat_to_responses", "gpt_request",
+           "native_response", "responses_to_ir_message"]
 
 _OUTPUTS = ("custom_tool_call_output", "local_shell_call_output")
 #: Keys the gateway answers itself, or that name things only OpenAI's own platform has.
@@ -298,20 +300,234 @@ class ResponsesPassthrough:
         return self.fail("server_error", "the upstream stream ended before the response was complete")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The IR directions: clients of other dialects on a model that speaks only the Responses API
+
+
+def _text_parts(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _input_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "input_text", "text": content}]
+    parts: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else ():
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            parts.append({"type": "input_text", "text": part.get("text") or ""})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            parts.append({"type": "input_image", "image_url": url, "detail": "auto"})
+        elif kind == "file":
+            file = part.get("file") or {}
+            parts.append({"type": "input_file", "file_data": file.get("file_data"),
+                          "filename": file.get("filename") or "document.pdf"})
+    return parts
+
+
+def chat_to_responses(chat: dict[str, Any], *, model: str, reasoning_model: bool) -> dict[str, Any]:
+    """
+    A Chat Completions body (as L{ir_request_to_chat} makes it from the IR) as a Responses body for a GPT
+    deployment: system and developer messages as C{instructions}, the rest as input items.
+    """
+    instructions: list[str] = []
+    items: list[dict[str, Any]] = []
+    for message in chat.get("messages") or ():
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            text = _text_parts(content)
+            if text:
+                instructions.append(text)
+        elif role == "user":
+            items.append({"role": "user", "content": _input_parts(content)})
+        elif role == "assistant":
+            text = _text_parts(content)
+            if text:
+                items.append({"type": "message", "role": "assistant",
+                              "content": [{"type": "output_text", "text": text, "annotations": []}]})
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                items.append({"type": "function_call", "call_id": call.get("id"), "name": function.get("name"),
+                              "arguments": function.get("arguments") or "{}"})
+        elif role == "tool":
+            items.append({"type": "function_call_output", "call_id": message.get("tool_call_id"),
+                          "output": content if isinstance(content, str) else _text_parts(content)})
+    body: dict[str, Any] = {"model": model, "input": items, "store": False}
+    if instructions:
+        body["instructions"] = "\n\n".join(instructions)
+    tools = [{"type": "function", **{k: v for k, v in (t.get("function") or {}).items()}}
+             for t in chat.get("tools") or () if t.get("type") == "function"]
+    if tools:
+        body["tools"] = tools
+        choice = chat.get("tool_choice")
+        if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+            body["tool_choice"] = {"type": "function", "name": choice["function"].get("name")}
+        elif isinstance(choice, str):
+            body["tool_choice"] = choice
+        if chat.get("parallel_tool_calls") is False:
+            body["parallel_tool_calls"] = False
+    limit = chat.get("max_completion_tokens") or chat.get("max_tokens")
+    if isinstance(limit, int):
+        body["max_output_tokens"] = limit
+    for key in ("temperature", "top_p", "user"):
+        if chat.get(key) is not None:
+            body[key] = chat[key]
+    if reasoning_model:
+        effort = chat.get("reasoning_effort")
+        body["reasoning"] = {"effort": effort, "summary": "auto"} if effort else {"summary": "auto"}
+        body["include"] = ["reasoning.encrypted_content"]
+        for key in ("temperature", "top_p"):
+            body.pop(key, None)
+    fmt = chat.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        spec = fmt["json_schema"]
+        body["text"] = {"format": {"type": "json_schema", "name": spec.get("name") or "response",
+                                   "schema": spec.get("schema") or {}, **({"strict": spec["strict"]}
+                                                                        if "strict" in spec else {})}}
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        body["text"] = {"format": {"type": "json_object"}}
+    if chat.get("stream"):
+        body["stream"] = True
+    return body
+
+
+def _stop_reason(response: dict[str, Any], called: bool) -> str:
+    details = response.get("incomplete_details")
+    if response.get("status") == "incomplete" and isinstance(details, dict):
+        return "max_tokens" if details.get("reason") == "max_output_tokens" else "refusal"
+    return "tool_use" if called else "end_turn"
+
+
+def responses_to_ir_message(response: dict[str, Any], model: str) -> IRResponse:
+    """A whole Responses API response as an IR message (reasoning as thinking, its encrypted content the signature)."""
+    content: list[Any] = []
+    for item in response.get("output") or ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    content.append({"type": "text", "text": part.get("text") or ""})
+                elif part.get("type") == "refusal":
+                    content.append({"type": "text", "text": part.get("refusal") or ""})
+        elif kind == "reasoning":
+            text = "".join(p.get("text") or "" for p in item.get("summary") or ())
+            content.append({"type": "thinking", "thinking": text, "signature": item.get("encrypted_content") or ""})
+        elif kind == "function_call":
+            try:
+                arguments = json.loads(item.get("arguments") or "{}")
+            except ValueError:
+                arguments = {}
+            content.append({"type": "tool_use", "id": item.get("call_id") or item.get("id") or "",
+                            "name": item.get("name") or "", "input": arguments if isinstance(arguments, dict) else {}})
+    usage = usage_from_responses(response.get("usage")) or Usage()
+    called = any(block["type"] == "tool_use" for block in content)
+    return cast(IRResponse, {"id": "msg_" + str(response.get("id") or "")[5:], "type": "message",
+                             "role": "assistant", "model": model, "content": content,
+                             "stop_reason": _stop_reason(response, called), "stop_sequence": None,
+                             "usage": usage.to_anthropic()})
+
+
+class ResponsesToIRStream:
+    """
+    A Responses API stream in, IR (Anthropic) stream events out, through the one event writer: each output
+    item one content block (message text, reasoning summary as thinking with its encrypted content as the
+    signature, a function call as tool_use), the terminal event the stop reason and usage, a failure an error.
+    """
+
+    def __init__(self, model: str, message_id: str) -> None:
+        self.model = model
+        self.message_id = message_id
+        self.usage: Usage | None = None
+        self._writer = AnthropicStreamWriter()
+        self._called = False
+
+    def _begin(self, out: list[Any]) -> None:
+        if not self._writer.started:
+            self._writer.start(out, self.message_id, self.model)
+
+    def feed(self, event: dict[str, Any]) -> list[Any]:
+        writer = self._writer
+        if writer.ended or not isinstance(event, dict):
+            return []
+        out: list[Any] = []
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            if writer.open_type == "text" and isinstance(event.get("delta"), str) and event["delta"]:
+                writer.text(out, event["delta"])
+            return out
+        if kind == "response.function_call_arguments.delta":
+            if writer.open_type == "tool_use" and isinstance(event.get("delta"), str) and event["delta"]:
+                writer.delta(out, {"type": "input_json_delta", "partial_json": event["delta"]})
+            return out
+        if kind == "response.reasoning_summary_text.delta":
+            if writer.open_type == "thinking" and isinstance(event.get("delta"), str) and event["delta"]:
+                writer.delta(out, {"type": "thinking_delta", "thinking": event["delta"]})
+            return out
+        if kind in ("response.created", "response.in_progress"):
+            self._begin(out)
+            return out
+        if kind == "response.output_item.added":
+            self._begin(out)
+            item = event.get("item") or {}
+            if item.get("type") == "message":
+                writer.open(out, {"type": "text", "text": ""})
+            elif item.get("type") == "reasoning":
+                writer.open(out, {"type": "thinking", "thinking": "", "signature": ""})
+            elif item.get("type") == "function_call":
+                self._called = True
+                writer.open(out, {"type": "tool_use", "id": item.get("call_id") or "", "name": item.get("name") or "",
+                                  "input": {}})
+            return out
+        if kind == "response.output_item.done":
+            item = event.get("item") or {}
+            if item.get("type") == "reasoning" and writer.open_type == "thinking" and item.get("encrypted_content"):
+                writer.delta(out, {"type": "signature_delta", "signature": item["encrypted_content"]})
+            writer.close(out)
+            return out
+        if kind in ("response.completed", "response.incomplete"):
+            self._begin(out)
+            response = event.get("response") or {}
+            self.usage = usage_from_responses(response.get("usage")) or self.usage
+            writer.finish(out, _stop_reason(response, self._called),
+                          cast(Any, (self.usage or Usage()).to_anthropic()))
+            return out
+        if kind in ("response.failed", "error"):
+            error = (event.get("response") or {}).get("error") if kind == "response.failed" else event.get("error")
+            message = error.get("message") if isinstance(error, dict) else event.get("message")
+            writer.fail(out, {"type": "error", "error": {"type": "api_error",
+                                                         "message": str(message or "the upstream failed")}})
+            return out
+        return out
+
+    def finish(self) -> list[Any]:
+        return []
+
+
 @implementer(IWireFormat)
 class OpenAIResponsesWire:
     """
     The Responses API as AI Core's GPT deployments serve it (L{sapproxy.interfaces.IWireFormat}).
 
-    The plan chooses it only for a client that speaks the Responses API itself (its C{native_wire}), and a
-    provider offers it beside C{openai_chat} for GPT models; clients of other dialects reach GPT through
-    C{openai_chat}.  So it carries the client's own body (L{passthrough}); the IR directions refuse, plainly.
+    A provider offers it beside C{openai_chat} for GPT models, and the plan prefers it for a client that
+    speaks the Responses API itself (L{passthrough}); for a model configured as Responses-only (C{models.X.
+    responses_only}, e.g. Azure's codex models) it is the model's one format, and clients of other dialects
+    come through the IR (L{request}, L{ResponsesToIRStream}, L{responses_to_ir_message}).
     """
 
     name = "openai_responses"
 
     def request(self, request: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
-        raise InvalidRequest("the Responses API wire format carries only Responses API requests")
+        chat = ir_request_to_chat(request, reasoning_model=target.reasoning)
+        chat["stream"] = stream
+        body = chat_to_responses(chat, model=target.model, reasoning_model=target.reasoning)
+        return WireRequest("responses", json_text(body), stream)
 
     def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
         body = gpt_request(call.body, call.tools, model=target.model, reasoning_model=target.reasoning,
@@ -322,7 +538,7 @@ class OpenAIResponsesWire:
         return SSEJsonSource()
 
     def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
-        raise InvalidRequest("the Responses API wire format carries only Responses API requests")
+        return [ResponsesToIRStream(model, message_id)]
 
     def passthrough_stream(self, call: Any) -> list[Any]:
         translator = ResponsesPassthrough(call.frame)
@@ -330,7 +546,7 @@ class OpenAIResponsesWire:
         return [translator]
 
     def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
-        raise InvalidRequest("the Responses API wire format carries only Responses API requests")
+        return responses_to_ir_message(response, model)
 
     def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
         full = native_response(response, call.frame)
