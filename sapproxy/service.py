@@ -3,8 +3,8 @@ The daemon: every long-lived part of the gateway, started and stopped in order.
 
 Start: the embedded simulator (when configured), the usage store and key ring, then the listening port.
 Stop (SIGTERM): stop accepting, let in-flight requests finish for up to C{drain_timeout} seconds, close what
-is left (streams get an error event through their relay as their upstream closes), flush the usage rows,
-close the upstream pool.
+is left (streams get an error event through their relay as their upstream closes), close the rate limiter's
+Redis connection, flush the usage rows, close the upstream pool.
 """
 
 from __future__ import annotations
@@ -34,11 +34,14 @@ from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
 from sapproxy.registry import WIRE_FORMATS, build_providers
 from sapproxy.site import GatewaySite, Listener
+from sapproxy.startup import announce
 from sapproxy.tracing import make_tracing
 from sapproxy.upstreams import ProviderContext
 from sapproxy.upstreams.sap_discovery import follow_models
+from sapproxy.web.admin import AdminBackend
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
+from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 from sapproxy.usage.responses import ResponseStore, ResponseStoreService
@@ -64,7 +67,10 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
-        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor)
+        admin = AdminBackend(store=self.store, keyring=self.keyring, reactor=reactor)
+        self.site = GatewaySite(build_app(self.ref, admin).resource(), max_body_bytes=config.max_body_bytes,
+                                reactor=reactor)
+        self.site.metrics = self.metrics
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
@@ -139,6 +145,7 @@ class GatewayService(MultiService):
         simulator = make_simulator(attrs.evolve(default_simulator_config(), event_delay=settings.event_delay),
                                    self.reactor)
         site = Site(simulator.resource())
+        site.requestFactory = PhrasedRequest
         site.noisy = False
         server = TCPServer(settings.port, site, interface=settings.host)
         server.setName("simulator")
@@ -146,9 +153,6 @@ class GatewayService(MultiService):
         log.info("embedded simulated SAP AI Core on http://{host}:{port}", host=settings.host, port=settings.port)
 
     def startService(self) -> None:
-        if not self.config.secret_authentication_tokens:
-            log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
-                     "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
         if self.config.ignored_keys:
             log.warn("config: ignoring {keys} (keys of the original proxy that sapproxy has no use for)",
                      keys=", ".join(self.config.ignored_keys))
@@ -166,6 +170,9 @@ class GatewayService(MultiService):
         # could be judged, and a client would see 401s that vanish a moment later.
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
         self.keyring_started.addErrback(lambda f: log.failure("usage store did not start", f))
+        self.keyring_started.addCallback(lambda _: announce(self.config, self.ref.current.catalog,
+                                                            self.ref.current.authenticator, self.keyring))
+        self.keyring_started.addErrback(lambda f: log.failure("start-up summary failed", f))
         self.keyring_started.addBoth(lambda _: self.listener.listen())
 
     def stopService(self) -> Deferred[None]:
@@ -204,5 +211,6 @@ class GatewayService(MultiService):
             await self._settle(2.0)
         self.keyring.stop()
         self.gateway.stop()
+        await self.rate_limiter.disconnect()
         await MultiService.stopService(self)
         await self.pool.closeCachedConnections()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 from urllib.parse import urlsplit
 
 import cattrs
 from attrs import Factory, field, frozen
 from cattrs.gen import make_dict_structure_fn, override
+
+from sapproxy.ratelimit.address import parse_redis_url
 
 #: api-version for Azure-OpenAI-style chat and embeddings deployments: the current GA version (the one SAP's own
 #: AI SDK sends), which accepts every field the gateway sends (tools, parallel_tool_calls, stream_options,
@@ -234,6 +236,8 @@ class GatewayConfig:
     strict_model_names: bool = False
     #: Keys of the original Flask proxy's or the FastAPI fork's configs that sapproxy accepts but has no use for.
     ignored_keys: tuple[str, ...] = ()
+    #: Turns on the admin web page at C{/admin}; the token signs in (it is never put in a URL or a log).
+    admin_token: str | None = None
 
     @property
     def directory(self) -> Path:
@@ -258,7 +262,7 @@ _TOP_LEVEL = {
     "usage_store", "usage_retention_days", "responses_ttl_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery", "session_affinity",
-    "strict_model_names",
+    "strict_model_names", "admin_token",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group", "deployment_ids",
 }
@@ -408,6 +412,10 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         raise ConfigError(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: expected a JSON object at the top level")
+    try:
+        raw = _with_simulator_origin(raw)
+    except _PathError as e:
+        raise ConfigError(f"{label}: {e.path}: {e}") from None
     if host is not None:
         raw["host"] = host
     if port is not None:
@@ -416,6 +424,43 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         return _structure(raw, path.resolve())
     except _PathError as e:
         raise ConfigError(f"{label}: {e.path}: {e}") from None
+
+
+#: Stands, in any URL of the config, for the embedded simulator's origin (C{http://host:port} of its C{simulator}
+#: block), so that the simulator's port is written in one place.
+SIMULATOR_ORIGIN = "${SIMULATOR}"
+
+
+def _with_simulator_origin(raw: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{raw} with every C{${SIMULATOR}} in a string replaced by the simulator's origin.  The config keeps the
+    original proxy's shape (service keys and deployment URLs are still URL strings); only their origin is
+    written once.
+    """
+    if SIMULATOR_ORIGIN not in json.dumps(raw):
+        return raw
+    settings = raw.get("simulator")
+    if not isinstance(settings, dict):
+        raise _PathError("simulator", f"missing, but {SIMULATOR_ORIGIN} is used in a URL (it stands for the "
+                         "embedded simulator's http://host:port)")
+    host = settings.get("host", SimulatorSettings().host)
+    port = settings.get("port", SimulatorSettings().port)
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+        raise _PathError("simulator", "host must be a string and port a whole number")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    origin = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    def substitute(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(SIMULATOR_ORIGIN, origin)
+        if isinstance(value, list):
+            return [substitute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: substitute(v) if k != "simulator" else v for k, v in value.items()}
+        return value
+
+    return cast(dict[str, Any], substitute(raw))
 
 
 class _PathError(ValueError):
@@ -575,8 +620,15 @@ def _check_semantics(config: GatewayConfig) -> None:
             raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
     if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
         raise _PathError("tracing.exporter", "expected otlp or console")
+    if config.admin_token is not None and len(config.admin_token) < 16:
+        raise _PathError("admin_token", "too short: use at least 16 characters (e.g. from: openssl rand -hex 24)")
     if config.on_client_hangup not in ("close", "drain"):
         raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store
     if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
         raise _PathError("usage_store", "expected sqlite:///PATH or postgresql://...")
+    if config.redis_url:
+        try:
+            parse_redis_url(config.redis_url)
+        except ValueError as e:
+            raise _PathError("redis_url", str(e)) from None

@@ -99,9 +99,7 @@ class Gateway:
         nothing waits for it, and it never stops the gateway from serving.
         """
         for provider in self.providers.values():
-            start = getattr(provider, "start", None)
-            if start is not None:
-                start()
+            provider.start()
 
     def stop(self, keep: Gateway | None = None) -> None:
         """

@@ -53,7 +53,7 @@ class DeploymentPicker:
 
     def _generation(self) -> list[int]:
         # A provider whose models change at run time (SAP AI Core discovery) has a generation that changes with them.
-        return [getattr(p, "generation", 0) for p in self._providers]
+        return [p.generation for p in self._providers]
 
     def _rebuild(self) -> None:
         self._generations = self._generation()

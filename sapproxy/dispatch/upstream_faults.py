@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IProvider
 
 log = Logger()
 
@@ -50,13 +51,12 @@ class StaleDeployments:
         self.metrics = metrics
         self.logged: set[str] = set()
 
-    def gone(self, deployment: Deployment, provider: Any, message: str) -> bool:
+    def gone(self, deployment: Deployment, provider: IProvider, message: str) -> bool:
         """
         Whether a 404 with C{message} means C{deployment} itself is gone, by its provider's judgement
         (C{deployment_gone(deployment, message)}, which also starts looking again); if so, its breaker opens.
         """
-        judge = getattr(provider, "deployment_gone", None)
-        if judge is None or not judge(deployment, message):
+        if not provider.deployment_gone(deployment, message):
             return False
         self.picker.trip(deployment)
         if deployment.url not in self.logged:
