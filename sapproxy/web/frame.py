@@ -18,6 +18,7 @@ from sapproxy.auth import Authenticator, ClientIdentity, presented_token
 from sapproxy.errors import GatewayError
 from sapproxy.dispatch.plan import ExchangeBuilder
 from sapproxy.dispatch.forward import Gateway, RequestContext
+from sapproxy.edge import MALFORMED, malformed, model_name, parse_body, printable
 from sapproxy.models import ModelCatalog, ResolvedModel
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
@@ -47,7 +48,7 @@ def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, byte
     C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
     chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
     """
-    body = _dumps(payload).encode("utf-8")
+    body = _dumps(payload).encode("utf-8", "replace")
     request.setResponseCode(status)
     raw = request.responseHeaders
     raw.setRawHeaders(b"content-type", [b"application/json"])
@@ -82,16 +83,7 @@ def read_json_object(request: Any, limit: int) -> dict[str, Any]:
     raw = content.read()
     if not raw.strip():
         raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GatewayError("invalid_request", f"the request body is not valid UTF-8 (byte {e.start})") from None
-    try:
-        body = json.loads(text)
-    except RecursionError:
-        raise GatewayError("invalid_request", "the request body is nested too deeply") from None
-    except ValueError as e:
-        raise GatewayError("invalid_request", f"the request body is not valid JSON: {e}") from None
+    body = parse_body(raw)
     if not isinstance(body, dict):
         raise GatewayError("invalid_request", "the request body must be a JSON object")
     return body
@@ -143,10 +135,8 @@ class Route:
         return identity
 
     def resolve(self, ctx: RequestContext, body: dict[str, Any], identity: ClientIdentity) -> ResolvedModel:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise GatewayError("invalid_request", "model: required, a string naming the model", param="model")
-        ctx.model_requested = model
+        model = model_name(body.get("model"))
+        ctx.model_requested = printable(model)
         resolved = self.services.catalog.resolve(model)
         if resolved is None:
             raise GatewayError("not_found", f"model {model!r} is not served by this gateway; "
@@ -184,7 +174,7 @@ class Route:
         services = self.services
         clock = services.gateway.reactor
         ctx = RequestContext(dialect=self.dialect, endpoint=endpoint, started=clock.seconds())
-        ctx.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        ctx.user_agent = printable((request.getHeader(b"user-agent") or b"").decode("latin-1"), 300)
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
             ctx.traceparent = traceparent.decode("latin-1")
@@ -205,6 +195,8 @@ class Route:
             return self._failed(request, ctx, e)
         except InvalidRequest as e:
             return self._failed(request, ctx, GatewayError("invalid_request", e.message, param=e.param))
+        except MALFORMED as e:
+            return self._failed(request, ctx, malformed(e, endpoint, ctx.request_id, ctx.attempts))
         except CancelledError:
             if not getattr(request, "_disconnected", False):
                 # A cancellation that was not the client leaving must still end as an error in the dialect.
