@@ -36,6 +36,7 @@ from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
+from sapproxy.usage.spool import Spool
 
 log = Logger()
 
@@ -49,7 +50,8 @@ class GatewayService(MultiService):
         self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect)
         self.pool = self.clients.pool
         self.metrics = GatewayMetrics(version=__version__)
-        self.store = open_usage_store(config.usage_store, reactor=reactor)
+        self.store = open_usage_store(config.usage_store, reactor=reactor,
+                                      spool=Spool(config.usage_spool, config.usage_spool_max_bytes))
         self.store.on_drop = self.metrics.usage_rows_dropped
         self.keyring = KeyRing(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
@@ -95,7 +97,7 @@ class GatewayService(MultiService):
             log.error("config reload refused, the running config stays: {error}", error=str(e))
             return False
         old = self.config
-        fixed = [k for k in ("host", "port", "usage_store", "redis_url", "simulator", "pool_size")
+        fixed = [k for k in ("host", "port", "usage_store", "usage_spool", "usage_spool_max_bytes", "redis_url", "simulator", "pool_size")
                  if getattr(config, k) != getattr(old, k)]
         if fixed:
             log.warn("config reload: {keys} need a restart to change; the running values stay", keys=", ".join(fixed))
@@ -138,7 +140,8 @@ class GatewayService(MultiService):
         # Accept connections only once the key store has been read (or failed to be): before that, no caller
         # could be judged, and a client would see 401s that vanish a moment later.
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
-        self.keyring_started.addErrback(lambda f: log.failure("usage store did not start", f))
+        # The store logs why it is unavailable and keeps retrying; serve meanwhile (rows wait in the spool).
+        self.keyring_started.addErrback(lambda f: None)
         self.keyring_started.addBoth(lambda _: self.listener.listen())
 
     def stopService(self) -> Deferred[None]:

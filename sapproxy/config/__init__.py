@@ -140,6 +140,10 @@ class GatewayConfig:
     retry: RetryPolicy = RetryPolicy()
     usage_store: str = ""
     usage_retention_days: int = 90
+    #: Where usage rows wait while the store is unavailable (and across a restart); "" is usage-spool.jsonl
+    #: beside the config file.
+    usage_spool: str = ""
+    usage_spool_max_bytes: int = 64 * 1024 * 1024
     redis_url: str | None = None
     metrics_token: str | None = None
     simulator: SimulatorSettings | None = None
@@ -178,7 +182,7 @@ def is_reasoning_model(model: str) -> bool:
 
 _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
-    "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
+    "usage_store", "usage_retention_days", "usage_spool", "usage_spool_max_bytes", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing",
     # The legacy single-account form.
@@ -337,6 +341,9 @@ def _evolve(config: GatewayConfig, **changes: Any) -> GatewayConfig:
 
     if not config.usage_store and "path" in changes:
         changes["usage_store"] = "sqlite:///" + str(changes["path"].parent / "usage.db")
+    if "path" in changes:
+        spool = Path(config.usage_spool or "usage-spool.jsonl")
+        changes["usage_spool"] = str(spool if spool.is_absolute() else changes["path"].parent / spool)
     return evolve(config, **changes)
 
 
