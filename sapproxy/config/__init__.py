@@ -9,6 +9,7 @@ and the key path (C{config.json: subAccounts.acct1.service_key_json: file not fo
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -409,7 +410,34 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
     return SubAccount(name=name, service_key=service_key, deployment_models=models, resource_group=group)
 
 
+#: Every number's accepted range, (key path, lowest, lowest is allowed, highest): a value outside stops all
+#: traffic or makes no sense (timeouts.headers 0 made every request a 504; retry.attempts 0 a 500).
+_RANGES: list[tuple[str, float, bool, float]] = [
+    ("timeouts.connect", 0, False, 3600), ("timeouts.headers", 0, False, 86400), ("timeouts.idle", 0, False, 86400),
+    ("timeouts.keepalive", 0, False, 3600), ("timeouts.token", 0, False, 3600),
+    ("retry.attempts", 1, True, 100), ("retry.max_wait", 0, True, 3600), ("retry.backoff", 0, True, 600),
+    ("retry.cooldown", 0, True, 86400), ("retry.breaker_failures", 1, True, 1000),
+    ("max_body_bytes", 1, True, 1 << 40), ("drain_timeout", 0, True, 86400), ("pool_size", 0, True, 100_000),
+    ("usage_spool_max_bytes", 0, True, 1 << 40),
+    ("simulator.port", 1, True, 65535), ("simulator.event_delay", 0, True, 60),
+]
+
+
+def _check_ranges(config: GatewayConfig) -> None:
+    for where, low, inclusive, high in _RANGES:
+        value: Any = config
+        for part in where.split("."):
+            value = getattr(value, part) if value is not None else None
+        if value is None:
+            continue
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low) and value <= high
+        if not ok:
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            raise _PathError(where, f"expected a number {bound} and <= {high:g}, got {value}")
+
+
 def _check_semantics(config: GatewayConfig) -> None:
+    _check_ranges(config)
     served = {m for account in config.subaccounts.values() for m in account.deployment_models}
     for model, settings in config.models.items():
         if settings.family not in (None, "openai", "claude", "gemini"):
