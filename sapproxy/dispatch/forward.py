@@ -27,6 +27,7 @@ from sapproxy.errors import GatewayError, kind_for_status
 from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
+from sapproxy.upstreams.hostile import retry_after_seconds
 from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, XsuaaClient
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
@@ -384,13 +385,7 @@ async def _upstream_error(response: Any) -> GatewayError:
     except Exception:
         raw = b""
     message = _error_message(raw) or f"the upstream answered HTTP {response.code}"
-    retry_after = None
-    header = response.headers.getRawHeaders(b"retry-after")
-    if header:
-        try:
-            retry_after = max(float(header[0]), 0.0)
-        except ValueError:
-            retry_after = None
+    retry_after = retry_after_seconds(response.headers.getRawHeaders(b"retry-after"))
     return GatewayError(kind_for_status(response.code), message, status=response.code, retry_after=retry_after)
 
 
