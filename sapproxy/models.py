@@ -17,6 +17,7 @@ from attrs import frozen
 from twisted.logger import Logger
 
 from sapproxy.config import ModelSettings
+from sapproxy.edge import printable
 
 log = Logger()
 
@@ -91,8 +92,8 @@ class ModelCatalog:
         if len(self._cache) < 10_000:
             self._cache[requested] = found
             if found is not None and found.how != "exact":
-                log.info("model name {requested} resolves to {name} ({how})", requested=requested, name=found.name,
-                         how=found.how)
+                log.info("model name {requested} resolves to {name} ({how})", requested=printable(requested),
+                         name=found.name, how=found.how)
         return found
 
     def _resolve(self, requested: str) -> ResolvedModel | None:

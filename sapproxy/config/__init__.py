@@ -147,6 +147,8 @@ class GatewayConfig:
     usage_spool_max_bytes: int = 64 * 1024 * 1024
     redis_url: str | None = None
     metrics_token: str | None = None
+    #: Bearer token for the operator pages: /health's details and /metrics (metrics_token works too).
+    ops_token: str | None = None
     simulator: SimulatorSettings | None = None
     #: Send a usage chunk on every translated OpenAI stream, as the original proxy's clients expect.
     always_include_usage: bool = False
@@ -183,7 +185,8 @@ def is_reasoning_model(model: str) -> bool:
 
 _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
-    "usage_store", "usage_retention_days", "usage_spool", "usage_spool_max_bytes", "redis_url", "metrics_token", "simulator", "always_include_usage",
+    "usage_store", "usage_retention_days", "usage_spool", "usage_spool_max_bytes", "redis_url", "metrics_token",
+    "ops_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing",
     # The legacy single-account form.

@@ -4,13 +4,12 @@ For operators: C{/health} and C{/metrics}.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from klein import Klein
 
 from sapproxy import __version__
-from sapproxy.auth import presented_token
+from sapproxy.web.exposure import is_operator, operator_tokens
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
@@ -19,6 +18,9 @@ def install(app: Klein, ref: ServicesRef) -> None:
 
     @app.route("/health", methods=["GET"])
     def health(request: Any) -> bytes:
+        if not is_operator(request, route.config):
+            # Status only: the details name subaccounts, deployments and what clients sent.
+            return json_body(request, 200, {"status": "ok"})
         accounts = {}
         for name, account in route.config.subaccounts.items():
             accounts[name] = {
@@ -46,11 +48,12 @@ def install(app: Klein, ref: ServicesRef) -> None:
     def metrics(request: Any) -> bytes:
         if route.services.metrics is None:
             return json_body(request, 404, {"error": {"message": "metrics are off", "type": "not_found_error"}})
-        if route.config.metrics_token:
-            given = presented_token(request.getHeader(b"authorization"), None) or ""
-            if not hmac.compare_digest(given.encode(), route.config.metrics_token.encode()):
-                return json_body(request, 401, {"error": {"message": "metrics need their own bearer token",
-                                                          "type": "authentication_error", "code": None}})
+        if not is_operator(request, route.config):
+            return json_body(request, 401, {"error": {
+                "message": "metrics need the operator's bearer token (ops_token or metrics_token)"
+                if operator_tokens(route.config) else "metrics are served to the local machine only; set "
+                "ops_token or metrics_token to read them from elsewhere",
+                "type": "authentication_error", "code": None}})
         body, content_type = route.services.metrics.render()
         request.setHeader(b"content-type", content_type.encode())
         return body
