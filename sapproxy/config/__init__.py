@@ -85,6 +85,8 @@ class Timeouts:
     idle: float = 300.0
     keepalive: float = 15.0
     token: float = 30.0
+    #: A client that reads nothing of its stream for this long is disconnected (and its upstream closed).
+    write_stall: float = 300.0
 
 
 @frozen
@@ -153,6 +155,8 @@ class GatewayConfig:
     #: Send a usage chunk on every translated OpenAI stream, as the original proxy's clients expect.
     always_include_usage: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    #: The largest whole (non-stream) upstream response read; larger ones end in a 502.
+    max_response_bytes: int = 64 * 1024 * 1024
     drain_timeout: float = 30.0
     #: Upstream connections kept open per host between requests.
     pool_size: int = 256
@@ -187,7 +191,7 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "usage_spool", "usage_spool_max_bytes", "redis_url", "metrics_token",
     "ops_token", "simulator", "always_include_usage",
-    "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
+    "max_body_bytes", "max_response_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group",
@@ -418,9 +422,11 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
 _RANGES: list[tuple[str, float, bool, float]] = [
     ("timeouts.connect", 0, False, 3600), ("timeouts.headers", 0, False, 86400), ("timeouts.idle", 0, False, 86400),
     ("timeouts.keepalive", 0, False, 3600), ("timeouts.token", 0, False, 3600),
+    ("timeouts.write_stall", 0, False, 86400),
     ("retry.attempts", 1, True, 100), ("retry.max_wait", 0, True, 3600), ("retry.backoff", 0, True, 600),
     ("retry.cooldown", 0, True, 86400), ("retry.breaker_failures", 1, True, 1000),
-    ("max_body_bytes", 1, True, 1 << 40), ("drain_timeout", 0, True, 86400), ("pool_size", 0, True, 100_000),
+    ("max_body_bytes", 1, True, 1 << 40), ("max_response_bytes", 1024, True, 1 << 40),
+    ("drain_timeout", 0, True, 86400), ("pool_size", 0, True, 100_000),
     ("usage_spool_max_bytes", 0, True, 1 << 40),
     ("simulator.port", 1, True, 65535), ("simulator.event_delay", 0, True, 60),
 ]

@@ -27,7 +27,7 @@ from sapproxy.errors import GatewayError, kind_for_status
 from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
-from sapproxy.upstreams.hostile import retry_after_seconds
+from sapproxy.upstreams.hostile import BodyFailed, read_whole, retry_after_seconds
 from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, XsuaaClient
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
@@ -231,7 +231,15 @@ class Gateway:
                 raise await _upstream_error(response)
             self.picker.succeeded(deployment)
             if not exchange.stream:
-                return await self._whole(ctx, response, exchange)
+                try:
+                    return await self._whole(ctx, response, exchange)
+                except BodyFailed as e:
+                    # Reset mid-body: nothing reached the client yet, so the next deployment may answer.
+                    last = e.error
+                    self._upstream_error(deployment, "body")
+                    self.picker.failed(deployment)
+                    index += 1
+                    continue
             try:
                 return await self._stream(ctx, request, response, exchange)
             except FailedBeforeFirstByte as e:
@@ -286,12 +294,8 @@ class Gateway:
         return d.addBoth(settled)
 
     async def _whole(self, ctx: RequestContext, response: Any, exchange: Exchange) -> dict[str, Any]:
-        d = treq.content(response)
-        d.addTimeout(self.config.timeouts.idle, self.reactor)
-        try:
-            raw = await d
-        except _NETWORK_ERRORS as e:
-            raise _network_error(e) from None
+        raw = await read_whole(response, self.reactor, timeout=self.config.timeouts.idle,
+                               limit=self.config.max_response_bytes)
         ctx.first_byte_at = self.reactor.seconds()
         try:
             upstream = json.loads(raw)
@@ -315,7 +319,8 @@ class Gateway:
 
         relay = StreamRelay(request, pipeline, dialect, self.reactor, idle_timeout=self.config.timeouts.idle,
                             keepalive=self.config.timeouts.keepalive, on_first_write=commit,
-                            drain_on_hangup=self.config.on_client_hangup == "drain")
+                            drain_on_hangup=self.config.on_client_hangup == "drain",
+                            write_stall=self.config.timeouts.write_stall)
         self.relays.add(relay)
         if self.metrics is not None:
             self.metrics.stream_opened()

@@ -30,6 +30,8 @@ from sapproxy.errors import GatewayError
 from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.translate.framing.sse import DONE, KEEPALIVE_COMMENT, encode_data, encode_event
 
+from sapproxy.dispatch.stall import StallWatch, drop_client
+
 log = Logger()
 
 
@@ -91,6 +93,7 @@ class StreamRelay(Protocol):
         keepalive: float,
         on_first_write: Callable[[], None],
         drain_on_hangup: bool = False,
+        write_stall: float = 300.0,
     ) -> None:
         self._request = request
         self._pipeline = pipeline
@@ -100,6 +103,7 @@ class StreamRelay(Protocol):
         self._keepalive = keepalive
         self._on_first_write = on_first_write
         self._drain_on_hangup = drain_on_hangup
+        self._stall = StallWatch(clock, write_stall, self._client_stalled)
         #: After a hang-up in drain mode: fires when the upstream stream has been read to its end, so the
         #: usage it reports at the end can still be recorded.
         self.drained: Deferred[None] | None = None
@@ -185,11 +189,13 @@ class StreamRelay(Protocol):
         self._paused = True
         # Our own backpressure silences the upstream; that silence is not the upstream's fault.
         self._disarm()
+        self._stall.paused()
         if self._upstream is not None:
             self._upstream.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._stall.resumed()
         if self._upstream is not None:
             self._upstream.resumeProducing()
         if not self._over:
@@ -301,6 +307,14 @@ class StreamRelay(Protocol):
         self._stop_upstream()
         self._end()
 
+    def _client_stalled(self) -> None:
+        # A client that reads nothing holds its stream, and the upstream connection, for ever otherwise.
+        if self._over:
+            return
+        drop_client(self._request)
+        self._drain_on_hangup = False
+        self._client_gone()
+
     def _stop_upstream(self) -> None:
         if self._upstream is not None:
             try:
@@ -314,6 +328,7 @@ class StreamRelay(Protocol):
     def _finish_with(self, failure: Exception | None = None) -> None:
         self._over = True
         self._disarm()
+        self._stall.resumed()
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None

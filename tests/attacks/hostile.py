@@ -57,3 +57,88 @@ def hostile_harness(answer: Answer, **config: Any) -> tuple[Harness, Hostile]:
     h.services = attrs.evolve(h.services, gateway=h.gateway)
     h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
     return h, hostile
+
+
+class ScriptedResponse:
+    """
+    An upstream response whose body is delivered as the test scripts it: some chunks, then an end (clean,
+    or a reset).
+    """
+
+    def __init__(self, code: int, content_type: bytes, chunks: list[bytes], *, reset: bool = False,
+                 length: Any = None) -> None:
+        from twisted.web.http_headers import Headers
+        from twisted.web.iweb import UNKNOWN_LENGTH
+
+        self.code = code
+        self.headers = Headers({b"content-type": [content_type]})
+        self.length = UNKNOWN_LENGTH if length is None else length
+        self._chunks = chunks
+        self._reset = reset
+        self.stopped = False
+
+    def deliverBody(self, protocol: Any) -> None:
+        from twisted.internet.error import ConnectionLost
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseDone, ResponseFailed
+
+        response = self
+
+        class Transport:
+            def pauseProducing(self) -> None:
+                pass
+
+            def resumeProducing(self) -> None:
+                pass
+
+            def stopProducing(self) -> None:
+                response.stopped = True
+
+            def loseConnection(self) -> None:
+                response.stopped = True
+
+        protocol.makeConnection(Transport())
+        for chunk in self._chunks:
+            if self.stopped:
+                return
+            protocol.dataReceived(chunk)
+        if self.stopped:
+            return
+        reason = Failure(ResponseFailed([Failure(ConnectionLost())])) if self._reset else Failure(ResponseDone())
+        protocol.connectionLost(reason)
+
+
+class ScriptedUpstream:
+    """
+    The gateway's inference client, answering each call with the next scripted response.
+    """
+
+    def __init__(self, responses: list[Callable[[], ScriptedResponse]]) -> None:
+        self.responses = responses
+        self.calls: list[bytes] = []
+
+    def post(self, url: bytes, headers: Any, body: bytes) -> Any:
+        from twisted.internet.defer import succeed
+
+        self.calls.append(url)
+        make = self.responses[min(len(self.calls) - 1, len(self.responses) - 1)]
+        return succeed(make())
+
+
+def scripted_harness(responses: list[Callable[[], ScriptedResponse]], **config: Any) -> tuple[Harness, ScriptedUpstream]:
+    """
+    The in-memory gateway with two deployments for every model, whose inference calls get C{responses}.
+    """
+    from app_harness import MODELS, SIM
+    from sapproxy.config import SubAccount
+
+    h = Harness(**config)
+    account = h.config.subaccounts["main"]
+    doubled = {m: (f"{SIM}/v2/inference/deployments/{d}", f"{SIM}/v2/inference/deployments/{d}-b")
+               for m, d in MODELS.items()}
+    h.config = attrs.evolve(h.config, subaccounts={"main": SubAccount("main", account.service_key, doubled)})
+    upstream = ScriptedUpstream(responses)
+    h.gateway = Gateway(h.config, h.clock, h.upstream, upstream, metrics=h.metrics)  # type: ignore[arg-type]
+    h.services = attrs.evolve(h.services, gateway=h.gateway)
+    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+    return h, upstream

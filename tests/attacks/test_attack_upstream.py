@@ -96,3 +96,67 @@ def test_token_lifetimes_are_clamped_and_waiters_released(expires_in: float) -> 
     # At least MIN_LIFETIME / 4 between fetches (refresh ahead of a clamped lifetime), not one per request.
     assert endpoint.fetches <= 600 / (MIN_LIFETIME / 4) + 2, endpoint.fetches
     assert any("gave expires_in" in (e.get("log_format") or "") for e in warnings)
+
+
+# --- items 12 and 14: bodies that break or never end -------------------------------------------------------
+
+from hostile import ScriptedResponse, scripted_harness  # noqa: E402
+
+CHAT_REPLY = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+JSON = b"application/json"
+SSE = b"text/event-stream"
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
+def test_whole_response_reset_mid_body_fails_over(route: str) -> None:
+    h, upstream = scripted_harness([lambda: ScriptedResponse(200, JSON, [CHAT_REPLY[:20]], reset=True),
+                                    lambda: ScriptedResponse(200, JSON, [CHAT_REPLY])])
+    response, raw = h.post(route, {"model": "gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 200, raw
+    assert len(upstream.calls) == 2 and upstream.calls[0] != upstream.calls[1]
+    row = h.rows.rows[-1]
+    assert (row.status, row.attempts, row.failovers) == (200, 2, 1)
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
+def test_whole_response_over_the_cap_is_a_clean_502(route: str) -> None:
+    big = b'{"id":"' + b"x" * 5000 + b'"}'
+    h, upstream = scripted_harness([lambda: ScriptedResponse(200, JSON, [big[:3000], big[3000:]])],
+                                   max_response_bytes=4096)
+    response, raw = h.post(route, {"model": "gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 502
+    body = json.loads(raw)
+    message = body["error"]["message"]
+    assert "max_response_bytes" in message
+    if route == "/v1/messages":
+        assert body["type"] == "error"
+    # Declared too large: refused without reading.
+    h, upstream = scripted_harness([lambda: ScriptedResponse(200, JSON, [], length=10 ** 9)],
+                                   max_response_bytes=4096)
+    response, raw = h.post(route, {"model": "gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 502 and b"max_response_bytes" in raw
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/messages"])
+def test_endless_sse_line_is_a_clean_502_not_a_memory_leak(route: str) -> None:
+    from sapproxy.translate.framing.sse import MAX_EVENT_BYTES
+
+    line = b"data: " + b"a" * (1 << 20)
+    chunks = [line] + [b"a" * (1 << 20)] * (MAX_EVENT_BYTES // (1 << 20) + 2)
+    made: list[ScriptedResponse] = []
+
+    def endless() -> ScriptedResponse:
+        made.append(ScriptedResponse(200, SSE, chunks))
+        return made[-1]
+
+    h, upstream = scripted_harness([endless])
+    response, raw = h.post(route, {"model": "gpt-4.1", "max_tokens": 5, "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 502, raw[:300]
+    body = json.loads(raw)
+    assert "longer than" in (body["error"]["message"])
+    assert all(r.stopped for r in made)  # every upstream was closed, not read on
+    assert len(upstream.calls) == h.config.retry.attempts

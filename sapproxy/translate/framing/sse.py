@@ -31,14 +31,29 @@ class SSEEvent:
         return json.loads(self.data)
 
 
+#: The default cap on one SSE line or event (the largest real events, a whole tool call's arguments or an
+#: image, stay far below it).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class SSEEventTooLarge(ValueError):
+    """
+    An upstream line or event over the decoder's cap; the relay ends the stream with a 502 (or fails over).
+    """
+
+
 class SSEDecoder:
     """
     Turn a byte stream into L{SSEEvent}s, one C{feed} at a time.
     """
 
-    __slots__ = ("_tail", "_event", "_data", "_skip_lf", "comments")
+    __slots__ = ("_tail", "_event", "_data", "_size", "_skip_lf", "comments", "max_event")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int | None = None) -> None:
+        #: The most bytes one line, or one event's data, may have: an upstream sending an endless line
+        #: would otherwise grow the gateway's memory without a byte reaching the client.
+        self.max_event = max_event if max_event is not None else MAX_EVENT_BYTES
+        self._size = 0
         self._tail = b""
         self._event: str | None = None
         self._data: list[str] = []
@@ -66,6 +81,8 @@ class SSEDecoder:
             self._tail = b""
         else:
             self._tail = lines.pop()
+            if len(self._tail) > self.max_event:
+                raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
         events: list[SSEEvent] = []
         for raw in lines:
             self._line(raw.rstrip(b"\r\n"), events)
@@ -91,6 +108,7 @@ class SSEDecoder:
                 events.append(SSEEvent(self._event, "\n".join(self._data)))
             self._event = None
             self._data = []
+            self._size = 0
             return
         if line[0] == 0x3A:  # ":"
             self.comments += 1
@@ -99,6 +117,9 @@ class SSEDecoder:
         if sep and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
+            self._size += len(value)
+            if self._size > self.max_event:
+                raise SSEEventTooLarge(f"the upstream sent an event larger than {self.max_event} bytes")
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
