@@ -26,6 +26,7 @@ from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
 from sapproxy.dispatch.forward import Gateway
 from sapproxy.dispatch.plan import ExchangeBuilder
+from sapproxy.dispatch.shutdown import end_waiting
 from sapproxy.errors import GatewayError
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
@@ -33,6 +34,7 @@ from sapproxy.ratelimit import make_rate_limiter
 from sapproxy.site import GatewaySite, Listener
 from sapproxy.tracing import make_tracing
 from sapproxy.web.app import build_app
+from sapproxy.web.channel import connection_budget, raise_descriptor_limit
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
@@ -57,7 +59,9 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
-        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor)
+        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor,
+                                headers_deadline=config.timeouts.request_headers,
+                                body_deadline=config.timeouts.request_body)
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
@@ -107,6 +111,8 @@ class GatewayService(MultiService):
         previous.stop(keep=self.gateway)
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
+        self.site.headers_deadline = config.timeouts.request_headers
+        self.site.body_deadline = config.timeouts.request_body
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
                  n=len(config.subaccounts), m=len(self.ref.current.catalog.names))
         return True
@@ -132,6 +138,10 @@ class GatewayService(MultiService):
         if not self.config.secret_authentication_tokens:
             log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
                      "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
+        soft, before = raise_descriptor_limit()
+        if soft != before:
+            log.info("open-files limit raised from {before} to {soft}", before=before, soft=soft)
+        self.site.max_connections = connection_budget(soft)
         super().startService()
         try:
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
@@ -173,7 +183,11 @@ class GatewayService(MultiService):
         if self.site.inflight:
             log.warn("drain timeout: ending {n} requests still open", n=len(self.site.inflight))
             # Streams end with an error event in their dialect; each request then finishes and is accounted.
-            self.gateway.end_streams(GatewayError("overloaded", "the gateway is shutting down; retry the request"))
+            ending = GatewayError("overloaded", "the gateway is shutting down; retry the request")
+            self.gateway.end_streams(ending)
+            # Requests still waiting for an upstream's headers get a 503 in their dialect, not a reset.
+            if end_waiting(self.site.inflight, self.gateway.waiting, ending):
+                await self._settle(2.0)
             for request in list(self.site.inflight):
                 if not request.startedWriting and request.channel is not None:
                     cast(Any, request.channel).transport.abortConnection()

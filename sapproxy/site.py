@@ -18,6 +18,7 @@ from twisted.web.server import Request, Site
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
 from sapproxy.errors import GatewayError
+from sapproxy.web.channel import GatewayChannel
 
 log = Logger()
 
@@ -64,27 +65,36 @@ class TrackingRequest(Request):
         limit = channel.site.max_body_bytes
         if length is not None and length > limit:
             # Twisted dispatches a request only after its whole body; answer now and hang up instead.
-            self.body_too_large = length
-            self.content = _Discard()
-            path = getattr(channel, "_path", b"") or b""
-            dialect = "anthropic" if path.startswith(b"/v1/messages") else "openai"
-            error = GatewayError("request_too_large",
-                                 f"request body of {length} bytes exceeds the limit of {limit} bytes")
-            body = json.dumps(error.body(dialect)).encode()
-            channel.transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            channel.transport.loseConnection()
+            self._refuse_too_large(length, "")
         else:
             super().gotLength(length)
+
+    def _refuse_too_large(self, size: int, qualifier: str) -> None:
+        channel: Any = self.channel
+        limit = channel.site.max_body_bytes
+        self.body_too_large = size
+        self.content = _Discard()
+        path = getattr(channel, "_path", b"") or b""
+        dialect = "anthropic" if path.startswith(b"/v1/messages") else "openai"
+        error = GatewayError("request_too_large",
+                             f"request body of {qualifier}{size} bytes exceeds the limit of {limit} bytes")
+        refuse = getattr(channel, "refuse_body", None)
+        if refuse is not None:
+            refuse(b"413 Payload Too Large", json.dumps(error.body(dialect)).encode())
+            return
+        body = json.dumps(error.body(dialect)).encode()
+        channel.transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        channel.transport.loseConnection()
 
     def handleContentChunk(self, data: bytes) -> None:
         content: Any = self.content
         channel: Any = self.channel
         if self.body_too_large is None and content.tell() + len(data) > channel.site.max_body_bytes:
-            # A chunked upload without Content-Length: stop keeping it once it passes the limit.
-            self.body_too_large = content.tell() + len(data)
-            content = self.content = _Discard()
+            # A chunked upload without Content-Length: answer as soon as it passes the limit, not at its end.
+            self._refuse_too_large(content.tell() + len(data), "more than ")
+            return
         content.write(data)
 
     def process(self) -> None:
@@ -111,9 +121,20 @@ class GatewaySite(Site):
     requestFactory = TrackingRequest
     displayTracebacks = False
 
-    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, **kwargs: Any) -> None:
+    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, headers_deadline: float = 60.0,
+                 body_deadline: float = 300.0, max_connections: int | None = None, **kwargs: Any) -> None:
         super().__init__(resource, reactor=reactor, **kwargs)
         self.max_body_bytes = max_body_bytes
+        #: Seconds for a request's head, and then for its body, however the bytes are spread
+        #: (L{sapproxy.web.channel}).
+        self.headers_deadline = headers_deadline
+        self.body_deadline = body_deadline
+        #: Open client connections past which incomplete ones are shed; L{None}: no limit.
+        self.max_connections = max_connections
+        #: Connections that have not sent a whole request yet, oldest first.
+        self.channels: dict[Any, None] = {}
+        self.connections = 0
+        self.shed = 0
         self.inflight: set[Request] = set()
         #: Requests finished since start (for L{sapproxy.memory.IdleCollector}).
         self.finished = 0
@@ -122,6 +143,21 @@ class GatewaySite(Site):
     def log(self, request: http.Request) -> None:
         # Every API request gets one structured line from the accounting instead of a combined-log line.
         pass
+
+    def protocol(self) -> Any:  # type: ignore[override]
+        return http._GenericHTTPChannelProtocol(GatewayChannel())  # type: ignore[attr-defined]
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.max_connections is not None and self.connections >= self.max_connections and self.channels:
+            # Descriptors are running short: make room by closing the oldest connection that has not sent a
+            # whole request yet (a slow-header client), never one whose request is under way.
+            oldest = next(iter(self.channels))
+            oldest.shed()
+            self.shed += 1
+            if self.shed == 1 or self.shed % 1000 == 0:
+                log.warn("{n} incomplete client connections closed so far to keep room for others (open "
+                         "connections at the budget of {budget})", n=self.shed, budget=self.max_connections)
+        return super().buildProtocol(addr)
 
 
 class Listener(Service):

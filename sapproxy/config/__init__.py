@@ -87,6 +87,10 @@ class Timeouts:
     token: float = 30.0
     #: A client that reads nothing of its stream for this long is disconnected (and its upstream closed).
     write_stall: float = 300.0
+    #: A client's request line and headers must arrive within this many seconds (also the idle time of a
+    #: kept-alive connection), and its body within request_body seconds after them, however it trickles.
+    request_headers: float = 60.0
+    request_body: float = 300.0
 
 
 @frozen
@@ -422,7 +426,8 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
 _RANGES: list[tuple[str, float, bool, float]] = [
     ("timeouts.connect", 0, False, 3600), ("timeouts.headers", 0, False, 86400), ("timeouts.idle", 0, False, 86400),
     ("timeouts.keepalive", 0, False, 3600), ("timeouts.token", 0, False, 3600),
-    ("timeouts.write_stall", 0, False, 86400),
+    ("timeouts.write_stall", 0, False, 86400), ("timeouts.request_headers", 0, False, 3600),
+    ("timeouts.request_body", 0, False, 86400),
     ("retry.attempts", 1, True, 100), ("retry.max_wait", 0, True, 3600), ("retry.backoff", 0, True, 600),
     ("retry.cooldown", 0, True, 86400), ("retry.breaker_failures", 1, True, 1000),
     ("max_body_bytes", 1, True, 1 << 40), ("max_response_bytes", 1024, True, 1 << 40),

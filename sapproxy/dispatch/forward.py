@@ -26,6 +26,7 @@ from sapproxy.config import GatewayConfig
 from sapproxy.errors import GatewayError, kind_for_status
 from sapproxy.dispatch.plan import Exchange
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
+from sapproxy.dispatch.shutdown import Waiting
 from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
 from sapproxy.upstreams.hostile import BodyFailed, read_whole, retry_after_seconds
 from sapproxy.upstreams.sap_aicore import TokenCache, TokenFetchError, XsuaaClient
@@ -121,6 +122,8 @@ class Gateway:
                 self.tokens[name] = TokenCache(name, account.service_key, _deferred(xsuaa.fetch), reactor,
                                                on_refresh=self._token_refreshed)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
+        #: Upstream calls still waiting for response headers (cancelled at the drain timeout).
+        self.waiting: Waiting = previous.waiting if previous is not None else Waiting()
 
     def _token_refreshed(self, subaccount: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -276,6 +279,7 @@ class Gateway:
             # Deployment URLs and exchange paths come from the config, so this cache is bounded by it.
             url = self._urls[key] = url_bytes(deployment.url + exchange.path)
         d = self.upstream.post(url, headers, exchange.body)
+        self.waiting.track(d)
         expired = []
 
         def expire() -> None:

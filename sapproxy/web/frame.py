@@ -18,6 +18,7 @@ from sapproxy.auth import Authenticator, ClientIdentity, presented_token
 from sapproxy.errors import GatewayError
 from sapproxy.dispatch.plan import ExchangeBuilder
 from sapproxy.dispatch.forward import Gateway, RequestContext
+from sapproxy.dispatch.shutdown import shutdown_error
 from sapproxy.edge import MALFORMED, malformed, model_name, parse_body, printable
 from sapproxy.models import ModelCatalog, ResolvedModel
 from sapproxy.tracing import Tracing
@@ -198,6 +199,9 @@ class Route:
         except MALFORMED as e:
             return self._failed(request, ctx, malformed(e, endpoint, ctx.request_id, ctx.attempts))
         except CancelledError:
+            ending = shutdown_error(request)
+            if ending is not None:
+                return self._failed(request, ctx, ending)
             if not getattr(request, "_disconnected", False):
                 # A cancellation that was not the client leaving must still end as an error in the dialect.
                 log.failure("request cancelled while its client is still connected")
