@@ -17,7 +17,9 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
+from sapproxy.compat import channel_path, forget_klein_component
 from sapproxy.errors import GatewayError
+from sapproxy.registry import client_api_for
 from sapproxy.web.channel import GatewayChannel
 
 log = Logger()
@@ -74,15 +76,13 @@ class TrackingRequest(Request):
         limit = channel.site.max_body_bytes
         self.body_too_large = size
         self.content = _Discard()
-        path = getattr(channel, "_path", b"") or b""
-        dialect = "anthropic" if path.startswith(b"/v1/messages") else "openai"
         error = GatewayError("request_too_large",
                              f"request body of {qualifier}{size} bytes exceeds the limit of {limit} bytes")
+        body = json.dumps(client_api_for(channel_path(channel)).error_body(error)).encode()
         refuse = getattr(channel, "refuse_body", None)
         if refuse is not None:
-            refuse(b"413 Payload Too Large", json.dumps(error.body(dialect)).encode())
+            refuse(b"413 Payload Too Large", body)
             return
-        body = json.dumps(error.body(dialect)).encode()
         channel.transport.write(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -114,7 +114,7 @@ class TrackingRequest(Request):
         # (nothing after this, in Twisted, Klein or the routes, uses the transport), so let go of the
         # connection and of Klein's component (its URL map adapter) too.
         self.transport = None
-        self._adapterCache = {}
+        forget_klein_component(self)
 
 
 class GatewaySite(Site):

@@ -12,7 +12,7 @@ import treq
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.error import ConnectionClosed, TimeoutError
 from twisted.internet.protocol import Protocol
-from twisted.web._newclient import RequestTransmissionFailed
+from sapproxy.compat import RequestTransmissionFailed
 from twisted.web.client import ResponseFailed
 
 from sapproxy.errors import GatewayError

@@ -9,25 +9,20 @@ from typing import Any
 from klein import Klein
 
 from sapproxy import __version__
+from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
 from sapproxy.web.exposure import is_operator, operator_tokens
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "openai")
+    route = Route(ref, DEFAULT_CLIENT_API)
 
     @app.route("/health", methods=["GET"])
     def health(request: Any) -> bytes:
         if not is_operator(request, route.config):
             # Status only: the details name subaccounts, deployments and what clients sent.
             return json_body(request, 200, {"status": "ok"})
-        accounts = {}
-        for name, account in route.config.subaccounts.items():
-            accounts[name] = {
-                "resource_group": account.resource_group,
-                "models": sorted(account.deployment_models),
-                **route.services.gateway.tokens[name].state(),
-            }
+        accounts = {name: provider.health() for name, provider in route.services.gateway.providers.items()}
         resolved = {}
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)

@@ -7,20 +7,27 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spine"))
 
+import attrs  # noqa: E402
+from treq.client import HTTPClient  # noqa: E402
+from treq.testing import RequestTraversalAgent  # noqa: E402
+
 from app_harness import Harness  # noqa: E402
+from sapproxy.compat import SynchronousBodyProducer  # noqa: E402
 from sapproxy.dispatch.forward import Gateway  # noqa: E402
+from sapproxy.dispatch.plan import Planner  # noqa: E402
+from sapproxy.registry import WIRE_FORMATS, build_providers  # noqa: E402
+from sapproxy.runtime import IGatewayReactor  # noqa: E402
+from sapproxy.upstreams import ProviderContext  # noqa: E402
 from sapproxy.upstreams.http import UpstreamClient  # noqa: E402
 from sapproxy.web.app import build_app  # noqa: E402
 from sapproxy.web.frame import ServicesRef  # noqa: E402
-
-import attrs  # noqa: E402
 
 Answer = Callable[[Any], bytes]
 
@@ -41,6 +48,18 @@ class Hostile(Resource):
         return self.answer(request)
 
 
+def _rebuild(h: Harness, upstream_client: Any, token_http: Any) -> None:
+    """
+    Rebuild C{h}'s gateway over C{upstream_client} (inference calls) and C{token_http} (XSUAA), for its config.
+    """
+    context = ProviderContext(reactor=h.clock, http=token_http, config=h.config, metrics=h.metrics)
+    h.gateway = Gateway(h.config, cast(IGatewayReactor, h.clock), upstream_client,
+                        providers=build_providers(h.config, context), planner=Planner(WIRE_FORMATS),
+                        metrics=h.metrics)
+    h.services = attrs.evolve(h.services, gateway=h.gateway)
+    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+
+
 def hostile_harness(answer: Answer, **config: Any) -> tuple[Harness, Hostile]:
     h = Harness(**config)
     sim = h.simulator.resource()
@@ -52,10 +71,9 @@ def hostile_harness(answer: Answer, **config: Any) -> tuple[Harness, Hostile]:
             request.prepath.pop()
             return hostile if b"/oauth/token" not in request.uri else sim
 
-    h.upstream = StubTreq(Root())
-    h.gateway = Gateway(h.config, h.clock, h.upstream, UpstreamClient(h.upstream._agent), metrics=h.metrics)
-    h.services = attrs.evolve(h.services, gateway=h.gateway)
-    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+    agent = RequestTraversalAgent(Root())
+    h._upstream_agent = agent
+    _rebuild(h, UpstreamClient(agent), HTTPClient(agent, data_to_body_producer=SynchronousBodyProducer))
     return h, hostile
 
 
@@ -138,7 +156,5 @@ def scripted_harness(responses: list[Callable[[], ScriptedResponse]], **config: 
                for m, d in MODELS.items()}
     h.config = attrs.evolve(h.config, subaccounts={"main": SubAccount("main", account.service_key, doubled)})
     upstream = ScriptedUpstream(responses)
-    h.gateway = Gateway(h.config, h.clock, h.upstream, upstream, metrics=h.metrics)  # type: ignore[arg-type]
-    h.services = attrs.evolve(h.services, gateway=h.gateway)
-    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
+    _rebuild(h, upstream, h.upstream)
     return h, upstream

@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spine"))
 from test_spine_relay import FakeRequest, FakeUpstream, chunk, feed  # noqa: E402
 from twisted.internet.task import Clock  # noqa: E402
 
-from sapproxy.dispatch.relay import OPENAI_STREAM, StreamRelay  # noqa: E402
+from sapproxy.dispatch.relay import StreamRelay  # noqa: E402
+from sapproxy.translate.client.openai_chat import CLIENT_API as OPENAI_STREAM  # noqa: E402
 from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline  # noqa: E402
 from sapproxy.translate.framing.sse import encode_data  # noqa: E402
 from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough  # noqa: E402

@@ -30,11 +30,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IClientAPI, IClientCall
+from sapproxy.translate.counting import count_chat_tokens, count_tokens
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.ids import chat_id_from_message_id, new_tool_use_id
-from sapproxy.translate.framing.sse import Rendered, json_text, split_template
+from sapproxy.translate.estimate import estimate_prompt
+from sapproxy.translate.framing.sse import DONE, KEEPALIVE_COMMENT, Rendered, encode_data, json_text, split_template
+from sapproxy.translate.ids import chat_id_from_message_id, new_tool_use_id, random_hex
 from sapproxy.translate.usage import Usage
 
 __all__ = [
@@ -819,3 +826,91 @@ class AnthropicToOpenAIStream:
         if self._done:
             return []
         return self._close([])
+
+
+#: Gateway error kind -> OpenAI's error type.
+ERROR_TYPES = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "method_not_allowed": "invalid_request_error",
+    "request_too_large": "invalid_request_error",
+    "rate_limit": "rate_limit_error",
+    "overloaded": "service_unavailable",
+    "timeout": "timeout",
+}
+
+
+def openai_error_body(error: GatewayError) -> dict[str, Any]:
+    """
+    C{error} as OpenAI's C{{"error": {...}}}, the shape every OpenAI dialect (chat, responses) answers with.
+    """
+    return {"error": {"message": error.message, "type": ERROR_TYPES.get(error.kind, "api_error"),
+                      "param": error.param, "code": error.code}}
+
+
+@implementer(IClientCall)
+class OpenAIChatCall:
+    """
+    One Chat Completions request: its IR (converted once, when first asked for), the ids its answer carries.
+    """
+
+    __slots__ = ("body", "model", "stream", "include_usage", "created", "completion_id", "_ir")
+
+    def __init__(self, body: dict[str, Any], model: str, *, always_include_usage: bool, created: int) -> None:
+        self.body = body
+        self.model = model
+        self.stream = bool(body.get("stream"))
+        options = body.get("stream_options")
+        self.include_usage = always_include_usage or bool(isinstance(options, dict) and options.get("include_usage"))
+        self.created = created
+        self.completion_id = "chatcmpl-" + random_hex(24)
+        self._ir: dict[str, Any] | None = None
+
+    def ir(self) -> dict[str, Any]:
+        if self._ir is None:
+            self._ir = chat_request_to_ir(self.body)
+        return self._ir
+
+    def response_from_ir(self, message: dict[str, Any]) -> dict[str, Any]:
+        return ir_response_to_chat(message, self.model, created=self.created, completion_id=self.completion_id)
+
+    def stream_from_ir(self) -> list[Any]:
+        return [AnthropicToOpenAIStream(self.model, completion_id=self.completion_id, created=self.created,
+                                        include_usage=self.include_usage)]
+
+    def prompt_tokens(self, family: str) -> int:
+        return estimate_prompt(count_tokens, self._ir, family) if self._ir is not None \
+            else estimate_prompt(count_chat_tokens, self.body, family)
+
+
+@implementer(IClientAPI)
+class OpenAIChatAPI:
+    """
+    The OpenAI Chat Completions dialect (L{sapproxy.interfaces.IClientAPI}): GPT deployments speak it natively.
+    """
+
+    name = "openai"
+    native_wire = "openai_chat"
+    done = DONE
+    keepalive = KEEPALIVE_COMMENT
+
+    def call(self, body: dict[str, Any], model: str, hints: dict[str, Any]) -> OpenAIChatCall:
+        return OpenAIChatCall(body, model, always_include_usage=bool(hints.get("always_include_usage")),
+                              created=int(time.time()))
+
+    def encode(self, event: Any) -> bytes:
+        return encode_data(event)
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return openai_error_body(error)
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return encode_data(openai_error_body(error))
+
+    def prompt_tokens(self, body: dict[str, Any], family: str) -> int:
+        return estimate_prompt(count_chat_tokens, body, family)
+
+
+CLIENT_API = OpenAIChatAPI()

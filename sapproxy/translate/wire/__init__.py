@@ -1,3 +1,41 @@
 """
 One module per upstream wire format: the IR to its request body, its responses and streams to the IR.
+
+Each module ends in a C{WIRE_FORMAT} object (L{sapproxy.interfaces.IWireFormat}) that the registry names; the
+two values below are what passes between a wire format, the plan and the provider.
 """
+
+from __future__ import annotations
+
+from attrs import frozen
+
+
+@frozen
+class WireTarget:
+    """
+    What a wire format needs to know of the model it writes for.
+
+    @ivar model: the upstream's id of the model (in a Vertex path; in a body where the format names it).
+    @ivar reasoning: an OpenAI reasoning model (o-series, gpt-5): C{max_completion_tokens}, no temperature.
+    @ivar anthropic_beta: the client's C{anthropic-beta} header, for formats that carry betas.
+    """
+
+    model: str
+    reasoning: bool = False
+    anthropic_beta: str | None = None
+
+
+@frozen
+class WireRequest:
+    """
+    One upstream request, before a provider addresses it.
+
+    @ivar operation: the format's own name of what is asked (C{chat/completions}, C{embeddings}, C{invoke},
+        C{converse}, C{generateContent}); the provider maps it, with C{stream}, to a URL.
+    @ivar body: the request body, encoded.
+    @ivar stream: whether the upstream is asked for a stream.
+    """
+
+    operation: str
+    body: bytes
+    stream: bool

@@ -30,7 +30,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
+from sapproxy.translate.framing.eventstream import EventStreamDecoder
+from sapproxy.translate.framing.pipeline import SSEJsonSource
+from sapproxy.translate.framing.sse import json_text
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import WireRequest, WireTarget
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
@@ -333,3 +340,41 @@ class BedrockStreamNormaliser:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@implementer(IWireFormat)
+class BedrockInvokeWire:
+    """
+    Claude through Bedrock's C{InvokeModel} (L{sapproxy.interfaces.IWireFormat}): the body is the Messages
+    API's, sanitised; streams come as AWS event-stream frames (or SSE) carrying Anthropic's own events.
+    """
+
+    name = "bedrock_invoke"
+
+    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+        return WireRequest("invoke", json_text(bedrock_invoke_body(ir, anthropic_beta=target.anthropic_beta)), stream)
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        return self.request(call.body, target, call.stream)
+
+    def stream_source(self, content_type: str) -> Any:
+        return EventStreamDecoder() if "amazon.eventstream" in content_type else SSEJsonSource()
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [BedrockStreamNormaliser(model)]
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        return [BedrockStreamNormaliser(call.model)]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+        return bedrock_invoke_response(response, model)
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        return bedrock_invoke_response(response, call.model)
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        usage = response.get("usage")
+        return Usage.from_anthropic(usage) if isinstance(usage, dict) else None
+
+
+WIRE_FORMAT = BedrockInvokeWire()

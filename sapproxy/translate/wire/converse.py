@@ -27,12 +27,18 @@ import json
 import re
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
 from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.framing.eventstream import anthropic_error_event
 from sapproxy.translate.ids import new_message_id
+from sapproxy.translate.framing.pipeline import SSEJsonSource
+from sapproxy.translate.framing.sse import json_text
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import WireRequest, WireTarget
 
 _DOC_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
@@ -577,3 +583,39 @@ class ConverseToAnthropicStream:
         self._start(out)
         self._end(out)
         return out
+
+
+@implementer(IWireFormat)
+class ConverseWire:
+    """
+    Claude (or any Bedrock model) through Bedrock's C{Converse} API (L{sapproxy.interfaces.IWireFormat}).
+    """
+
+    name = "converse"
+
+    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+        return WireRequest("converse", json_text(ir_request_to_converse(ir)), stream)
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        raise InvalidRequest("no client dialect speaks Converse", "model")
+
+    def stream_source(self, content_type: str) -> Any:
+        return SSEJsonSource(parse_converse_stream_line)
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [ConverseToAnthropicStream(model, message_id=message_id)]
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        raise InvalidRequest("no client dialect speaks Converse", "model")
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+        return converse_response_to_ir(response, model)
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        raise InvalidRequest("no client dialect speaks Converse", "model")
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        return Usage.from_converse(response.get("usage") or {})
+
+
+WIRE_FORMAT = ConverseWire()

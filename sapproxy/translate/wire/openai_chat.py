@@ -27,11 +27,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
 from sapproxy.translate.anthropic_events import message_start
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.ids import message_id_from_chat_id, new_call_id
+from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.framing.sse import Rendered, json_text, split_template
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai_response
 
 __all__ = [
     "ir_request_to_chat",
@@ -632,3 +638,51 @@ class OpenAIToAnthropicStream:
         if not self._started:
             self._start(out, None)
         return self._end(out)
+
+
+@implementer(IWireFormat)
+class OpenAIChatWire:
+    """
+    The OpenAI Chat Completions wire format (L{sapproxy.interfaces.IWireFormat}), as Azure OpenAI serves it.
+    """
+
+    name = "openai_chat"
+
+    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+        body = ir_request_to_chat(ir, reasoning_model=target.reasoning)
+        return WireRequest("chat/completions", json_text(body), stream)
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        # The gateway always asks for usage, to account for the request; the client sees it only if it asked.
+        body = dict(call.body)
+        if call.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return WireRequest("chat/completions", json_text(body), call.stream)
+
+    def embeddings(self, body: dict[str, Any]) -> WireRequest:
+        return WireRequest("embeddings", json_text(body), False)
+
+    def stream_source(self, content_type: str) -> Any:
+        return SSEJsonSource()
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [OpenAIToAnthropicStream(model, message_id=message_id)]
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        options = call.body.get("stream_options")
+        wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        return [OpenAIPassthrough(call.model, client_wants_usage=wants_usage)]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+        return chat_response_to_ir(response, model)
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        return openai_response(response, call.model)
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        usage = response.get("usage")
+        return Usage.from_openai(usage) if isinstance(usage, dict) else None
+
+
+WIRE_FORMAT = OpenAIChatWire()
