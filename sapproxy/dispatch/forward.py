@@ -280,6 +280,8 @@ class Gateway:
             upstream = json.loads(raw)
         except ValueError:
             raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
+        if not isinstance(upstream, dict):
+            raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
         usage = exchange.usage(upstream)
         converted = exchange.convert(upstream)
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),

@@ -160,3 +160,24 @@ def test_endless_sse_line_is_a_clean_502_not_a_memory_leak(route: str) -> None:
     assert "longer than" in (body["error"]["message"])
     assert all(r.stopped for r in made)  # every upstream was closed, not read on
     assert len(upstream.calls) == h.config.retry.attempts
+
+
+def test_an_upstream_answer_of_the_wrong_shape_is_a_502_not_blamed_on_the_client() -> None:
+    h, upstream = scripted_harness([lambda: ScriptedResponse(200, JSON, [b"[1, 2]"])])
+    response, raw = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 5,
+                                            "messages": [{"role": "user", "content": "hi"}]})
+    assert response.code == 502 and json.loads(raw)["type"] == "error", raw
+
+
+def test_a_failure_reading_an_upstream_answer_is_never_a_400() -> None:
+    """
+    The 400 for malformed client structure must not hide a failure in handling an upstream's answer.
+    """
+    import sapproxy.edge as edge
+
+    try:
+        raise TypeError("boom")
+    except TypeError as e:
+        error = e
+    assert edge.malformed(error, "/v1/messages", "req_1", attempts=0).kind == "invalid_request"
+    assert edge.malformed(error, "/v1/messages", "req_1", attempts=1).kind == "api_error"
