@@ -5,7 +5,7 @@ requests.  Reports how many normal requests were served (and their latency), and
 gateway closed, and when.  The short variant runs in the test command (tests/attacks/test_attack_daemon.py).
 
     .venv/bin/python bench/attack_connections.py --connections 3000 --duration 75
-    prlimit --nofile=1024:1024 .venv/bin/python bench/attack_connections.py --connections 1100   # systemd's limit
+    .venv/bin/python bench/attack_connections.py --connections 1100 --gateway-nofile 1024   # systemd's limit
 """
 
 from __future__ import annotations
@@ -32,10 +32,20 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between an attacker's bytes")
     parser.add_argument("--duration", type=float, default=75.0)
     parser.add_argument("--headers-deadline", type=float, default=60.0)
+    parser.add_argument("--gateway-nofile", type=int, default=None,
+                        help="run the gateway with this open-files limit, soft and hard (systemd often gives 1024)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     directory = Path(tempfile.mkdtemp(prefix="attack-conn-"))
+    if args.gateway_nofile:
+        import daemon_harness
+
+        wrapper = directory / "twistd-limited"
+        wrapper.write_text(f"#!/bin/sh\nexec prlimit --nofile={args.gateway_nofile}:{args.gateway_nofile} "
+                           f"{daemon_harness.TWISTD} \"$@\"\n")
+        wrapper.chmod(0o755)
+        daemon_harness.TWISTD = str(wrapper)
     sim = start_simulator(directory)
     config = gateway_config(directory, {"simulated": subaccount(sim, {"gpt-4.1": "d-gpt41"})},
                             timeouts={"request_headers": args.headers_deadline})
