@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sapproxy.dispatch.picker import Deployment
     from sapproxy.errors import GatewayError
     from sapproxy.translate.framing.pipeline import Source, Translator
+    from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
     from sapproxy.translate.usage import Usage
     from sapproxy.translate.wire import WireRequest, WireTarget
 
@@ -43,14 +44,14 @@ class IClientCall(Interface):
     stream = Attribute("bool: whether the client asked for a stream.")
     body = Attribute("dict: the client's request body, as it came.")
 
-    def ir() -> dict[str, Any]:
+    def ir() -> IRRequest:
         """
         The request in the IR (an Anthropic Messages body); converted once, on first use.
 
         @raise sapproxy.translate.errors.InvalidRequest: the body cannot be converted.
         """
 
-    def response_from_ir(message: dict[str, Any]) -> dict[str, Any]:
+    def response_from_ir(message: IRResponse) -> dict[str, Any]:
         """
         A whole IR message (the upstream's answer, converted) as the client's response body.
         """
@@ -115,7 +116,7 @@ class IWireFormat(Interface):
 
     name = Attribute("str: the format's name ('openai_chat', 'bedrock_invoke', 'converse', 'gemini').")
 
-    def request(ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         """
         An IR request as this format's request for C{target}.
 
@@ -142,7 +143,7 @@ class IWireFormat(Interface):
         New translators that carry this format's stream to a client of the same format (normalised).
         """
 
-    def response_to_ir(response: dict[str, Any], model: str) -> dict[str, Any]:
+    def response_to_ir(response: dict[str, Any], model: str) -> IRResponse:
         """
         A whole upstream response as an IR message, named C{model}.
         """

@@ -5,7 +5,6 @@ render errors in the caller's dialect, and account for the request whatever happ
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
 import attrs
@@ -28,9 +27,9 @@ from sapproxy.runtime import IGatewayRequest
 from sapproxy.models import ModelCatalog, ResolvedModel
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.jsontext import compact_json
 
 log = Logger()
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @frozen
@@ -53,7 +52,7 @@ def json_body(request: IGatewayRequest, status: int, payload: Any, headers: dict
     C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
     chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
     """
-    body = _dumps(payload).encode("utf-8", "replace")
+    body = compact_json(payload).encode("utf-8", "replace")
     request.setResponseCode(status)
     raw = request.responseHeaders
     raw.setRawHeaders(b"content-type", [b"application/json"])

@@ -15,6 +15,7 @@ from sapproxy.interfaces import IClientAPI, IClientCall
 from sapproxy.translate.counting import count_tokens
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import encode_event
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse, as_json, as_request
 
 #: Gateway error kind -> Anthropic's error type.
 ERROR_TYPES = {
@@ -46,11 +47,11 @@ class AnthropicMessagesCall:
         self.stream = bool(body.get("stream"))
         self.hints = hints
 
-    def ir(self) -> dict[str, Any]:
-        return self.body
+    def ir(self) -> IRRequest:
+        return as_request(self.body)
 
-    def response_from_ir(self, message: dict[str, Any]) -> dict[str, Any]:
-        return message
+    def response_from_ir(self, message: IRResponse) -> dict[str, Any]:
+        return as_json(message)
 
     def stream_from_ir(self) -> list[Any]:
         return []

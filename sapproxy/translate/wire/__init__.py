@@ -7,7 +7,11 @@ two values below are what passes between a wire format, the plan and the provide
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import frozen
+
+from sapproxy.translate.errors import InvalidRequest
 
 
 @frozen
@@ -39,3 +43,24 @@ class WireRequest:
     operation: str
     body: bytes
     stream: bool
+
+
+class NoNativeClient:
+    """
+    For a wire format that no client dialect speaks (yet): the plan never passes a client's body through to it,
+    since no client API names it as its C{native_wire}; should one be asked, the request is refused clearly.
+    """
+
+    name: str
+
+    def _refuse(self) -> InvalidRequest:
+        return InvalidRequest(f"no client dialect speaks the {self.name} format", "model")
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        raise self._refuse()
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        raise self._refuse()
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        raise self._refuse()

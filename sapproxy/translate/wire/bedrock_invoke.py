@@ -35,7 +35,9 @@ from zope.interface import implementer
 from sapproxy.interfaces import IWireFormat
 from sapproxy.translate.framing.eventstream import EventStreamDecoder
 from sapproxy.translate.framing.pipeline import SSEJsonSource
-from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import json_text
+from sapproxy.translate import ir
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire import WireRequest, WireTarget
 
@@ -201,7 +203,7 @@ def _content_is_empty(content: Any) -> bool:
     return not content
 
 
-def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> dict[str, Any]:
+def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict[str, Any]:
     """
     Turn a client's Messages API request into a body for Bedrock C{invoke}/C{invoke-with-response-stream}.
 
@@ -291,12 +293,12 @@ def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> 
     return out
 
 
-def bedrock_invoke_response(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def bedrock_invoke_response(resp: dict[str, Any], model: str) -> ir.Response:
     """Bedrock's non-stream invoke body as the client's Messages response: the client's model name,
     Bedrock's invocation metrics dropped, everything else kept."""
     out = {key: value for key, value in resp.items() if key != _BEDROCK_EXTRA}
     out["model"] = model
-    return out
+    return ir.as_response(out)
 
 
 class BedrockStreamNormaliser:
@@ -304,6 +306,9 @@ class BedrockStreamNormaliser:
     Events decoded from C{invoke-with-response-stream} (already Anthropic stream events) made
     indistinguishable from Anthropic's own: C{message_start} names the client's model, C{message_stop} loses
     C{amazon-bedrock-invocationMetrics}.  Keeps L{usage} current.
+
+    The events are the upstream's own, passed on as JSON (every other field and block type kept), hence
+    plain dicts rather than L{ir.StreamEvent}s.
     """
 
     def __init__(self, model: str) -> None:
@@ -351,7 +356,7 @@ class BedrockInvokeWire:
 
     name = "bedrock_invoke"
 
-    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("invoke", json_text(bedrock_invoke_body(ir, anthropic_beta=target.anthropic_beta)), stream)
 
     def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
@@ -366,11 +371,11 @@ class BedrockInvokeWire:
     def passthrough_stream(self, call: Any) -> list[Any]:
         return [BedrockStreamNormaliser(call.model)]
 
-    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
         return bedrock_invoke_response(response, model)
 
     def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
-        return bedrock_invoke_response(response, call.model)
+        return ir.as_json(bedrock_invoke_response(response, call.model))
 
     def usage(self, response: dict[str, Any]) -> Usage | None:
         usage = response.get("usage")

@@ -37,11 +37,11 @@ from typing import Any
 from zope.interface import implementer
 
 from sapproxy.interfaces import IWireFormat
-from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.pipeline import SSEJsonSource
-from sapproxy.translate.framing.sse import json_text
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire import NoNativeClient, WireRequest, WireTarget
 from sapproxy.translate.wire.gemini.request import ir_request_to_gemini
 from sapproxy.translate.wire.gemini.response import gemini_error_event, gemini_response_to_ir, stop_reason, tool_use_id
 from sapproxy.translate.wire.gemini.schema import clean_schema
@@ -55,7 +55,7 @@ __all__ = [
 
 
 @implementer(IWireFormat)
-class GeminiWire:
+class GeminiWire(NoNativeClient):
     """
     Gemini's C{generateContent} / C{streamGenerateContent} (L{sapproxy.interfaces.IWireFormat}), as Vertex AI
     and the Gemini API serve it.
@@ -63,11 +63,8 @@ class GeminiWire:
 
     name = "gemini"
 
-    def request(self, ir: dict[str, Any], target: WireTarget, stream: bool) -> WireRequest:
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("generateContent", json_text(ir_request_to_gemini(ir, model=target.model)), stream)
-
-    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
-        raise InvalidRequest("no client dialect speaks Gemini yet", "model")
 
     def stream_source(self, content_type: str) -> Any:
         return SSEJsonSource()
@@ -75,14 +72,8 @@ class GeminiWire:
     def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
         return [GeminiToAnthropicStream(model, message_id=message_id)]
 
-    def passthrough_stream(self, call: Any) -> list[Any]:
-        raise InvalidRequest("no client dialect speaks Gemini yet", "model")
-
-    def response_to_ir(self, response: dict[str, Any], model: str) -> dict[str, Any]:
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
         return gemini_response_to_ir(response, model)
-
-    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
-        raise InvalidRequest("no client dialect speaks Gemini yet", "model")
 
     def usage(self, response: dict[str, Any]) -> Usage | None:
         return Usage.from_gemini(response.get("usageMetadata") or {})
