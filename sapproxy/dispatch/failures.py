@@ -17,7 +17,7 @@ from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from sapproxy.compat import RequestGenerationFailed, RequestTransmissionFailed
 from sapproxy.errors import GatewayError, kind_for_status
-from sapproxy.upstreams.hostile import retry_after_seconds
+from sapproxy.dispatch.guards import retry_after_seconds
 
 # Everything an upstream request can fail with before a response: connecting, sending, waiting for headers.
 # (twisted.web's _newclient wraps its causes in _WrapperException subclasses that share no useful base.)

@@ -34,7 +34,7 @@ from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
-from sapproxy.upstreams.hostile import BodyFailed, read_whole
+from sapproxy.dispatch.guards import BodyFailed, read_whole
 from sapproxy.upstreams.http import UpstreamClient, sleep
 
 log = Logger()

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hostile import hostile_harness  # noqa: E402
 from sapproxy.config import RetryPolicy, ServiceKey  # noqa: E402
-from sapproxy.upstreams.hostile import retry_after_seconds  # noqa: E402
+from sapproxy.dispatch.guards import retry_after_seconds  # noqa: E402
 from sapproxy.upstreams.sap_aicore import MIN_LIFETIME, TokenCache, TokenGrant  # noqa: E402
 
 
