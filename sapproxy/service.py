@@ -36,6 +36,7 @@ from sapproxy.site import GatewaySite, Listener
 from sapproxy.tracing import make_tracing
 from sapproxy.upstreams import ProviderContext
 from sapproxy.web.app import build_app
+from sapproxy.translate.framing.sse import apply_stream_limits
 from sapproxy.web.channel import connection_budget, raise_descriptor_limit
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
@@ -61,6 +62,7 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
+        apply_stream_limits(config)
         self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor,
                                 headers_deadline=config.timeouts.request_headers,
                                 body_deadline=config.timeouts.request_body)
@@ -114,6 +116,7 @@ class GatewayService(MultiService):
         previous.stop(keep=self.gateway)
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
+        apply_stream_limits(config)
         self.site.headers_deadline = config.timeouts.request_headers
         self.site.body_deadline = config.timeouts.request_body
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),

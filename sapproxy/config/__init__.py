@@ -161,6 +161,8 @@ class GatewayConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     #: The largest whole (non-stream) upstream response read; larger ones end in a 502.
     max_response_bytes: int = 64 * 1024 * 1024
+    #: The longest line, and largest event, of an upstream event stream; longer ones end the stream (502).
+    max_stream_event_bytes: int = 16 * 1024 * 1024
     drain_timeout: float = 30.0
     #: Upstream connections kept open per host between requests.
     pool_size: int = 256
@@ -195,7 +197,7 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "usage_spool", "usage_spool_max_bytes", "redis_url", "metrics_token",
     "ops_token", "simulator", "always_include_usage",
-    "max_body_bytes", "max_response_bytes", "drain_timeout", "pool_size", "on_client_hangup",
+    "max_body_bytes", "max_response_bytes", "max_stream_event_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group",
@@ -431,6 +433,7 @@ _RANGES: list[tuple[str, float, bool, float]] = [
     ("retry.attempts", 1, True, 100), ("retry.max_wait", 0, True, 3600), ("retry.backoff", 0, True, 600),
     ("retry.cooldown", 0, True, 86400), ("retry.breaker_failures", 1, True, 1000),
     ("max_body_bytes", 1, True, 1 << 40), ("max_response_bytes", 1024, True, 1 << 40),
+    ("max_stream_event_bytes", 1024, True, 1 << 30),
     ("drain_timeout", 0, True, 86400), ("pool_size", 0, True, 100_000),
     ("usage_spool_max_bytes", 0, True, 1 << 40),
     ("simulator.port", 1, True, 65535), ("simulator.event_delay", 0, True, 60),

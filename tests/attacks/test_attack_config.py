@@ -37,6 +37,10 @@ BAD = [
     ({"drain_timeout": -3}, "drain_timeout"),
     ({"pool_size": -1}, "pool_size"),
     ({"usage_spool_max_bytes": -1}, "usage_spool_max_bytes"),
+    ({"max_stream_event_bytes": 0}, "max_stream_event_bytes"),
+    ({"max_response_bytes": 10}, "max_response_bytes"),
+    ({"timeouts": {"write_stall": 0}}, "timeouts.write_stall"),
+    ({"timeouts": {"request_headers": -1}}, "timeouts.request_headers"),
     ({"simulator": {"port": 70000}}, "simulator.port"),
 ]
 

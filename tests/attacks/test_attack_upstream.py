@@ -181,3 +181,18 @@ def test_a_failure_reading_an_upstream_answer_is_never_a_400() -> None:
         error = e
     assert edge.malformed(error, "/v1/messages", "req_1", attempts=0).kind == "invalid_request"
     assert edge.malformed(error, "/v1/messages", "req_1", attempts=1).kind == "api_error"
+
+
+def test_the_stream_event_cap_is_configurable() -> None:
+    import sapproxy.translate.framing.sse as sse
+
+    before = sse.MAX_EVENT_BYTES
+    h, upstream = scripted_harness([lambda: ScriptedResponse(200, SSE, [b"data: " + b"a" * 9000])],
+                                   max_stream_event_bytes=4096)
+    sse.apply_stream_limits(h.config)
+    try:
+        response, raw = h.post("/v1/chat/completions", {"model": "gpt-4.1", "stream": True,
+                                                        "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        sse.MAX_EVENT_BYTES = before
+    assert response.code == 502 and b"longer than 4096 bytes" in raw, raw

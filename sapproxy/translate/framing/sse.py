@@ -38,6 +38,14 @@ class SSEEvent:
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
+def apply_stream_limits(config: Any) -> None:
+    """
+    Make C{config.max_stream_event_bytes} the cap of every decoder made from now on (at start and on reload).
+    """
+    global MAX_EVENT_BYTES
+    MAX_EVENT_BYTES = int(config.max_stream_event_bytes)
+
+
 class SSEEventTooLarge(ValueError):
     """
     An upstream line or event over the decoder's cap; the relay ends the stream with a 502 (or fails over).
