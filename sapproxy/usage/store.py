@@ -237,7 +237,8 @@ class UsageStore:
     def _tick(self) -> None:
         # Skip while a flush is running: during an outage one attempt can outlast many ticks (a PostgreSQL
         # connect timeout), and queueing a flush per tick would grow without bound.
-        if self._pending and not self._lock.locked:
+        waiting = self.spool is not None and self.spool.waiting
+        if (self._pending or waiting) and not self._lock.locked:
             self.flush().addErrback(lambda _: None)
 
     def _flush_once(self) -> Deferred[int]:
@@ -285,7 +286,29 @@ class UsageStore:
         @raise Exception: the store is unavailable; nothing of C{rows} was written.
         """
         statement = self.database.sql(_INSERT)
-        replayed = self._replay(path, statement) if path is not None else 0
+        bad: list[tuple[UsageRecord, str]] = []
+        replayed = 0
+        if path is not None:
+            replayed, bad, unwritten = self._insert(statement, self._unreplayed(path))
+            if unwritten:
+                # Keep the file: its rows already written are recognised (and skipped) next time.
+                raise _Unavailable(f"the store went away while the spool was replayed ({len(unwritten)} rows left)")
+        count, more_bad, unwritten = self._insert(statement, rows)
+        if unwritten:
+            # The store went away half-way: the rest waits for the next flush, in front of newer rows.
+            self._reactor.callFromThread(self._requeue, unwritten)
+        return _Written(count, bad + more_bad, replayed, path)
+
+    def _insert(self, statement: str, rows: list[UsageRecord]
+                ) -> tuple[int, list[tuple[UsageRecord, str]], list[UsageRecord]]:
+        """
+        Insert C{rows} in one transaction; if that fails for a row's data, row by row.  Returns how many were
+        written, the rows that cannot be stored (with why), and the rows not tried because the store went away.
+
+        @raise Exception: the store is unavailable and nothing was written.
+        """
+        if not rows:
+            return 0, [], []
         values = [row.as_tuple() for row in rows]
 
         def many(conn: Any) -> int:
@@ -293,9 +316,9 @@ class UsageStore:
             return len(values)
 
         try:
-            return _Written(self.database.run(many) if values else 0, [], replayed, path)
+            return self.database.run(many), [], []
         except Exception as e:
-            if not _is_data_error(e) or len(values) == 0:
+            if not _is_data_error(e):
                 raise
         count = 0
         bad: list[tuple[UsageRecord, str]] = []
@@ -310,36 +333,34 @@ class UsageStore:
             except Exception as e:
                 if _is_data_error(e):
                     bad.append((row, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+                elif count == 0 and not bad:
+                    raise
                 else:
                     unwritten.append(row)
-        if unwritten:
-            # The store went away half-way: the rest waits for the next flush, in front of newer rows.
-            self._reactor.callFromThread(self._requeue, unwritten)
-        return _Written(count, bad, replayed, path)
+        return count, bad, unwritten
 
     def _requeue(self, rows: list[UsageRecord]) -> None:
         self._pending[:0] = rows
         self._trim()
 
-    def _replay(self, path: Any, statement: str) -> int:
+    def _unreplayed(self, path: Any) -> list[UsageRecord]:
+        """
+        The rows of a spool file not yet in the store (a replay cut short by a crash wrote some already).
+        """
         rows = read_rows(path)
-        if rows:
-            # Rows a replay cut short by a crash already wrote are skipped (same request id, same time or later).
-            since = min(row.time for row in rows)
-            ids = {row.request_id for row in rows}
+        if not rows:
+            return []
+        since, until = min(row.time for row in rows), max(row.time for row in rows)
+        ids = {row.request_id for row in rows}
 
-            def existing(conn: Any) -> set[str]:
-                cur = conn.cursor()
-                cur.execute(self.database.sql("SELECT request_id FROM usage_records WHERE time >= ?"), (since,))
-                return {r[0] for r in cur.fetchall() if r[0] in ids}
+        def existing(conn: Any) -> set[str]:
+            cur = conn.cursor()
+            cur.execute(self.database.sql("SELECT request_id FROM usage_records WHERE time >= ? AND time <= ?"),
+                        (since, until))
+            return {r[0] for r in cur.fetchall() if r[0] in ids}
 
-            present = self.database.run(existing)
-            fresh = [row.storable().as_tuple() for row in rows if row.request_id not in present]
-            self.database.run(lambda conn: conn.cursor().executemany(statement, fresh))
-            count = len(fresh)
-        else:
-            count = 0
-        return count
+        present = self.database.run(existing)
+        return [row.storable() for row in rows if row.request_id not in present]
 
     def _trim(self) -> None:
         excess = len(self._pending) - self.max_pending
@@ -367,6 +388,10 @@ class UsageStore:
 
     def _defer(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return deferToThreadPool(self._reactor, self.threadpool, f, *args)
+
+
+class _Unavailable(Exception):
+    pass
 
 
 @frozen

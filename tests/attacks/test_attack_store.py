@@ -226,3 +226,22 @@ async def wait_until(condition: Any, timeout: float = 10.0) -> None:
         d: Deferred[None] = Deferred()
         reactor.callLater(0.01, d.callback, None)
         await d
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unstorable_row_in_the_spool_does_not_block_its_replay(db_url: str, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.jsonl")
+    spool.append([row(i) for i in range(5)] + [row(5, prompt_tokens=2 ** 80)] + [row(i) for i in range(6, 10)])
+    spool.close()
+    store = open_usage_store(db_url, reactor=reactor, clock=Clock(), spool=Spool(tmp_path / "spool.jsonl"))
+    await store.start()
+    try:
+        await wait_until(lambda: store.spool is not None and not store.spool.waiting)
+        got = query_rows(open_database(db_url), 0)
+        assert sorted(r.request_id for r in got) == sorted(f"req-{i}" for i in range(10) if i != 5)
+        assert store.unstorable == 1
+        store.record(row(20))
+        await settle(store)
+        assert len(query_rows(open_database(db_url), 0)) == 10
+    finally:
+        await store.stop()
