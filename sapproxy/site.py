@@ -17,7 +17,7 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
-from sapproxy.compat import channel_path, forget_klein_component
+from sapproxy.compat import channel_path, client_disconnected, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
 from sapproxy.web.channel import GatewayChannel
@@ -96,6 +96,27 @@ class TrackingRequest(Request):
             self._refuse_too_large(content.tell() + len(data), "more than ")
             return
         content.write(data)
+
+    def processingFailed(self, reason: Any) -> Any:
+        """
+        The last resort for an error no route caught: a JSON error in the client's dialect, never twisted.web's
+        HTML "Processing Failed" page.
+        """
+        log.failure("unhandled error processing {path}", reason, path=self.path.decode("latin-1", "replace"))
+        if self.finished or client_disconnected(self):
+            return reason
+        if self.startedWriting:
+            # Headers are out: nothing better than ending the response.
+            self.finish()
+            return reason
+        error = GatewayError("api_error", "internal error in the gateway")
+        body = json.dumps(client_api_for(self.path).error_body(error)).encode()
+        self.setResponseCode(500)
+        self.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        self.write(body)
+        self.finish()
+        return reason
 
     def process(self) -> None:
         site = cast(Any, self.channel).site

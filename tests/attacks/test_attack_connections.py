@@ -48,8 +48,8 @@ class Transport(StringTransport):
 
 
 class Conn:
-    def __init__(self, s: GatewaySite, reactor: MemoryReactorClock) -> None:
-        self.transport = Transport(peerAddress=IPv4Address("TCP", "10.0.0.9", 4000))
+    def __init__(self, s: GatewaySite, reactor: MemoryReactorClock, host: str = "10.0.0.9") -> None:
+        self.transport = Transport(peerAddress=IPv4Address("TCP", host, 4000))
         self.protocol = s.buildProtocol(IPv4Address("TCP", "10.0.0.9", 4000))
         self.protocol.makeConnection(self.transport)
         self.reactor = reactor
@@ -155,3 +155,41 @@ def test_the_descriptor_limit_is_raised_to_the_hard_limit() -> None:
     now_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == now_soft and (hard == resource.RLIM_INFINITY or now_soft == hard)
     assert connection_budget(1024) == 480
+
+
+def test_an_unhandled_error_is_json_in_the_dialect_never_an_html_page() -> None:
+    """
+    /health once answered an HTML 500 until restart; whatever a route fails with, the answer is JSON.
+    """
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spine"))
+    from app_harness import Harness
+
+    from sapproxy.web.app import build_app
+    from sapproxy.web.frame import ServicesRef
+
+    h = Harness()
+
+    class Broken:
+        names: list[str] = []
+
+        def recent(self) -> dict[str, str]:
+            raise RuntimeError("a bug")
+
+        def resolve(self, name: str) -> None:
+            return None
+
+    import attrs
+
+    services = attrs.evolve(h.services, catalog=Broken())
+    reactor = MemoryReactorClock()
+    s = GatewaySite(build_app(ServicesRef(services)).resource(), max_body_bytes=1000, reactor=reactor)
+    for path, kind in ((b"/health", "openai"), (b"/v1/messages/x", "anthropic")):
+        c = Conn(s, reactor, host="127.0.0.1")
+        c.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = c.out.partition(b"\r\n\r\n")
+        assert b"text/html" not in head.lower(), c.out
+        if path == b"/health":
+            assert head.startswith(b"HTTP/1.1 500") and json.loads(body)["error"]["type"] == "api_error"
