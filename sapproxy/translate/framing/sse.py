@@ -57,7 +57,7 @@ class SSEDecoder:
     Turn a byte stream into L{SSEEvent}s, one C{feed} at a time.
     """
 
-    __slots__ = ("_tail", "_event", "_data", "_size", "_skip_lf", "comments", "max_event")
+    __slots__ = ("_tail", "_parts", "_tail_len", "_event", "_data", "_size", "_skip_lf", "comments", "max_event")
 
     def __init__(self, max_event: int | None = None) -> None:
         #: The most bytes one line, or one event's data, may have: an upstream sending an endless line
@@ -65,6 +65,10 @@ class SSEDecoder:
         self.max_event = max_event if max_event is not None else MAX_EVENT_BYTES
         self._size = 0
         self._tail = b""
+        #: Reads that continue an unfinished line, kept apart until the line ends: joining each to the tail
+        #: as it came would copy a long line over and over.
+        self._parts: list[bytes] = []
+        self._tail_len = 0
         self._event: str | None = None
         self._data: list[str] = []
         self._skip_lf = False
@@ -78,6 +82,16 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
+        if self._tail:
+            if b"\n" not in chunk and b"\r" not in chunk:
+                self._parts.append(chunk)
+                self._tail_len += len(chunk)
+                if self._tail_len > self.max_event:
+                    raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
+                return []
+            if self._parts:
+                self._tail = b"".join([self._tail, *self._parts])
+                self._parts = []
         buffer = self._tail + chunk if self._tail else chunk
         if not buffer:
             return []
@@ -91,7 +105,8 @@ class SSEDecoder:
             self._tail = b""
         else:
             self._tail = lines.pop()
-            if len(self._tail) > self.max_event:
+            self._tail_len = len(self._tail)
+            if self._tail_len > self.max_event:
                 raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
         events: list[SSEEvent] = []
         for raw in lines:
@@ -106,6 +121,9 @@ class SSEDecoder:
         the last event is most often the one that carries the usage.
         """
         events: list[SSEEvent] = []
+        if self._parts:
+            self._tail = b"".join([self._tail, *self._parts])
+            self._parts = []
         if self._tail:
             self._line(self._tail.rstrip(b"\r\n"), events)
             self._tail = b""
