@@ -17,10 +17,12 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
-from sapproxy.compat import channel_path, client_disconnected, forget_klein_component
+from sapproxy.compat import channel_method, channel_path, client_disconnected, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
 from sapproxy.web.channel import GatewayChannel
+from sapproxy.web.reasons import PhrasedRequest
+from sapproxy.web.requestlog import request_done
 
 log = Logger()
 
@@ -46,7 +48,7 @@ class _Discard:
         pass
 
 
-class TrackingRequest(Request):
+class TrackingRequest(PhrasedRequest):
     """
     A request the site remembers until it finishes, so shutdown can wait for it; and whose body, when larger
     than the site's limit, is never stored (decided from Content-Length before reading, when it is given).
@@ -55,6 +57,8 @@ class TrackingRequest(Request):
     """
 
     body_too_large: int | None = None
+    #: Set by an API route's frame, which logs and counts the request itself (with model, key and tokens).
+    accounted: bool = False
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         # JSON APIs only: never parse form uploads into request.args (nor, for that, every POST's
@@ -79,6 +83,10 @@ class TrackingRequest(Request):
         error = GatewayError("request_too_large",
                              f"request body of {qualifier}{size} bytes exceeds the limit of {limit} bytes")
         body = json.dumps(client_api_for(channel_path(channel)).error_body(error)).encode()
+        path = channel_path(channel)
+        method = channel_method(channel).decode("latin-1", "replace")
+        request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], 413,
+                     0.0, (self.requestHeaders.getRawHeaders(b"user-agent") or [b""])[0].decode("latin-1"))
         refuse = getattr(channel, "refuse_body", None)
         if refuse is not None:
             refuse(b"413 Payload Too Large", body)
@@ -120,6 +128,7 @@ class TrackingRequest(Request):
 
     def process(self) -> None:
         site = cast(Any, self.channel).site
+        self.started = site.reactor.seconds()
         site.inflight.add(self)
         self.notifyFinish().addBoth(self._finished, site)
         super().process()
@@ -156,14 +165,23 @@ class GatewaySite(Site):
         self.channels: dict[Any, None] = {}
         self.connections = 0
         self.shed = 0
+        #: L{sapproxy.metrics.GatewayMetrics} for the requests no API route accounts for, or L{None}.
+        self.metrics: Any = None
         self.inflight: set[Request] = set()
         #: Requests finished since start (for L{sapproxy.memory.IdleCollector}).
         self.finished = 0
         self.noisy = False
 
     def log(self, request: http.Request) -> None:
-        # Every API request gets one structured line from the accounting instead of a combined-log line.
-        pass
+        # An API request gets its structured line from the accounting; every other one (404, 405, the
+        # operator pages) gets its line here, instead of a combined-log line.
+        if getattr(request, "accounted", False):
+            return
+        started = getattr(request, "started", None)
+        latency = self.reactor.seconds() - started if started is not None else 0.0
+        request_done(self.metrics, request.method.decode("latin-1", "replace"),
+                     request.path.decode("latin-1", "replace"), request.code, latency,
+                     (request.getHeader(b"user-agent") or b"").decode("latin-1"))
 
     def protocol(self) -> Any:  # type: ignore[override]
         return http._GenericHTTPChannelProtocol(GatewayChannel())  # type: ignore[attr-defined]

@@ -42,16 +42,29 @@ class DeploymentPicker:
         self._clock = clock
         self._cooldown = cooldown
         self._threshold = failures
+        self._providers = list(providers)
         self._accounts: dict[str, list[Any]] = {}
-        for provider in providers:
-            for model in provider.models():
-                self._accounts.setdefault(model, []).append(provider)
+        self._generations: list[int] = []
+        self._rebuild()
         self._next_account: dict[str, int] = {}
         self._next_url: dict[tuple[str, str], int] = {}
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
 
+    def _generation(self) -> list[int]:
+        # A provider whose models change at run time (SAP AI Core discovery) has a generation that changes with them.
+        return [p.generation for p in self._providers]
+
+    def _rebuild(self) -> None:
+        self._generations = self._generation()
+        self._accounts = {}
+        for provider in self._providers:
+            for model in provider.models():
+                self._accounts.setdefault(model, []).append(provider)
+
     def candidates(self, model: str) -> list[Deployment]:
+        if self._generation() != self._generations:
+            self._rebuild()
         accounts = self._accounts.get(model)
         if not accounts:
             return []
@@ -81,6 +94,16 @@ class DeploymentPicker:
         self._failures[deployment.url] = count
         if count >= self._threshold:
             self._open_until[deployment.url] = self._clock.seconds() + self._cooldown
+
+    def trip(self, deployment: Deployment) -> None:
+        """
+        Open C{deployment}'s breaker now (it is known to be gone, not merely failing).
+        """
+        self._failures[deployment.url] = self._threshold
+        self._open_until[deployment.url] = self._clock.seconds() + self._cooldown
+
+    def healthy(self, deployment: Deployment) -> bool:
+        return self._open_until.get(deployment.url, 0.0) <= self._clock.seconds()
 
     def breakers(self) -> Iterator[tuple[str, float]]:
         """

@@ -5,7 +5,8 @@ C{/health} and C{/metrics} used to be open to anyone who could reach the port, a
 resource groups, deployment ids, the model names clients sent and key names.  Now the public C{/health}
 answers its status only; the details and C{/metrics} are for operators:
 
-  - when C{ops_token} or C{metrics_token} is set, to a caller presenting either as C{Authorization: Bearer};
+  - when C{ops_token}, C{metrics_token} or C{admin_token} is set, to a caller presenting one of them as
+    C{Authorization: Bearer};
   - when neither is set, to callers on the loopback interface only (the operator's own machine; behind a
     reverse proxy on the same host, set a token instead).
 """
@@ -20,7 +21,8 @@ from sapproxy.auth import presented_token
 
 
 def operator_tokens(config: Any) -> list[str]:
-    return [t for t in (getattr(config, "ops_token", None), config.metrics_token) if t]
+    return [t for t in (getattr(config, "ops_token", None), config.metrics_token, getattr(config, "admin_token", None))
+            if t]
 
 
 def is_operator(request: Any, config: Any) -> bool:

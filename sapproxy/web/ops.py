@@ -10,6 +10,7 @@ from klein import Klein
 
 from sapproxy import __version__
 from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
+from sapproxy.dispatch.upstream_faults import credentials_failing, overall_status
 from sapproxy.web.exposure import is_operator, operator_tokens
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
@@ -19,25 +20,27 @@ def install(app: Klein, ref: ServicesRef) -> None:
 
     @app.route("/health", methods=["GET"])
     def health(request: Any) -> bytes:
+        accounts = {name: provider.health() for name, provider in route.services.gateway.providers.items()}
+        status, code = overall_status([credentials_failing(state) for state in accounts.values()])
         if not is_operator(request, route.config):
             # Status only: the details name subaccounts, deployments and what clients sent.
-            return json_body(request, 200, {"status": "ok"})
-        accounts = {name: provider.health() for name, provider in route.services.gateway.providers.items()}
+            return json_body(request, code, {"status": status})
         resolved = {}
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)
             resolved[name] = hit.name if hit else None
         body = {
-            "status": "ok",
+            "status": status,
             "version": __version__,
             "subaccounts": accounts,
             "models": {name: route.services.catalog.family(name) for name in route.services.catalog.names},
             "aliases": resolved,
             "resolved_names": route.services.catalog.recent(),
+            "other_generation": route.services.catalog.other_generation(),
             "circuit_breakers": {url.rsplit("/", 1)[-1]: round(left, 1) for url, left in route.services.gateway.picker.breakers()},
             "active_streams": route.services.gateway.active_streams,
         }
-        return json_body(request, 200, body)
+        return json_body(request, code, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(request: Any) -> bytes:
