@@ -189,6 +189,15 @@ def sapproxy_config(rundir: Path) -> Path:
         "port": PORTS["sapproxy"],
         "usage_store": "sqlite:///" + str(rundir / "usage.db"),
         "metrics_token": "bench-metrics",
+        # Vendor providers on the same lean upstream: an OpenAI-compatible server (the model named in the body,
+        # a bearer key) and Bedrock (every request SigV4-signed with credentials from boto3's chain; the lean
+        # upstream does not check the signature, the gateway's cost of making it is what is measured).
+        "providers": {
+            "vendor-openai": {"kind": "openai", "base_url": up + "/v1", "api_key": "sk-bench-vendor",
+                              "models": {"gpt-vendor": "gpt-4.1"}},
+            "vendor-aws": {"kind": "bedrock", "region": "eu-central-1", "endpoint_url": up,
+                           "models": {"claude-bedrock": "anthropic.claude-sonnet-4-5-20250929-v1:0"}},
+        },
     }
     path = rundir / "sapproxy.json"
     path.write_text(json.dumps(config, indent=2))
@@ -260,6 +269,8 @@ def bodies(rundir: Path) -> dict[str, Path]:
         "claude_stream": {"model": "anthropic--claude-4.5-sonnet", "messages": msgs, "max_tokens": 64,
                           "stream": True},
         "anthropic_gpt_stream": {"model": "gpt-4.1", "messages": msgs, "max_tokens": 64, "stream": True},
+        "vendor_openai_stream": {"model": "gpt-vendor", "messages": msgs, "max_tokens": 64, "stream": True},
+        "bedrock_stream": {"model": "claude-bedrock", "messages": msgs, "max_tokens": 64, "stream": True},
         "hold": {"model": "gpt-4.1", "max_tokens": 64, "stream": True,
                  "messages": [{"role": "user", "content": "slow please #sim{\"events\": %d, \"delay\": %g}"}]},
     }
@@ -416,8 +427,11 @@ def main() -> int:
         twistd = str(Path(PY).parent / "twistd")
         extra = {k: (str((ROOT / v).resolve()) if k == "PYTHONPATH" else v)
                  for k, _, v in (e.partition("=") for e in a.sapproxy_env)}
+        # The Bedrock provider's credentials, from the environment as boto3's chain reads them (test values).
+        aws = {"AWS_ACCESS_KEY_ID": "AKIABENCHEXAMPLE", "AWS_SECRET_ACCESS_KEY": "bench/secret/EXAMPLE",
+               "AWS_EC2_METADATA_DISABLED": "true"}
         sap = procs.start("sapproxy", [twistd, "-n", "--pidfile=", "sapproxy", "--config",
-                                       str(sapproxy_config(rundir))], "gateway", env=checkout_env(extra))
+                                       str(sapproxy_config(rundir))], "gateway", env=checkout_env({**aws, **extra}))
         if a.sapproxy_env:
             notes.append("sapproxy ran with extra environment: " + " ".join(a.sapproxy_env))
         targets = ["direct", "bare", "sapproxy"]
@@ -546,6 +560,10 @@ def make_stream_cases(targets: list[str]) -> list[tuple[str, str, str, str, bool
          "/v1/chat/completions", False, ["sapproxy"]),
         ("gpt_to_anthropic", "Anthropic client /v1/messages -> gpt (OpenAI SSE -> Anthropic events)",
          "anthropic_gpt_stream", "/v1/messages", True, ["sapproxy"]),
+        ("vendor_openai_passthrough", "OpenAI client -> OpenAI-compatible provider (pass-through)",
+         "vendor_openai_stream", "/v1/chat/completions", False, ["sapproxy"]),
+        ("bedrock_signed", "OpenAI client -> Bedrock provider (SigV4-signed, event-stream -> OpenAI chunks)",
+         "bedrock_stream", "/v1/chat/completions", False, ["sapproxy"]),
     ]
 
 
@@ -683,7 +701,9 @@ def report(results: dict[str, Any], targets: list[str], concs: list[int], stream
         rows.append(("plain req/s >= 12x LiteLLM", "LiteLLM not measured", None))
     bare_streams = sm("gpt_passthrough", "bare", "streams_per_s")
     for key, label in (("gpt_passthrough", "GPT pass-through"), ("claude_to_openai", "Claude->OpenAI"),
-                       ("gpt_to_anthropic", "GPT->Anthropic")):
+                       ("gpt_to_anthropic", "GPT->Anthropic"),
+                       ("vendor_openai_passthrough", "OpenAI-compatible provider pass-through"),
+                       ("bedrock_signed", "Bedrock-signed stream")):
         s = sm(key, "sapproxy", "streams_per_s")
         ok = s >= 0.8 * bare_streams if s == s and bare_streams == bare_streams else None
         rows.append((f"{label} streams/s >= 80% of bare stream pass-through",

@@ -94,7 +94,7 @@ class GatewayService(MultiService):
         def served() -> list[str]:
             return [model for provider in providers.values() for model in provider.models()]
 
-        catalog = ModelCatalog(served(), config.models, config.aliases, strict=config.strict_model_names)
+        catalog = ModelCatalog(served(), config.catalog_settings(), config.aliases, strict=config.strict_model_names)
         follow_models(providers.values(), lambda: catalog.update(served()))
         return Services(
             gateway=gateway,

@@ -19,6 +19,9 @@ import cattrs
 from attrs import Factory, field, frozen
 from cattrs.gen import make_dict_structure_fn, override
 
+from sapproxy.config.providers import (
+    ProviderConfig, ProviderError, check_provider, format_exception, models_of, register_provider_hooks, split_key,
+)
 from sapproxy.ratelimit.address import parse_redis_url
 
 #: api-version for Azure-OpenAI-style chat and embeddings deployments: the current GA version (the one SAP's own
@@ -241,6 +244,10 @@ class GatewayConfig:
     #: Extra regular expressions whose matches are masked in logged bodies.
     redact_patterns: tuple[str, ...] = ()
     tracing: TracingSettings | None = None
+    #: Upstreams beside SAP AI Core (L{sapproxy.config.providers}), by name, in config order.
+    providers: Mapping[str, ProviderConfig] = Factory(dict)
+    #: Failover order per model: subaccount and provider names; without it, SAP first, then providers.
+    routing: Mapping[str, tuple[str, ...]] = Factory(dict)
     model_filters: ModelFilters = ModelFilters()
     discovery: DiscoverySettings = DiscoverySettings()
     session_affinity: AffinitySettings = AffinitySettings()
@@ -254,6 +261,39 @@ class GatewayConfig:
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def served_by(self) -> dict[str, list[str]]:
+        """
+        Each configured model name and the subaccounts and providers that serve it, SAP first, in config order.
+        """
+        owners: dict[str, list[str]] = {}
+        for account in self.subaccounts.values():
+            for model in account.deployment_models:
+                owners.setdefault(model, []).append(account.name)
+        for name, provider in self.providers.items():
+            for model in models_of(provider):
+                owners.setdefault(model, []).append(name)
+        return owners
+
+    def route(self, model: str) -> list[str]:
+        """
+        The failover order for C{model}: the C{routing} entry, or SAP subaccounts first then providers.
+        """
+        return list(self.routing.get(model) or self.served_by.get(model, []))
+
+    def catalog_settings(self) -> dict[str, ModelSettings]:
+        """
+        Per-model settings for the model catalog: the top-level C{models}, and the family a provider's model
+        names for itself (its other settings are the provider's business).
+        """
+        out: dict[str, ModelSettings] = {}
+        for provider in self.providers.values():
+            for model, settings in models_of(provider).items():
+                if settings.family:
+                    out.setdefault(model, ModelSettings(family=settings.family))
+        out.update(self.models)
+        return out
 
     def model_settings(self, model: str) -> ModelSettings:
         return self.models.get(model) or ModelSettings()
@@ -275,7 +315,7 @@ _TOP_LEVEL = {
     "ops_token", "simulator", "always_include_usage",
     "max_body_bytes", "max_response_bytes", "max_stream_event_bytes", "drain_timeout", "pool_size",
     "on_client_hangup", "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery",
-    "session_affinity", "strict_model_names", "admin_token",
+    "session_affinity", "strict_model_names", "admin_token", "providers", "routing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group", "deployment_ids",
 }
@@ -313,6 +353,7 @@ def _converter() -> cattrs.Converter:
     c.register_structure_hook(float, number)
     c.register_structure_hook(str, string)
     c.register_structure_hook(bool, boolean)
+    register_provider_hooks(c)
     # After the scalar hooks: structure functions are generated against the hooks registered so far.
     for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings, DiscoverySettings,
                 AffinitySettings):
@@ -495,9 +536,9 @@ def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
     if accounts_raw is not None and legacy:
         raise _PathError(next(iter(legacy)), "give either subAccounts or the single-account keys, not both")
     if accounts_raw is None:
-        if not legacy:
+        if not legacy and not raw.get("providers"):
             raise _PathError("subAccounts", "missing (no subaccount is configured)")
-        accounts_raw = {"default": legacy}
+        accounts_raw = {"default": legacy} if legacy else {}
         prefix = ""
     else:
         prefix = "subAccounts."
@@ -518,7 +559,9 @@ def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
     except cattrs.BaseValidationError as e:
         where, message = _first_error(e)
         raise _PathError(where, message) from None
-    config = _evolve(config, path=path, subaccounts=subaccounts, ignored_keys=ignored, model_filters=filters)
+    config = _evolve(config, path=path, subaccounts=subaccounts, ignored_keys=ignored, model_filters=filters,
+                     providers={name: evolve_name(p, name) for name, p in config.providers.items()})
+    _check_providers(config)
     _check_semantics(config)
     return config
 
@@ -534,11 +577,43 @@ def _evolve(config: GatewayConfig, **changes: Any) -> GatewayConfig:
     return evolve(config, **changes)
 
 
+def evolve_name(provider: Any, name: str) -> Any:
+    from attrs import evolve
+
+    return evolve(provider, name=name)
+
+
+def _check_providers(config: GatewayConfig) -> None:
+    for name, provider in config.providers.items():
+        if name in config.subaccounts:
+            raise _PathError(f"providers.{name}", "a subaccount has the same name; names must be unique")
+        try:
+            check_provider(provider, config.directory)
+        except ProviderError as e:
+            raise _PathError(f"providers.{name}.{e.key}", str(e)) from None
+    owners = config.served_by
+    # A subaccount that discovers its deployments serves models known only at run time.
+    discovering = {name for name, account in config.subaccounts.items() if account.discover}
+    for model, names in config.routing.items():
+        if model not in owners and not discovering:
+            raise _PathError(f"routing.{model}", "no subaccount or provider serves this model")
+        if not names:
+            raise _PathError(f"routing.{model}", "expected a non-empty list of subaccount or provider names")
+        for i, name in enumerate(names):
+            if name not in config.subaccounts and name not in config.providers:
+                raise _PathError(f"routing.{model}[{i}]", f"{name} is neither a subaccount nor a provider")
+            if name not in owners.get(model, ()) and name not in discovering:
+                raise _PathError(f"routing.{model}[{i}]", f"{name} does not serve {model}")
+
+
 def _first_error(e: cattrs.BaseValidationError) -> tuple[str, str]:
-    for line in cattrs.transform_error(e, path="$"):
+    for line in cattrs.transform_error(e, path="$", format_exception=format_exception):
         message, _, where = line.rpartition(" @ ")
         where = where.removeprefix("$").lstrip(".")
         where = re.sub(r"\['([^']*)'\]", r".\1", where).lstrip(".")
+        key, message = split_key(message)
+        if key is not None:
+            where = f"{where}.{key}" if where else key
         if "extra fields found" in message:
             extra = message.split("(", 1)[-1].rstrip(")")
             return (f"{where}.{extra}" if where else extra), "unknown key (check its spelling)"
@@ -649,7 +724,7 @@ def _check_ranges(config: GatewayConfig) -> None:
 
 def _check_semantics(config: GatewayConfig) -> None:
     _check_ranges(config)
-    served = {m for account in config.subaccounts.values() for m in account.deployment_models}
+    served = set(config.served_by)
     discovering = any(account.discover for account in config.subaccounts.values())
     for model, settings in config.models.items():
         if settings.family not in (None, "openai", "claude", "gemini"):
@@ -657,7 +732,7 @@ def _check_semantics(config: GatewayConfig) -> None:
     for alias, target in config.aliases.items():
         # Discovered names are known only at run time; an alias to one is checked when it is used.
         if target not in served and not discovering:
-            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount serves")
+            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount or provider serves")
     if not 0 < config.port < 65536:
         raise _PathError("port", f"expected a TCP port, got {config.port}")
     for i, pattern in enumerate(config.redact_patterns):

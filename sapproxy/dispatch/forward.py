@@ -22,7 +22,8 @@ from twisted.web.iweb import IResponse
 
 from sapproxy.config import GatewayConfig
 from sapproxy.dispatch.failures import (
-    NETWORK_ERRORS, HeadersTimeout, cancelled, discard, network_error, stale_connection, upstream_error,
+    NETWORK_ERRORS, HeadersTimeout, cancelled, discard, network_error, refuses_gateway, stale_connection,
+    upstream_error,
 )
 from sapproxy.dispatch.affinity import session_route
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
@@ -39,7 +40,7 @@ from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
 from sapproxy.dispatch.guards import BodyFailed, read_whole
-from sapproxy.upstreams.http import UpstreamClient, sleep
+from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 
 log = Logger()
 
@@ -89,7 +90,7 @@ class Gateway:
         self.metrics = metrics
         self.tracing = tracing or Tracing(None)
         self.picker = DeploymentPicker(list(providers.values()), reactor, cooldown=config.retry.cooldown,
-                                       failures=config.retry.breaker_failures)
+                                       failures=config.retry.breaker_failures, routing=config.routing)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
         #: Upstream calls still waiting for response headers (cancelled at the drain timeout).
         self.waiting: Waiting = previous.waiting if previous is not None else Waiting()
@@ -143,10 +144,13 @@ class Gateway:
         deployments = self.picker.candidates(model)
         if not deployments:
             raise GatewayError("not_found", f"no deployment serves model {model}")
-        session = session_route(request, client_request.call.body, deployments, self.picker.healthy,
+        # Affinity chooses within the first tier (the balanced SAP subaccounts, or a routed model's first
+        # provider): a session never skips SAP for a vendor fallback while SAP is healthy.
+        tier, fallbacks = self.picker.tiers(model, deployments)
+        session = session_route(request, client_request.call.body, tier, self.picker.healthy,
                                 self.config.session_affinity)
         if session is not None:
-            deployments = session.order
+            deployments = self.picker.healthy_first(session.order + fallbacks)
         exchange_for = self.planner.exchanges(client_request, model)
         deadline_wait = policy.max_wait
         waited = 0.0
@@ -177,6 +181,8 @@ class Gateway:
             try:
                 headers = await provider.authorize(deployment, url, exchange.request.body, traceparent)
                 Tracing.end(credential_span)
+                if exchange.request.headers:
+                    headers = with_headers(headers, exchange.request.headers)
             except GatewayError as e:
                 Tracing.end(credential_span, error=str(e))
                 Tracing.end(span, error="credentials")
@@ -246,6 +252,19 @@ class Gateway:
                     break
                 index %= len(deployments)
                 continue
+            if status == 403 and refuses_gateway(provider, deployment, headers, status):
+                # A provider whose API refuses credentials with a 403 (Bedrock: a signature or key it does not
+                # accept): the gateway's own, as for a 401 above.
+                await discard(response)
+                last = upstream_auth_failed(provider.name, f"deployment {deployment.id} answered HTTP 403")
+                self._upstream_error(deployment, "auth")
+                if self.metrics is not None:
+                    self.metrics.upstream_auth_failed(deployment.provider)
+                deployments = without_provider(deployments, deployment.provider)
+                if not deployments:
+                    break
+                index %= len(deployments)
+                continue
             if status == 429 or status >= 500:
                 error = await upstream_error(response)
                 last = error
@@ -266,6 +285,9 @@ class Gateway:
                 # The client's own mistake, in the upstream's words: retrying elsewhere would not help.
                 raise await upstream_error(response)
             self.picker.succeeded(deployment)
+            answered = getattr(provider, "answered", None)
+            if answered is not None:
+                answered()
             if session is not None and self.metrics is not None:
                 self.metrics.session_affinity(session.outcome(deployment))
             if not exchange.stream:

@@ -158,6 +158,10 @@ class Simulator:
         def inference(request: IRequest, deployment_id: str, rest: str) -> Any:
             return ensureDeferred(self._inference(request, deployment_id, rest))
 
+        from . import vendors
+
+        vendors.install(self)
+
     # helpers
 
     @staticmethod
@@ -328,7 +332,17 @@ class Simulator:
                                           f"{group.decode('latin-1')}"}}))
         if not ok:
             return self._json(request, _bad_json(spec.kind))
+        return await self.serve(request, deployment_id, spec, rest, body, query)
 
+    async def serve(self, request: IRequest, deployment_id: str, spec: DeploymentSpec, rest: str, body: Any,
+                    query: Mapping[str, str], render_error: Callable[[JsonReply], JsonReply] | None = None) -> bytes:
+        """
+        Answer an authenticated inference call for C{spec} (faults, directives, the protocol handler, the
+        stream); C{render_error} rewrites every error reply (another vendor's error shape over the same
+        handler).  The vendor APIs (L{sapproxy.simulator.vendors}) come in here after their own auth.
+        """
+        send = self._json if render_error is None else (lambda r, reply: self._json(
+            r, reply if reply.status == 200 else render_error(reply)))
         text = _user_text_for(spec.kind, rest, body)
         cleaned, directive = extract_directive(text)
         armed = self.faults.take(deployment_id)
@@ -339,7 +353,7 @@ class Simulator:
         elif fault == "reset_before_headers":
             return await self._abort(request)
         elif fault in ("429", "500", "503"):
-            return self._json(request, _status_fault(spec.kind, int(fault), retry_after))
+            return send(request, _status_fault(spec.kind, int(fault), retry_after))
 
         self._seq += 1
         call = Call(deployment_id=deployment_id, spec=spec, subpath=rest, query=query, body=body,
@@ -349,16 +363,16 @@ class Simulator:
             reply = _handler_for(spec.kind, rest)(call)
         except Exception:
             # A simulator bug must not look like a provider's answer: say so plainly, with a 500.
-            _log.failure("simulator handler failed for {path}", path=path)
-            return self._json(request, JsonReply(500, {"error": "simulator bug: handler raised, see the log"}))
+            _log.failure("simulator handler failed for {path}", path=rest)
+            return send(request, JsonReply(500, {"error": "simulator bug: handler raised, see the log"}))
         if isinstance(reply, JsonReply):
             if reply.status == 200 and fault in ("reset_mid_stream",):
                 return await self._abort(request)
             if reply.status == 200 and fault == "stall_mid_stream":
                 return await Deferred()
             if reply.status == 200 and fault == "error_mid_stream":
-                return self._json(request, _status_fault(spec.kind, 500, retry_after))
-            return self._json(request, reply)
+                return send(request, _status_fault(spec.kind, 500, retry_after))
+            return send(request, reply)
         return await self._stream(request, reply, directive, fault, fault_after)
 
     def _check_bearer(self, request: IRequest, deployment_id: str) -> JsonReply | None:

@@ -211,3 +211,19 @@ def sleep(clock: IReactorTime, seconds: float) -> Any:
     from twisted.internet.task import deferLater
 
     return deferLater(clock, seconds, lambda: None)
+
+
+def with_headers(headers: Headers, extra: tuple[tuple[bytes, bytes], ...]) -> Headers:
+    """
+    C{headers} plus a wire format's own C{extra}; a value joins one already there, comma-separated (how list
+    headers such as C{anthropic-beta} combine).
+    """
+    for name, value in extra:
+        present = headers.getRawHeaders(name)
+        if not present:
+            headers.setRawHeaders(name, [value])
+            continue
+        have = [v.strip() for v in b",".join(present).split(b",") if v.strip()]
+        have += [v.strip() for v in value.split(b",") if v.strip() and v.strip() not in have]
+        headers.setRawHeaders(name, [b",".join(have)])
+    return headers
