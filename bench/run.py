@@ -269,6 +269,9 @@ def bodies(rundir: Path) -> dict[str, Path]:
         "claude_stream": {"model": "anthropic--claude-4.5-sonnet", "messages": msgs, "max_tokens": 64,
                           "stream": True},
         "anthropic_gpt_stream": {"model": "gpt-4.1", "messages": msgs, "max_tokens": 64, "stream": True},
+        "responses_gpt_stream": {"model": "gpt-4.1", "input": msgs, "max_output_tokens": 64, "stream": True},
+        "responses_claude_stream": {"model": "anthropic--claude-4.5-sonnet", "input": msgs, "max_output_tokens": 64,
+                                    "stream": True},
         "vendor_openai_stream": {"model": "gpt-vendor", "messages": msgs, "max_tokens": 64, "stream": True},
         "bedrock_stream": {"model": "claude-bedrock", "messages": msgs, "max_tokens": 64, "stream": True},
         "hold": {"model": "gpt-4.1", "max_tokens": 64, "stream": True,
@@ -560,6 +563,10 @@ def make_stream_cases(targets: list[str]) -> list[tuple[str, str, str, str, bool
          "/v1/chat/completions", False, ["sapproxy"]),
         ("gpt_to_anthropic", "Anthropic client /v1/messages -> gpt (OpenAI SSE -> Anthropic events)",
          "anthropic_gpt_stream", "/v1/messages", True, ["sapproxy"]),
+        ("responses_gpt", "Responses client /v1/responses -> gpt (native /responses, sanitised)",
+         "responses_gpt_stream", "/v1/responses", False, ["sapproxy"]),
+        ("responses_claude", "Responses client /v1/responses -> Claude (Bedrock event-stream -> Responses events)",
+         "responses_claude_stream", "/v1/responses", False, ["sapproxy"]),
         ("vendor_openai_passthrough", "OpenAI client -> OpenAI-compatible provider (pass-through)",
          "vendor_openai_stream", "/v1/chat/completions", False, ["sapproxy"]),
         ("bedrock_signed", "OpenAI client -> Bedrock provider (SigV4-signed, event-stream -> OpenAI chunks)",
@@ -703,7 +710,10 @@ def report(results: dict[str, Any], targets: list[str], concs: list[int], stream
     for key, label in (("gpt_passthrough", "GPT pass-through"), ("claude_to_openai", "Claude->OpenAI"),
                        ("gpt_to_anthropic", "GPT->Anthropic"),
                        ("vendor_openai_passthrough", "OpenAI-compatible provider pass-through"),
-                       ("bedrock_signed", "Bedrock-signed stream")):
+                       ("bedrock_signed", "Bedrock-signed stream"), ("responses_gpt", "Responses GPT (native)"),
+                       ("responses_claude", "Responses Claude (translated)")):
+        if f"{key}|sapproxy" not in S:
+            continue  # a report rebuilt from a run that had no such case
         s = sm(key, "sapproxy", "streams_per_s")
         ok = s >= 0.8 * bare_streams if s == s and bare_streams == bare_streams else None
         rows.append((f"{label} streams/s >= 80% of bare stream pass-through",

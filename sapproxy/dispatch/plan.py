@@ -30,6 +30,9 @@ from sapproxy.translate.wire import WireRequest, WireTarget
 
 log = Logger()
 
+#: Wire formats whose streams tell the prompt's token count only at the end (see translate/prompt_estimate.py).
+_COUNT_AT_END = frozenset({"openai_chat", "openai_compatible", "openai_responses", "gemini"})
+
 
 @frozen
 class Exchange:
@@ -70,7 +73,7 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
             convert=lambda response: wire.passthrough_response(response, call), usage=wire.usage,
         )
     # Fitted to what this upstream takes (tools, tool names, sampling, output ceiling): translate/fit.py.
-    fitted = fit_request(call.ir(), WIRE_KINDS.get(wire.name, "invoke"), target.model,
+    fitted = fit_request(call.ir(), WIRE_KINDS.get(wire.name, "openai"), target.model,
                          max_output_tokens=target.max_output_tokens)
     if fitted.dropped_tools:
         log.info("tools {tools} left out: {model} cannot run them", tools=", ".join(fitted.dropped_tools),
@@ -83,7 +86,7 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     def pipeline(content_type: str) -> StreamPipeline:
         # The restorer costs a call per event: only streams whose tool names (or enum values) need it get it.
         restorers: list[Any] = [names.restorer()] if names.renamed else []
-        if client.name == "anthropic" and wire.name in ("openai_chat", "openai_compatible", "gemini"):
+        if client.name == "anthropic" and wire.name in _COUNT_AT_END:
             restorers.append(InputTokensAtStart(estimate_input_tokens(fitted.ir)))
         return StreamPipeline(wire.stream_source(content_type),
                               wire.stream_to_ir(model, message_id) + restorers + call.stream_from_ir(), encode)
@@ -128,6 +131,9 @@ class Planner:
 
         def exchange_for(provider: IProvider) -> Exchange:
             name = provider.wire_format(model)
+            native = request.client.native_wire
+            if native is not None and native != name and native in getattr(provider, "also_speaks", _none)(model):
+                name = native  # the model speaks the client's own format too (GPT: the Responses API)
             target = provider.target(model)
             beta = request.hints.get("anthropic-beta")
             if beta:
@@ -144,6 +150,10 @@ class Planner:
             return found
 
         return exchange_for
+
+
+def _none(model: str) -> tuple[str, ...]:
+    return ()
 
 
 def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -> Exchange:

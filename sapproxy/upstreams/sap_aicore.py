@@ -10,6 +10,7 @@ however many requests wait for a cold cache at once, exactly one fetch is in fli
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 from attrs import frozen
@@ -199,19 +200,21 @@ class TokenCache:
 
     def _fetched(self, grant: TokenGrant) -> None:
         now = self._clock.seconds()
-        lifetime = max(grant.expires_in - self._margin, grant.expires_in / 2)
+        expires_in = clamp_lifetime(grant.expires_in, self.name)
+        lifetime = max(expires_in - self._margin, expires_in / 2)
         self._token = grant.access_token
         self._valid_until = now + lifetime
         self.last_error = None
         self._replacement = grant.access_token if self._replacing else None
         self._replacing = False
         self.guard.succeeded()
-        self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
-        if self._on_refresh:
-            self._on_refresh(self.name, "ok")
+        # Waiters first: nothing after this may keep them waiting.
         waiters, self._waiters = self._waiters or [], None
         for waiter in waiters:
             waiter.callback(grant.access_token)
+        self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
+        if self._on_refresh:
+            self._on_refresh(self.name, "ok")
 
     def _failed(self, failure: Failure) -> None:
         self.last_error = str(failure.value) or type(failure.value).__name__
@@ -245,6 +248,26 @@ class TokenCache:
         self._start_fetch()
 
 
+#: The shortest and longest token lifetimes believed, in seconds.  A token endpoint that says 0 would make
+#: every request fetch a token (2,500 fetches a second were measured); a negative one wedged the cache.
+MIN_LIFETIME = 60.0
+MAX_LIFETIME = 7 * 86400.0
+
+
+def clamp_lifetime(expires_in: float, name: str) -> float:
+    """
+    C{expires_in} within [L{MIN_LIFETIME}, L{MAX_LIFETIME}], with a warning when it was not (NaN included).
+    A token that really lives shorter is refused upstream with a 401, which fetches a new one.
+    """
+    if math.isfinite(expires_in) and MIN_LIFETIME <= expires_in <= MAX_LIFETIME:
+        return expires_in
+    clamped = MAX_LIFETIME if expires_in == math.inf or (math.isfinite(expires_in) and expires_in > MAX_LIFETIME) \
+        else MIN_LIFETIME
+    log.warn("token endpoint of subaccount {name} gave expires_in {given}; using {used:g} s", name=name,
+             given=expires_in, used=clamped)
+    return clamped
+
+
 def _succeed(value: str) -> Deferred[str]:
     d: Deferred[str] = Deferred()
     d.callback(value)
@@ -268,6 +291,10 @@ def upstream_headers(token: str, resource_group: str, zone: str | None, tracepar
     return Headers(raw)
 
 
+#: The first Azure OpenAI api-version with the Responses API; older configured versions are raised to it there.
+RESPONSES_API_VERSION = "2025-04-01-preview"
+
+
 def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, api_version: str) -> str:
     """
     Where an operation of each wire format lives under an AI Core deployment URL.
@@ -279,6 +306,8 @@ def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, ap
         return "/converse-stream" if stream else "/converse"
     if operation == "generateContent":
         return f"/models/{target.model}:" + ("streamGenerateContent?alt=sse" if stream else "generateContent")
+    if operation == "responses" and api_version < RESPONSES_API_VERSION:
+        api_version = RESPONSES_API_VERSION  # the Responses API came with this version
     # Azure-OpenAI-style: chat/completions, embeddings (and whatever else the format names).
     return f"/{operation}?api-version={api_version}"
 
@@ -338,7 +367,16 @@ class SapAiCoreProvider:
         family = family_of(model, settings)
         if family == "claude":
             return "converse" if settings.converse else "bedrock_invoke"
-        return "gemini" if family == "gemini" else "openai_chat"
+        if family == "gemini":
+            return "gemini"
+        return "openai_responses" if settings.responses_only else "openai_chat"
+
+    def also_speaks(self, model: str) -> tuple[str, ...]:
+        """
+        Wire formats C{model}'s deployments serve besides L{wire_format}'s, for clients that speak one of them
+        (the plan prefers a client's own format): AI Core's GPT deployments answer the Responses API too.
+        """
+        return ("openai_responses",) if self.wire_format(model) == "openai_chat" else ()
 
     def target(self, model: str) -> WireTarget:
         settings = self._config.model_settings(model)
