@@ -285,9 +285,7 @@ class Gateway:
                 # The client's own mistake, in the upstream's words: retrying elsewhere would not help.
                 raise await upstream_error(response)
             self.picker.succeeded(deployment)
-            answered = getattr(provider, "answered", None)
-            if answered is not None:
-                answered()
+            provider.answered()
             if session is not None and self.metrics is not None:
                 self.metrics.session_affinity(session.outcome(deployment))
             if not exchange.stream:
