@@ -131,6 +131,13 @@ class TokenCache:
         self._replacing = False
         self._replacement: str | None = None
 
+    @property
+    def refresh_scheduled(self) -> bool:
+        """
+        Whether a refresh of the token ahead of its expiry is scheduled.
+        """
+        return self._refresh_call is not None and self._refresh_call.active()
+
     def get(self) -> Deferred[str]:
         """
         A valid token, at once when cached; otherwise after the one fetch in flight.  While the subaccount
