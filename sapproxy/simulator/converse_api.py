@@ -42,7 +42,8 @@ BODY_SPEC = {
     "toolConfig": {"tools": [{"toolSpec": {"name": str, "description": str, "inputSchema": {"json": dict}},
                               "cachePoint": dict}],
                    "toolChoice": {"auto": dict, "any": dict, "tool": {"name": str}}},
-    "additionalModelRequestFields": {"thinking": {"type": str, "budget_tokens": int}},
+    "additionalModelRequestFields": {"thinking": {"type": str, "budget_tokens": int},
+                                     "tool_choice": {"type": str, "name": str, "disable_parallel_tool_use": bool}},
 }
 
 
@@ -156,8 +157,9 @@ def _plan(call: Call) -> Plan:
     tools, forced = _tools(body)
     thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
     enabled = isinstance(thinking, Mapping) and thinking.get("type") == "enabled"
+    extra_choice = (body.get("additionalModelRequestFields") or {}).get("tool_choice") or {}
     return make_plan(call.user_text, call.directive, thinking=enabled, tools=tools, forced_tool=forced,
-                     tool_result=_tool_result(body),
+                     tool_result=_tool_result(body), one_tool=extra_choice.get("disable_parallel_tool_use") is True,
                      stop_sequences=(body.get("inferenceConfig") or {}).get("stopSequences") or ())
 
 

@@ -91,6 +91,9 @@ def converse_errors(body: Mapping[str, Any], model_id: str) -> str | None:
     if ceiling is not None and isinstance(max_tokens, int) and max_tokens > ceiling:
         return (f"The model returned the following errors: max_tokens: {max_tokens} > {ceiling}, which is the "
                 f"maximum allowed number of output tokens for {model_id}")
+    message = _converse_tool_choice_errors(body, model_id)
+    if message is not None:
+        return message
     tools = (body.get("toolConfig") or {}).get("tools") or ()
     for i, tool in enumerate(tools):
         spec = tool.get("toolSpec") if isinstance(tool, Mapping) else None
@@ -99,6 +102,30 @@ def converse_errors(body: Mapping[str, Any], model_id: str) -> str | None:
             return (f"1 validation error detected: Value '{name}' at 'toolConfig.tools.{i + 1}.member.toolSpec.name' "
                     "failed to satisfy constraint: Member must satisfy regular expression pattern: "
                     "[a-zA-Z0-9_-]+ and length less than or equal to 64")
+    return None
+
+
+def _converse_tool_choice_errors(body: Mapping[str, Any], model_id: str) -> str | None:
+    """
+    Bedrock's 400s for Claude's own C{tool_choice} in C{additionalModelRequestFields} (how Converse carries
+    C{disable_parallel_tool_use}): other models have no such field, it needs tools, its C{type} conflicts with
+    a C{toolConfig.toolChoice} and is required without one.
+    """
+    extra = body.get("additionalModelRequestFields") or {}
+    if "tool_choice" not in extra:
+        return None
+    if not model_id.startswith("claude"):
+        return "Malformed input request: extraneous key [tool_choice] is not permitted, please reformat your input and try again."
+    config = body.get("toolConfig") or {}
+    if not config.get("tools"):
+        return "The model returned the following errors: tool_choice may only be specified while providing tools."
+    choice = extra["tool_choice"]
+    given = config.get("toolChoice")
+    if isinstance(given, Mapping) and given and "type" in choice:
+        return (f"The additional field tool_choice/type conflicts with the existing field "
+                f"toolConfig.toolChoice.{next(iter(given))}. Remove tool_choice/type and try again.")
+    if not given and "type" not in choice:
+        return "The model returned the following errors: tool_choice: missing field `type`"
     return None
 
 

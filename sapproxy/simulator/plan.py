@@ -68,10 +68,13 @@ def make_plan(
     forced_tool: str | None = None,
     tool_result: str | None = None,
     stop_sequences: Sequence[str] = (),
+    one_tool: bool = False,
 ) -> Plan:
     """
     Decide the reply: a thinking block when asked, then tool calls when tools are offered and the last turn
     is not a tool result, else a text echoing the user (or quoting the tool result).
+
+    @param one_tool: parallel tool use is disabled: at most one call, whatever the directive asks.
     """
     blocks: list[Block] = []
     thinking_tokens = 0
@@ -84,6 +87,8 @@ def make_plan(
         chosen = [t for t in tools if t.name == forced_tool] or list(tools)
         chosen = [t for t in chosen if t.name == directive.tool_name] or chosen
         n = directive.tool_calls if directive.tool_calls is not None else 1
+        if one_tool:
+            n = 1
         for i in range(max(1, n)):
             tool = chosen[i % len(chosen)]
             args = directive.tool_args if directive.tool_args is not None else tool_arguments_json(tool.schema)

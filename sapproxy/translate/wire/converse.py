@@ -14,7 +14,8 @@ Mapping notes:
   - C{top_k} and C{thinking} go in C{additionalModelRequestFields}; temperature/top_k are dropped when
     thinking is on (as Anthropic requires).  C{tool_choice: none} has no Converse equivalent: the tools are
     left out, unless the history holds tool use (Bedrock then requires C{toolConfig}): then they stay and
-    no C{toolChoice} is sent.
+    no C{toolChoice} is sent.  C{disable_parallel_tool_use} goes in C{additionalModelRequestFields.tool_choice}
+    (see L{_disable_parallel_tool_use}).
   - With stop sequences, C{additionalModelResponseFieldPaths: ["/stop_sequence"]} asks Bedrock which one
     matched, for C{stop_sequence} in the answer.
   - The IR side key C{_response_format} is dropped.
@@ -285,8 +286,24 @@ def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
                     config["toolChoice"] = {"tool": {"name": choice["name"]}}
                 elif kind != "none":
                     raise InvalidRequest(f"unsupported tool_choice type {kind!r}", "tool_choice.type")
+                if choice.get("disable_parallel_tool_use") is True and kind != "none":
+                    _disable_parallel_tool_use(out, config)
             out["toolConfig"] = config
     return out
+
+
+def _disable_parallel_tool_use(out: dict[str, Any], config: dict[str, Any]) -> None:
+    """
+    Claude's C{disable_parallel_tool_use}, which Converse's C{toolChoice} cannot say, as the model's own
+    C{tool_choice} in C{additionalModelRequestFields} (Bedrock merges it into the Anthropic body).  Bedrock
+    refuses a C{type} there next to a C{toolConfig.toolChoice} ("The additional field tool_choice/type
+    conflicts with the existing field toolConfig.toolChoice...") and a C{tool_choice} without one when no
+    C{toolChoice} is sent ("missing field `type`"), so the type goes in only when C{toolChoice} is absent.
+    """
+    choice: dict[str, Any] = {"disable_parallel_tool_use": True}
+    if "toolChoice" not in config:
+        choice = {"type": "auto", **choice}
+    out["additionalModelRequestFields"] = {**out.get("additionalModelRequestFields", {}), "tool_choice": choice}
 
 
 def _history_uses_tools(conversation: Any) -> bool:

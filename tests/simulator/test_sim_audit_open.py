@@ -1,0 +1,61 @@
+"""
+The simulator holds the gateway to the upstream rules behind the items of issue 14 finished after the
+first round (see tests/translate/test_tr_audit_open.py for the converter side).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from simhelp import Driver
+
+from sapproxy.translate.wire.converse import ir_request_to_converse
+
+TOOL = {"toolSpec": {"name": "weather", "inputSchema": {"json": {"type": "object"}}}}
+
+
+def _converse(text: str = "hi", **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": [{"text": text}]}], "inferenceConfig": {"maxTokens": 100},
+            **extra}
+
+
+# ----------------------------------------------------------------- 14. parallel tool use on Converse
+
+@pytest.mark.parametrize("body, message", [
+    (_converse(toolConfig={"tools": [TOOL], "toolChoice": {"tool": {"name": "weather"}}},
+               additionalModelRequestFields={"tool_choice": {"type": "tool", "name": "weather",
+                                                             "disable_parallel_tool_use": True}}),
+     "The additional field tool_choice/type conflicts with the existing field toolConfig.toolChoice.tool"),
+    (_converse(toolConfig={"tools": [TOOL]},
+               additionalModelRequestFields={"tool_choice": {"disable_parallel_tool_use": True}}),
+     "missing field `type`"),
+    (_converse(additionalModelRequestFields={"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}}),
+     "tool_choice may only be specified while providing tools"),
+    (_converse(toolConfig={"tools": [TOOL]},
+               additionalModelRequestFields={"tool_choice": {"type": "auto", "disable_parallel_tool_use": "yes"}}),
+     "expected type: boolean"),
+])
+def test_item14_converse_refuses_a_tool_choice_bedrock_refuses(body: dict[str, Any], message: str) -> None:
+    r = Driver().post("d-sonnet", "converse", body)
+    assert r.status == 400, r.body
+    assert message in r.json()["message"]
+    assert r.header("x-amzn-ErrorType").startswith("ValidationException")
+
+
+def test_item14_disabled_parallel_tool_use_gives_one_call() -> None:
+    ir = {"max_tokens": 100, "messages": [{"role": "user", "content": 'weather? #sim{"tool_calls": 3}'}],
+          "tools": [{"name": "weather", "input_schema": {"type": "object"}}]}
+    parallel = Driver().post("d-sonnet", "converse", ir_request_to_converse({**ir, "tool_choice": {"type": "auto"}}))
+    assert parallel.status == 200, parallel.body
+    assert len(parallel.json()["output"]["message"]["content"]) == 3
+    for choice in ({"type": "auto"}, {"type": "any"}, {"type": "tool", "name": "weather"}):
+        body = ir_request_to_converse({**ir, "tool_choice": {**choice, "disable_parallel_tool_use": True}})
+        r = Driver().post("d-sonnet", "converse", body)
+        assert r.status == 200, r.body
+        calls = [b for b in r.json()["output"]["message"]["content"] if "toolUse" in b]
+        assert len(calls) == 1
+    # without tool_choice in the IR the OpenAI client's parallel_tool_calls=false still arrives
+    no_choice = ir_request_to_converse(ir)
+    assert "additionalModelRequestFields" not in no_choice
