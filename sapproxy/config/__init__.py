@@ -170,13 +170,15 @@ class TracingSettings:
 @frozen
 class ImageFetchSettings:
     """
-    Fetching C{https} image URLs for upstreams that take only inline images (Claude on Bedrock); see
-    L{sapproxy.upstreams.image_fetch}.  With C{enabled} false such a request is answered with a 400.
+    Fetching C{https} image and PDF document URLs for upstreams that take only inline ones (Claude on
+    Bedrock); see L{sapproxy.upstreams.image_fetch}.  With C{enabled} false such a request is answered with
+    a 400.
 
     @ivar allow_http: also fetch plain C{http} URLs.
     @ivar allow_private_addresses: also fetch from loopback, private, link-local and other non-global
         addresses (tests against a local server; never in production).
     @ivar max_bytes: the largest image accepted.
+    @ivar max_document_bytes: the largest PDF document accepted (Bedrock Converse takes 4.5 MB a document).
     @ivar timeout: seconds for the whole fetch, redirects included.
     @ivar max_redirects: redirects followed (each one checked like the first URL).
     """
@@ -185,6 +187,7 @@ class ImageFetchSettings:
     allow_http: bool = False
     allow_private_addresses: bool = False
     max_bytes: int = 5 * 1024 * 1024
+    max_document_bytes: int = 4_500_000
     timeout: float = 10.0
     max_redirects: int = 3
 
@@ -780,8 +783,9 @@ def _check_semantics(config: GatewayConfig) -> None:
     if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
         raise _PathError("tracing.exporter", "expected otlp or console")
     fetch = config.image_fetch
-    if fetch.max_bytes < 1 or fetch.timeout <= 0 or fetch.max_redirects < 0:
-        raise _PathError("image_fetch", "expected max_bytes >= 1, timeout > 0 and max_redirects >= 0")
+    if fetch.max_bytes < 1 or fetch.max_document_bytes < 1 or fetch.timeout <= 0 or fetch.max_redirects < 0:
+        raise _PathError("image_fetch", "expected max_bytes >= 1, max_document_bytes >= 1, timeout > 0 and "
+                         "max_redirects >= 0")
     if config.admin_token is not None and len(config.admin_token) < 16:
         raise _PathError("admin_token", "too short: use at least 16 characters (e.g. from: openssl rand -hex 24)")
     if config.on_client_hangup not in ("close", "drain"):

@@ -102,6 +102,13 @@ def validate(body: Any) -> JsonReply | None:
                 return _validation(f"Malformed input request: #/messages/{i}/content/{j}: extraneous key "
                                    f"[{next(iter(block), '')}] is not permitted, please reformat your input and "
                                    "try again.")
+            media = next((block[k] for k in ("image", "document") if k in block), None)
+            source = media.get("source") if isinstance(media, Mapping) else None
+            if isinstance(source, Mapping) and not set(source) & {"bytes", "s3Location", "text", "content"}:
+                # Bedrock reads images and documents from bytes or S3 only: no URLs.
+                return _validation(f"Malformed input request: #/messages/{i}/content/{j}: extraneous key "
+                                   f"[{next(iter(source), '')}] is not permitted, please reformat your input and "
+                                   "try again.")
             if "text" in block and not str(block["text"]).strip():
                 return _validation(f"The text field in the ContentBlock object at messages.{i}.content.{j} is "
                                    "blank. Add text to the text field, and try again.")

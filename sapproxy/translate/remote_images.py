@@ -1,11 +1,13 @@
 """
-Images a client names by URL, found in and inlined into its request body (either dialect).  Pure: the
-fetching is L{sapproxy.upstreams.image_fetch}'s, done before any converter runs, and the bytes come in here.
+Images (and PDF documents) a client names by URL, found in and inlined into its request body (either
+dialect).  Pure: the fetching is L{sapproxy.upstreams.image_fetch}'s, done before any converter runs, and the
+bytes come in here.
 
 OpenAI: C{{"type": "image_url", "image_url": {"url": "https://..."}}} in any message's content (the
 C{image_url} may also be the bare string).  Anthropic: C{{"type": "image", "source": {"type": "url", "url":
-...}}} in a message's content or in a C{tool_result}'s content.  Inlined, they become a base64 data URL and
-a C{base64} source, as if the client had sent the bytes.
+...}}} in a message's content or in a C{tool_result}'s content, and the same for C{{"type": "document"}}
+blocks (PDFs; OpenAI's C{file} parts have no URL form).  Inlined, they become a base64 data URL and a
+C{base64} source, as if the client had sent the bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import base64
 import copy
 from typing import Any, Iterator, Mapping
 
-__all__ = ["remote_image_urls", "inline_images"]
+__all__ = ["remote_image_urls", "remote_media_urls", "inline_images"]
 
 
 def _is_remote(url: Any) -> bool:
@@ -35,7 +37,7 @@ def _openai_parts(body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
 
 
 def _anthropic_blocks(body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
-    """(block, path) for every Anthropic image block with a remote C{url} source."""
+    """(block, path) for every Anthropic image or document block with a remote C{url} source."""
     messages = body.get("messages")
     for i, message in enumerate(messages if isinstance(messages, list) else ()):
         content = message.get("content") if isinstance(message, dict) else None
@@ -48,7 +50,8 @@ def _anthropic_blocks(body: dict[str, Any]) -> Iterator[tuple[dict[str, Any], st
                               for k, inner in enumerate(block["content"]) if isinstance(inner, dict)]
             for candidate, path in candidates:
                 source = candidate.get("source")
-                if candidate.get("type") == "image" and isinstance(source, dict) and source.get("type") == "url" \
+                if candidate.get("type") in ("image", "document") and isinstance(source, dict) \
+                        and source.get("type") == "url" \
                         and _is_remote(source.get("url")):
                     yield candidate, f"{path}.source.url"
 
@@ -64,18 +67,33 @@ def _url(dialect: str, item: dict[str, Any]) -> str:
     return str(item["source"]["url"])
 
 
+def _kind(dialect: str, item: dict[str, Any]) -> str:
+    return "image" if dialect == "openai" else str(item["type"])
+
+
+def remote_media_urls(dialect: str, body: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """
+    The remote image and document URLs of a request in C{dialect} (C{openai} or C{anthropic}): (url, path,
+    C{image} or C{document}).
+    """
+    return [(_url(dialect, item), path, _kind(dialect, item)) for item, path in _found(dialect, body)]
+
+
 def remote_image_urls(dialect: str, body: dict[str, Any]) -> list[tuple[str, str]]:
     """The remote image URLs of a request in C{dialect} (C{openai} or C{anthropic}), with their paths."""
-    return [(_url(dialect, item), path) for item, path in _found(dialect, body)]
+    return [(url, path) for url, path, kind in remote_media_urls(dialect, body) if kind == "image"]
 
 
-def inline_images(dialect: str, body: dict[str, Any], images: Mapping[str, tuple[str, bytes]]) -> dict[str, Any]:
+def inline_images(dialect: str, body: dict[str, Any], images: Mapping[str, tuple[str, bytes]],
+                  documents: Mapping[str, tuple[str, bytes]] | None = None) -> dict[str, Any]:
     """
-    A copy of C{body} whose remote images found in C{images} (URL -> media type and bytes) are inline.
+    A copy of C{body} whose remote images found in C{images} and documents found in C{documents} (URL ->
+    media type and bytes; the two are fetched by different rules) are inline.
     """
     out = copy.deepcopy(body)
     for item, _ in list(_found(dialect, out)):
-        fetched = images.get(_url(dialect, item))
+        found = (documents or {}) if _kind(dialect, item) == "document" else images
+        fetched = found.get(_url(dialect, item))
         if fetched is None:
             continue
         media_type, data = fetched

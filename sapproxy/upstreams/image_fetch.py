@@ -1,8 +1,10 @@
 """
-Fetching the images a client names by URL, for upstreams that take only inline (base64) images.
+Fetching the images and PDF documents a client names by URL, for upstreams that take only inline (base64)
+ones.
 
 OpenAI clients send C{image_url: {url: "https://..."}}, Anthropic clients C{source: {type: "url"}}; Claude
 on Bedrock (InvokeModel and Converse) refuses both, so the gateway fetches the image and sends its bytes.
+Anthropic clients' C{document} blocks with a C{url} source (PDFs) are fetched the same way.
 A gateway that fetches URLs chosen by its clients is a classic server-side request forgery: a client could
 make it read the cloud metadata service (169.254.169.254), an admin port on localhost or a service on the
 private network.  So, unless the configuration says otherwise (L{ImageFetchSettings}):
@@ -13,10 +15,12 @@ private network.  So, unless the configuration says otherwise (L{ImageFetchSetti
     connection goes to that checked address (L{PinnedEndpoints}), so a second DNS answer cannot swap in
     another one; TLS still verifies the certificate against the host name;
   - redirects are followed by hand, at most C{max_redirects}, each new URL checked like the first;
-  - the body may not exceed C{max_bytes} (the declared length is checked first, the bytes as they come),
-    and the whole fetch, redirects included, must end within C{timeout} seconds;
+  - the body may not exceed C{max_bytes} (C{max_document_bytes} for a document; the declared length is
+    checked first, the bytes as they come), and the whole fetch, redirects included, must end within
+    C{timeout} seconds;
   - the bytes must be a PNG, JPEG, GIF or WebP image (by their signature; the C{Content-Type} of arbitrary
-    servers is not trusted).
+    servers is not trusted), or for a document a PDF (C{%PDF-} first, and a C{Content-Type}, when there is
+    one, that may be a PDF: an HTML error or login page is refused however it starts).
 
 Every refusal is an L{ImageRefused} whose message says which rule refused it; the caller answers 400.
 """
@@ -43,7 +47,8 @@ from zope.interface import implementer
 
 from sapproxy.config import ImageFetchSettings
 
-__all__ = ["FetchedImage", "ImageFetcher", "ImageRefused", "PinnedEndpoints", "address_allowed", "sniff_image"]
+__all__ = ["FetchedImage", "ImageFetcher", "ImageRefused", "PinnedEndpoints", "address_allowed", "sniff_image",
+           "sniff_document"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -51,8 +56,13 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
+#: What a document's C{Content-Type} may say (servers often call a PDF a mere byte stream).
+_DOCUMENT_TYPES = frozenset({"application/pdf", "application/x-pdf", "application/octet-stream",
+                             "binary/octet-stream"})
+
+
 class ImageRefused(Exception):
-    """The image URL was not fetched, or what it gave is not an image; the message says why."""
+    """The image (or document) URL was not fetched, or what it gave is not one; the message says why."""
 
 
 @frozen
@@ -72,6 +82,11 @@ def sniff_image(data: bytes) -> str | None:
     if len(data) >= 12 and data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+def sniff_document(data: bytes) -> str | None:
+    """C{application/pdf} if the bytes start as a PDF does (C{%PDF-}), else None."""
+    return "application/pdf" if data.startswith(b"%PDF-") else None
 
 
 def address_allowed(address: str) -> bool:
@@ -127,8 +142,9 @@ def system_resolver(reactor: Any) -> Resolver:
 
 
 class _CappedBody(Protocol):
-    def __init__(self, limit: int, done: Deferred[bytes]) -> None:
+    def __init__(self, limit: int, done: Deferred[bytes], noun: str = "image") -> None:
         self._limit = limit
+        self._noun = noun
         self._done = done
         self._chunks: list[bytes] = []
         self._size = 0
@@ -139,7 +155,7 @@ class _CappedBody(Protocol):
         self._size += len(data)
         if self._size > self._limit:
             self.transport.stopProducing()  # type: ignore[union-attr]
-            self._done.errback(ImageRefused(f"the image is larger than {self._limit} bytes"))
+            self._done.errback(ImageRefused(f"the {self._noun} is larger than {self._limit} bytes"))
             return
         self._chunks.append(data)
 
@@ -149,12 +165,12 @@ class _CappedBody(Protocol):
         if reason is None or reason.check(ResponseDone, PotentialDataLoss):
             self._done.callback(b"".join(self._chunks))
         else:
-            self._done.errback(ImageRefused("the connection broke while the image was read"))
+            self._done.errback(ImageRefused(f"the connection broke while the {self._noun} was read"))
 
 
 class ImageFetcher:
     """
-    Fetches image URLs by the rules of the module docstring.
+    Fetches image and document URLs by the rules of the module docstring.
 
     @param agent: the L{IAgent} requests go through; by default an agent over L{PinnedEndpoints} (tests
         pass a fake, with C{endpoints} to see what was pinned).
@@ -172,66 +188,77 @@ class ImageFetcher:
         self._endpoints = endpoints
         self._resolve = resolve or system_resolver(reactor)
 
-    def fetch(self, url: str) -> Deferred[FetchedImage]:
+    def fetch(self, url: str, kind: str = "image") -> Deferred[FetchedImage]:
         """
-        The image at C{url}.  Fails with L{ImageRefused}.
+        The image (C{kind} C{"image"}) or PDF document (C{kind} C{"document"}) at C{url}.  Fails with
+        L{ImageRefused}.
         """
-        d = ensureDeferred(self._fetch(url))
+        d = ensureDeferred(self._fetch(url, kind))
         timeout = self.settings.timeout
 
         def timed_out(result: Any, _: float) -> Any:
             if isinstance(result, Failure):
-                raise ImageRefused(f"fetching the image took longer than {timeout:g} s")
+                raise ImageRefused(f"fetching the {kind} took longer than {timeout:g} s")
             return result
 
         d.addTimeout(timeout, self._reactor, onTimeoutCancel=timed_out)
         return d
 
-    async def _fetch(self, url: str) -> FetchedImage:
+    async def _fetch(self, url: str, kind: str) -> FetchedImage:
+        document = kind == "document"
+        limit = self.settings.max_document_bytes if document else self.settings.max_bytes
+        accept = b"application/pdf" if document else b"image/*"
         for _ in range(self.settings.max_redirects + 1):
-            await self._check(url)
+            await self._check(url, kind)
             response = await self._agent.request(b"GET", url.encode("ascii"),
-                                                 Headers({b"accept": [b"image/*"], b"user-agent": [b"sapproxy"]}))
+                                                 Headers({b"accept": [accept], b"user-agent": [b"sapproxy"]}))
             if response.code in _REDIRECTS:
                 location = response.headers.getRawHeaders(b"location")
                 _discard(response)
                 if not location:
-                    raise ImageRefused(f"the image URL answered HTTP {response.code} without a Location")
+                    raise ImageRefused(f"the {kind} URL answered HTTP {response.code} without a Location")
                 url = urljoin(url, location[0].decode("latin-1"))
                 continue
             if response.code != 200:
                 _discard(response)
-                raise ImageRefused(f"the image URL answered HTTP {response.code}")
-            if response.length is not None and isinstance(response.length, int) and response.length > self.settings.max_bytes:
+                raise ImageRefused(f"the {kind} URL answered HTTP {response.code}")
+            if response.length is not None and isinstance(response.length, int) and response.length > limit:
                 _discard(response)
-                raise ImageRefused(f"the image is larger than {self.settings.max_bytes} bytes")
+                raise ImageRefused(f"the {kind} is larger than {limit} bytes")
+            if document:
+                declared = (response.headers.getRawHeaders(b"content-type") or [b""])[0]
+                declared_type = declared.decode("latin-1").split(";", 1)[0].strip().lower()
+                if declared_type and declared_type not in _DOCUMENT_TYPES:
+                    _discard(response)
+                    raise ImageRefused(f"the document URL answered {declared_type}, not a PDF")
             done: Deferred[bytes] = Deferred()
-            response.deliverBody(_CappedBody(self.settings.max_bytes, done))
+            response.deliverBody(_CappedBody(limit, done, kind))
             data = await done
-            media_type = sniff_image(data)
+            media_type = sniff_document(data) if document else sniff_image(data)
             if media_type is None:
-                raise ImageRefused("the URL did not give a PNG, JPEG, GIF or WebP image")
+                raise ImageRefused("the URL did not give a PDF document" if document
+                                   else "the URL did not give a PNG, JPEG, GIF or WebP image")
             return FetchedImage(media_type, data)
-        raise ImageRefused(f"the image URL redirected more than {self.settings.max_redirects} times")
+        raise ImageRefused(f"the {kind} URL redirected more than {self.settings.max_redirects} times")
 
-    async def _check(self, url: str) -> None:
+    async def _check(self, url: str, kind: str = "image") -> None:
         """Refuse C{url} by scheme and by address; pin the checked address for the connection."""
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise ImageRefused("the image URL is not a valid URL") from None
+            raise ImageRefused(f"the {kind} URL is not a valid URL") from None
         schemes = ("https", "http") if self.settings.allow_http else ("https",)
         if parts.scheme not in schemes:
-            raise ImageRefused(f"only {' and '.join(schemes)} image URLs are fetched, not {parts.scheme or 'this'}")
+            raise ImageRefused(f"only {' and '.join(schemes)} {kind} URLs are fetched, not {parts.scheme or 'this'}")
         host = parts.hostname
         if not host:
-            raise ImageRefused("the image URL names no host")
+            raise ImageRefused(f"the {kind} URL names no host")
         try:
             url.encode("ascii")
             host.encode("idna")
         except (UnicodeError, ValueError):
-            raise ImageRefused("the image URL must be ASCII (punycode for international host names)") from None
+            raise ImageRefused(f"the {kind} URL must be ASCII (punycode for international host names)") from None
         port = port or (443 if parts.scheme == "https" else 80)
         try:
             ipaddress.ip_address(host)
@@ -240,13 +267,13 @@ class ImageFetcher:
             try:
                 addresses = await self._resolve(host, port)
             except Exception:
-                raise ImageRefused(f"the image host {host} could not be resolved") from None
+                raise ImageRefused(f"the {kind} host {host} could not be resolved") from None
         if not addresses:
-            raise ImageRefused(f"the image host {host} could not be resolved")
+            raise ImageRefused(f"the {kind} host {host} could not be resolved")
         if not self.settings.allow_private_addresses:
             refused = [a for a in addresses if not address_allowed(a)]
             if refused:
-                raise ImageRefused(f"the image host {host} resolves to a non-public address ({refused[0]})")
+                raise ImageRefused(f"the {kind} host {host} resolves to a non-public address ({refused[0]})")
         if self._endpoints is not None:
             self._endpoints.pin(host, port, addresses[0])
 

@@ -59,3 +59,25 @@ def test_item14_disabled_parallel_tool_use_gives_one_call() -> None:
     # without tool_choice in the IR the OpenAI client's parallel_tool_calls=false still arrives
     no_choice = ir_request_to_converse(ir)
     assert "additionalModelRequestFields" not in no_choice
+
+
+# ----------------------------------------------------------------- 20. documents named by URL
+
+PDF64 = "JVBERi0xLjcKJSVFT0YK"  # "%PDF-1.7\n%%EOF\n"
+
+
+def test_item20_bedrock_takes_documents_inline_only() -> None:
+    def invoke(source: dict[str, Any]) -> Any:
+        return Driver().post("d-sonnet", "invoke", {
+            "anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": [{"role": "user", "content": [
+                {"type": "document", "source": source}, {"type": "text", "text": "summarise"}]}]})
+    r = invoke({"type": "url", "url": "https://example.com/a.pdf"})
+    assert r.status == 400 and "messages.0.content.0.document.source: Input tag 'url'" in r.json()["message"]
+    assert invoke({"type": "base64", "media_type": "application/pdf", "data": PDF64}).status == 200
+
+    def converse(source: dict[str, Any]) -> Any:
+        return Driver().post("d-sonnet", "converse", _converse(messages=[{"role": "user", "content": [
+            {"document": {"format": "pdf", "name": "a", "source": source}}, {"text": "summarise"}]}]))
+    r = converse({"url": "https://example.com/a.pdf"})
+    assert r.status == 400 and "extraneous key [url] is not permitted" in r.json()["message"]
+    assert converse({"bytes": PDF64}).status == 200

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sapproxy.translate.client.openai_chat import chat_request_to_ir
+from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.wire.converse import ir_request_to_converse
 
 WEATHER = {"name": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -52,3 +53,25 @@ def test_item14_thinking_and_parallel_share_the_additional_fields() -> None:
                                      tool_choice={"type": "auto", "disable_parallel_tool_use": True}))
     assert out["additionalModelRequestFields"] == {
         "thinking": {"type": "enabled", "budget_tokens": 1024}, "tool_choice": {"disable_parallel_tool_use": True}}
+
+
+# ----------------------------------------------------------------- 20. documents named by URL
+
+def test_item20_a_fetched_document_reaches_converse_and_invoke_as_bytes() -> None:
+    from sapproxy.translate.remote_images import inline_images
+    from sapproxy.translate.wire.bedrock_invoke import bedrock_invoke_body
+
+    url = "https://docs.example/q3.pdf"
+    body = {"max_tokens": 100, "messages": [{"role": "user", "content": [
+        {"type": "document", "title": "Q3: report", "source": {"type": "url", "url": url}},
+        {"type": "text", "text": "summarise"}]}]}
+    inlined = inline_images("anthropic", body, {}, {url: ("application/pdf", b"%PDF-1.7")})
+    converse = ir_request_to_converse(inlined)
+    assert converse["messages"][0]["content"][0] == {
+        "document": {"format": "pdf", "name": "Q3 report", "source": {"bytes": "JVBERi0xLjc="}}}
+    invoke = bedrock_invoke_body(inlined, anthropic_beta=None)
+    assert invoke["messages"][0]["content"][0]["source"] == {
+        "type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjc="}
+    # unfetched, the converter says so rather than sending what Bedrock refuses
+    with pytest.raises(InvalidRequest, match="base64"):
+        ir_request_to_converse(body)
