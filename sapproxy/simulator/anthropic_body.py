@@ -21,7 +21,8 @@ BODY_SPEC = {
     "anthropic_version": str, "anthropic_beta": [str], "max_tokens": int,
     "messages": [{"role": str, "content": (str, [_BLOCK])}], "system": (str, [{"type": str, "text": str}]),
     "stop_sequences": [str], "temperature": NUMBER, "top_p": NUMBER, "top_k": int,
-    "tools": [{"name": str, "description": str, "input_schema": dict, "type": str}],
+    "tools": [{"name": str, "description": str, "input_schema": dict, "type": str, "strict": bool}],
+    "output_config": {"effort": str, "format": {"type": str, "schema": dict}},
     "tool_choice": {"type": str, "name": str}, "thinking": {"type": str, "budget_tokens": int},
 }
 
@@ -42,7 +43,7 @@ BEDROCK_BETAS = frozenset({
     "context-1m-2025-08-07", "context-management-2025-06-27", "effort-2025-11-24",
     "tool-search-tool-2025-10-19", "tool-examples-2025-10-29", "fine-grained-tool-streaming-2025-05-14",
 })
-TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control", "type", "input_examples"})
+TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control", "type", "input_examples", "strict"})
 
 
 def schema_errors(body: Any) -> str | None:

@@ -91,8 +91,11 @@ def _plan(call: Call) -> Plan:
     body = call.body
     tools, forced = anthropic_body.offered_tools(body)
     thinking = isinstance(body.get("thinking"), Mapping) and body["thinking"].get("type") == "enabled"
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, Mapping) else None
     return make_plan(call.user_text, call.directive, thinking=thinking, tools=tools, forced_tool=forced,
-                     tool_result=anthropic_body.tool_result(body), stop_sequences=body.get("stop_sequences") or ())
+                     tool_result=anthropic_body.tool_result(body), stop_sequences=body.get("stop_sequences") or (),
+                     answer_schema=fmt.get("schema") if isinstance(fmt, Mapping) else None)
 
 
 def invoke(call: Call, *, stream: bool) -> Reply:

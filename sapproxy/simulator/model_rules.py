@@ -36,7 +36,7 @@ GEMINI_MAX_OUTPUT = 65536
 #: Opus 4.5), and the request field each one enables.
 MODEL_BETAS = {
     "context-management-2025-06-27": ("context_management", lambda m: not m.startswith("claude-3")),
-    "effort-2025-11-24": ("output_config", lambda m: m.startswith("claude-opus-4-5")),
+    "effort-2025-11-24": ("output_config.effort", lambda m: m.startswith("claude-opus-4-5")),
     "tool-examples-2025-10-29": ("input_examples", lambda m: m.startswith("claude-opus-4-5")),
 }
 
@@ -47,10 +47,17 @@ def claude_errors(body: Mapping[str, Any], model_id: str) -> str | None:
     for beta, (field, supported) in MODEL_BETAS.items():
         if beta in betas and not supported(model_id):
             return "invalid beta flag"
-        used = field in body if field != "input_examples" else any(
-            isinstance(t, Mapping) and "input_examples" in t for t in body.get("tools") or ())
+        if field == "input_examples":
+            used = any(isinstance(t, Mapping) and "input_examples" in t for t in body.get("tools") or ())
+        elif field == "output_config.effort":
+            used = isinstance(body.get("output_config"), Mapping) and "effort" in body["output_config"]
+        else:
+            used = field in body
         if used and beta not in betas:
             return f"{field}: Extra inputs are not permitted"
+    message = _structured_output_errors(body, model_id)
+    if message is not None:
+        return message
     temperature, top_p = body.get("temperature"), body.get("top_p")
     if isinstance(temperature, (int, float)) and not 0 <= temperature <= 1:
         return "temperature: Input should be less than or equal to 1"
@@ -73,6 +80,50 @@ def claude_errors(body: Mapping[str, Any], model_id: str) -> str | None:
                 # Bedrock's InvokeModel takes base64 sources only.
                 return (f"messages.{i}.content.{j}.{block.get('type')}.source: Input tag 'url' found using 'type' "
                         "does not match any of the expected tags: 'base64'")
+    return None
+
+
+#: Claude models Bedrock enforces structured outputs for (AWS, "Structured outputs for Anthropic Claude
+#: models": Sonnet 4.5, Haiku 4.5, Opus 4.5, Opus 4.6), as Bedrock reports their ids.
+STRUCTURED_OUTPUT_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "claude-opus-4-6",
+                            "claude-sonnet-4-6")
+
+
+def _structured_output_errors(body: Mapping[str, Any], model_id: str) -> str | None:
+    """C{output_config.format} and strict tools: only for the models above, only closed object schemas."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, Mapping) else None
+    strict = [i for i, t in enumerate(body.get("tools") or ()) if isinstance(t, Mapping) and t.get("strict")]
+    if (fmt is not None or strict) and not model_id.startswith(STRUCTURED_OUTPUT_MODELS):
+        what = "output_config.format" if fmt is not None else f"tools.{strict[0]}.strict"
+        return f"{what}: structured outputs are not supported for model {model_id}"
+    if isinstance(fmt, Mapping):
+        if fmt.get("type") != "json_schema":
+            return "output_config.format.type: Input should be 'json_schema'"
+        where = _open_object(fmt.get("schema"), "output_config.format.schema")
+        if where is not None:
+            return f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+    return None
+
+
+def _open_object(schema: Any, path: str, depth: int = 0) -> str | None:
+    """The path of the first object schema that is not closed (C{additionalProperties: false})."""
+    if depth > 32 or not isinstance(schema, Mapping):
+        return None
+    if schema.get("type") == "object" and schema.get("additionalProperties") is not False:
+        return path
+    for name, sub in (schema.get("properties") or {}).items():
+        found = _open_object(sub, f"{path}.properties.{name}", depth + 1)
+        if found:
+            return found
+    found = _open_object(schema.get("items"), f"{path}.items", depth + 1)
+    if found:
+        return found
+    for key in ("anyOf", "allOf", "oneOf"):
+        for k, sub in enumerate(schema.get(key) or ()):
+            found = _open_object(sub, f"{path}.{key}.{k}", depth + 1)
+            if found:
+                return found
     return None
 
 

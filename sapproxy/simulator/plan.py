@@ -40,9 +40,13 @@ class Block:
     tool_index: int = 0
     user_text: str = ""     # text blocks are generated piecewise from these two
     directive: Directive = Directive()
+    fixed_text: str | None = None  # or given whole (a structured answer)
 
     def pieces(self) -> Iterator[str]:
         """A text block's deltas, generated lazily so huge replies never sit in memory."""
+        if self.fixed_text is not None:
+            yield self.fixed_text
+            return
         for i in range(self.directive.events):
             yield reply_piece(self.user_text, self.directive, i)
 
@@ -69,12 +73,14 @@ def make_plan(
     tool_result: str | None = None,
     stop_sequences: Sequence[str] = (),
     one_tool: bool = False,
+    answer_schema: Any = None,
 ) -> Plan:
     """
     Decide the reply: a thinking block when asked, then tool calls when tools are offered and the last turn
     is not a tool result, else a text echoing the user (or quoting the tool result).
 
     @param one_tool: parallel tool use is disabled: at most one call, whatever the directive asks.
+    @param answer_schema: the JSON schema a structured answer follows: the text is a JSON value of it.
     """
     blocks: list[Block] = []
     thinking_tokens = 0
@@ -95,6 +101,10 @@ def make_plan(
             blocks.append(Block("tool", tool_name=tool.name, tool_args=args, tool_index=i))
             output += count_tokens(args) + 5
         return Plan(blocks, "tool_use", None, output, thinking_tokens)
+    if answer_schema is not None:
+        answer = tool_arguments_json(answer_schema)
+        blocks.append(Block("text", fixed_text=answer))
+        return Plan(blocks, "end_turn", None, output + count_tokens(answer), thinking_tokens)
     text_user = ("tool said " + tool_result) if tool_result is not None else user_text
     blocks.append(Block("text", user_text=text_user, directive=directive))
     output += count_reply_tokens(text_user, directive)

@@ -172,6 +172,7 @@ class Tool(TypedDict, total=False):
     description: str
     input_schema: dict[str, Any]
     cache_control: CacheControl
+    strict: bool
 
 
 class ToolChoice(TypedDict, total=False):

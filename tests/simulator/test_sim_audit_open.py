@@ -5,6 +5,7 @@ first round (see tests/translate/test_tr_audit_open.py for the converter side).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -81,3 +82,43 @@ def test_item20_bedrock_takes_documents_inline_only() -> None:
     r = converse({"url": "https://example.com/a.pdf"})
     assert r.status == 400 and "extraneous key [url] is not permitted" in r.json()["message"]
     assert converse({"bytes": PDF64}).status == 200
+
+
+# ----------------------------------------------------------------- 11. structured outputs for Claude
+
+CLOSED = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+          "additionalProperties": False}
+
+
+def _invoke(**extra: Any) -> dict[str, Any]:
+    return {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "weather?"}]}], **extra}
+
+
+def test_item11_claude_45_answers_in_the_schema() -> None:
+    r = Driver().post("d-sonnet", "invoke", _invoke(output_config={"format": {"type": "json_schema", "schema": CLOSED}}))
+    assert r.status == 200, r.body
+    (block,) = r.json()["content"]
+    assert block["type"] == "text" and set(json.loads(block["text"])) == {"city"}
+    strict = _invoke(tools=[{"name": "f", "strict": True, "input_schema": {"type": "object"}}])
+    assert Driver().post("d-haiku", "invoke", strict).status == 200
+
+
+@pytest.mark.parametrize("deployment, extra, message", [
+    ("d-opus", {"output_config": {"format": {"type": "json_schema", "schema": CLOSED}}},
+     "output_config.format: structured outputs are not supported for model claude-opus-4-1-20250805"),
+    ("d-opus", {"tools": [{"name": "f", "strict": True, "input_schema": {"type": "object"}}]},
+     "tools.0.strict: structured outputs are not supported"),
+    ("d-sonnet", {"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+     "output_config.format.schema: For 'object' type, 'additionalProperties' must be explicitly set to false"),
+    ("d-sonnet", {"output_config": {"format": {"type": "json_schema", "schema": {
+        "type": "object", "additionalProperties": False, "properties": {"a": {"type": "object"}}}}}},
+     "output_config.format.schema.properties.a: For 'object' type"),
+    ("d-sonnet", {"output_config": {"effort": "high"}}, "output_config.effort: Extra inputs are not permitted"),
+])
+def test_item11_bedrock_refuses_structured_outputs_where_claude_refuses(deployment: str, extra: dict[str, Any],
+                                                                        message: str) -> None:
+    r = Driver().post(deployment, "invoke", _invoke(**extra))
+    assert r.status == 400, r.body
+    assert r.json()["message"].startswith("The model returned the following errors: ")
+    assert message in r.json()["message"]

@@ -708,15 +708,16 @@ def test_item12_model_specific_betas_pass_with_their_fields() -> None:
     opus = bedrock_invoke_body(body, anthropic_beta=header, model="anthropic--claude-4.5-opus")
     assert opus["anthropic_beta"] == ["context-management-2025-06-27", "effort-2025-11-24", "tool-examples-2025-10-29"]
     assert opus["context_management"] == body["context_management"]
-    assert opus["output_config"] == {"effort": "medium"}  # structured output format: not passed
+    fmt = {"type": "json_schema", "schema": {}}
+    assert opus["output_config"] == {"effort": "medium", "format": fmt}  # item 11: Opus 4.5 enforces formats
     assert opus["tools"][0]["input_examples"] == [{}]
     sonnet = bedrock_invoke_body(body, anthropic_beta=header, model="anthropic--claude-4.5-sonnet")
     assert sonnet["anthropic_beta"] == ["context-management-2025-06-27"] and "context_management" in sonnet
-    assert "output_config" not in sonnet and "input_examples" not in sonnet["tools"][0]
+    assert sonnet["output_config"] == {"format": fmt} and "input_examples" not in sonnet["tools"][0]
     old = bedrock_invoke_body(body, anthropic_beta=header, model="anthropic--claude-3.7-sonnet")
-    assert "anthropic_beta" not in old and "context_management" not in old
+    assert "anthropic_beta" not in old and "context_management" not in old and "output_config" not in old
     unbeta = bedrock_invoke_body(body, anthropic_beta=None, model="anthropic--claude-4.5-opus")
-    assert not {"context_management", "output_config", "anthropic_beta"} & set(unbeta)
+    assert not {"context_management", "anthropic_beta"} & set(unbeta) and unbeta["output_config"] == {"format": fmt}
 
 
 # ----------------------------------------------------------------- 21. foreign signatures

@@ -5,6 +5,7 @@ each test names its item.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -75,3 +76,74 @@ def test_item20_a_fetched_document_reaches_converse_and_invoke_as_bytes() -> Non
     # unfetched, the converter says so rather than sending what Bedrock refuses
     with pytest.raises(InvalidRequest, match="base64"):
         ir_request_to_converse(body)
+
+
+# ----------------------------------------------------------------- 11. structured outputs for Claude
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"},
+                                           "days": {"type": "array", "items": {"type": "object", "properties": {
+                                               "t": {"type": "number"}}}}}, "required": ["city"]}
+CLOSED = {"type": "object", "properties": {"city": {"type": "string"},
+                                           "days": {"type": "array", "items": {"type": "object", "properties": {
+                                               "t": {"type": "number"}}, "additionalProperties": False}}},
+          "required": ["city"], "additionalProperties": False}
+
+
+def _openai_structured(strict: bool = True) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "go"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "w", "strict": strict, "schema": SCHEMA}},
+            "tools": [{"type": "function", "function": {"name": "f", "strict": True,
+                                                        "parameters": {"type": "object", "properties": {}}}}]}
+
+
+@pytest.mark.parametrize("model", ["anthropic--claude-4.5-sonnet", "anthropic--claude-4.5-haiku",
+                                   "anthropic--claude-4.5-opus", "claude-opus-4-6"])
+def test_item11_claude_that_enforces_schemas_gets_output_config_and_strict_tools(model: str) -> None:
+    from sapproxy.translate.wire.bedrock_invoke import bedrock_invoke_body
+
+    out = bedrock_invoke_body(chat_request_to_ir(_openai_structured()), anthropic_beta=None, model=model)
+    assert out["output_config"] == {"format": {"type": "json_schema", "schema": CLOSED}}
+    assert out["system"] == [{"type": "text", "text": "be brief"}]  # no prompt instruction besides
+    assert out["tools"][0]["strict"] is True
+    assert "anthropic_beta" not in out  # generally available: no beta
+
+
+@pytest.mark.parametrize("model", ["anthropic--claude-4.1-opus", "anthropic--claude-4-sonnet",
+                                   "anthropic--claude-3.7-sonnet"])
+def test_item11_older_claude_keeps_the_instruction_and_loses_strict(model: str) -> None:
+    from sapproxy.translate.wire.bedrock_invoke import bedrock_invoke_body
+
+    out = bedrock_invoke_body(chat_request_to_ir(_openai_structured()), anthropic_beta=None, model=model)
+    assert "output_config" not in out and "strict" not in out["tools"][0]
+    assert [b["text"] for b in out["system"]] == [
+        "be brief", "Respond only with a single valid JSON object, with no text before or after it. It must conform "
+        "to this JSON schema: " + json.dumps(SCHEMA)]
+
+
+def test_item11_a_non_strict_schema_stays_an_instruction() -> None:
+    from sapproxy.translate.wire.bedrock_invoke import bedrock_invoke_body
+
+    out = bedrock_invoke_body(chat_request_to_ir(_openai_structured(strict=False)), anthropic_beta=None,
+                              model="anthropic--claude-4.5-sonnet")
+    assert "output_config" not in out and len(out["system"]) == 2
+
+
+def test_item11_anthropic_clients_format_is_an_instruction_where_it_cannot_be_enforced() -> None:
+    from sapproxy.translate.wire.bedrock_invoke import bedrock_invoke_body
+
+    body = {"max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "go"}],
+            "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}}
+    new = bedrock_invoke_body(body, anthropic_beta=None, model="anthropic--claude-4.5-sonnet")
+    assert new["output_config"] == {"format": {"type": "json_schema", "schema": CLOSED}} and new["system"] == "be brief"
+    old = bedrock_invoke_body(body, anthropic_beta=None, model="anthropic--claude-4-sonnet")
+    assert "output_config" not in old
+    assert old["system"][0] == {"type": "text", "text": "be brief"}
+    assert old["system"][1]["text"].endswith("It must conform to this JSON schema: " + json.dumps(SCHEMA))
+
+
+def test_item11_strict_tools_reach_gpt() -> None:
+    from sapproxy.translate.wire.openai_chat import ir_request_to_chat
+
+    out = ir_request_to_chat(chat_request_to_ir(_openai_structured()), reasoning_model=False)
+    assert out["tools"][0]["function"]["strict"] is True
+    assert out["response_format"]["json_schema"]["strict"] is True

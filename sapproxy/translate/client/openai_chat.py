@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IClientAPI, IClientCall
+from sapproxy.translate.structured_output import JSON_OBJECT_INSTRUCTION, json_schema_instruction
 from sapproxy.translate.counting import count_chat_tokens, count_tokens
 from sapproxy.translate import ir
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
@@ -76,7 +77,7 @@ _FINISH = {
 
 _DATA_URL = re.compile(r"^data:([^;,]+)?((?:;[^;,]*)*?);base64,(.*)$", re.DOTALL)
 
-_JSON_OBJECT_INSTRUCTION = "Respond only with a single valid JSON object, with no text before or after it."
+_JSON_OBJECT_INSTRUCTION = JSON_OBJECT_INSTRUCTION
 
 
 def openai_finish_reason(stop_reason: str | None) -> str:
@@ -349,6 +350,8 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         converted: dict[str, Any] = {"name": function["name"], "input_schema": schema}
         if isinstance(function.get("description"), str):
             converted["description"] = function["description"]
+        if isinstance(function.get("strict"), bool):
+            converted["strict"] = function["strict"]
         _cache_control(tool, converted)
         out.append(converted)
     return out
@@ -525,10 +528,8 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
             spec = response_format.get("json_schema")
             if not isinstance(spec, dict):
                 raise InvalidRequest("response_format.json_schema must be an object", "response_format.json_schema")
-            schema = json.dumps(spec.get("schema", {}), ensure_ascii=False)
-            system.append(
-                {"type": "text", "text": f"{_JSON_OBJECT_INSTRUCTION} It must conform to this JSON schema: {schema}"}
-            )
+            # Claude models that enforce the schema get it as output_config.format instead (bedrock_invoke).
+            system.append({"type": "text", "text": json_schema_instruction(spec.get("schema", {}))})
             request["_response_format"] = response_format
         elif kind not in ("text", None):
             raise InvalidRequest(f"response_format.type {kind!r} is not supported", "response_format.type")

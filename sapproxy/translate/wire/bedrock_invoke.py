@@ -15,6 +15,10 @@ translates:
     C{type: custom}) and the Anthropic-defined client tools Bedrock documents (C{bash_*},
     C{text_editor_*}, C{computer_*}) are kept with their own keys only.
   - Betas are filtered through L{BEDROCK_BETAS}; unknown betas make Bedrock answer 400.
+  - A JSON schema for the answer (an OpenAI client's strict C{json_schema}, an Anthropic client's
+    C{output_config.format}) and tools' C{strict} are enforced by Bedrock for the Claude models
+    L{sapproxy.translate.structured_output} names: they go as C{output_config.format} and tool C{strict};
+    the others get the schema as a system instruction (L{_structured_output}).
 
 Content is never rewritten beyond dropping empty text blocks: thinking and redacted_thinking blocks and
 their signatures pass byte for byte, C{cache_control} is kept wherever it appears.
@@ -42,6 +46,7 @@ from sapproxy.translate import ir
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire import NoEmbeddings, WireRequest, WireTarget
 from sapproxy.translate.model_limits import CONTEXT_MANAGEMENT_BETA, EFFORT_BETA, TOOL_EXAMPLES_BETA, bedrock_model_betas
+from sapproxy.translate.structured_output import closed_schema, json_schema_instruction, takes_structured_outputs
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
@@ -239,7 +244,9 @@ def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None, model: 
     output_config = raw.get("output_config")
     if EFFORT_BETA in betas and isinstance(output_config, dict) and "effort" in output_config:
         out["output_config"] = {"effort": output_config["effort"]}
-    tool_keys = _CLIENT_TOOL_KEYS | ({"input_examples"} if TOOL_EXAMPLES_BETA in betas else set())
+    structured = takes_structured_outputs(model)
+    tool_keys = _CLIENT_TOOL_KEYS | ({"input_examples"} if TOOL_EXAMPLES_BETA in betas else set()) \
+        | ({"strict"} if structured else set())
 
     # System prompt, plus any role:system turns in the conversation.
     system = out.get("system")
@@ -269,6 +276,7 @@ def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None, model: 
         out["system"] = [block for block in system if not _is_empty_text(block)]
     if "system" in out and _content_is_empty(out["system"]):
         del out["system"]
+    _structured_output(out, raw, structured)
 
     # Tools.
     tools = out.get("tools")
@@ -304,6 +312,48 @@ def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None, model: 
     elif isinstance(thinking, dict) and thinking.get("type") == "disabled":
         pass
     return out
+
+
+def _structured_output(out: dict[str, Any], raw: dict[str, Any], structured: bool) -> None:
+    """
+    The answer's JSON schema as Claude C{structured} (L{takes_structured_outputs}) or not takes it: an
+    OpenAI client's strict C{json_schema} (which came as a system instruction, see
+    L{sapproxy.translate.client.openai_chat}) and an Anthropic client's C{output_config.format} (or the
+    deprecated C{output_format}) become C{output_config.format}, the instruction going; or, where the model
+    cannot enforce one, the Anthropic client's schema becomes that instruction.
+    """
+    response_format = raw.get("_response_format")
+    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    config = raw.get("output_config")
+    native = config.get("format") if isinstance(config, dict) else None
+    native = native if isinstance(native, dict) else raw.get("output_format")
+    if isinstance(native, dict) and native.get("type") == "json_schema":
+        schema = native.get("schema", {})
+    elif isinstance(spec, dict) and spec.get("strict") is True and isinstance(response_format, dict) \
+            and response_format.get("type") == "json_schema":
+        schema = spec.get("schema", {})
+        if not structured:
+            return  # the client converter already put the instruction in
+        instruction = json_schema_instruction(schema)
+        system = out.get("system")
+        if isinstance(system, list):
+            kept = [b for b in system if not (isinstance(b, dict) and b.get("text") == instruction)]
+            if kept:
+                out["system"] = kept
+            else:
+                del out["system"]
+    else:
+        return
+    if structured:
+        out["output_config"] = {**out.get("output_config", {}), "format": {"type": "json_schema",
+                                                                         "schema": closed_schema(schema)}}
+        return
+    text = {"type": "text", "text": json_schema_instruction(schema)}
+    system = out.get("system")
+    if isinstance(system, str) and system:
+        out["system"] = [{"type": "text", "text": system}, text]
+    else:
+        out["system"] = (system if isinstance(system, list) else []) + [text]
 
 
 def bedrock_invoke_response(resp: dict[str, Any], model: str) -> ir.Response:

@@ -300,6 +300,8 @@ def ir_request_to_chat(body: ir.Request, *, reasoning_model: bool) -> dict[str, 
             function: dict[str, Any] = {"name": tool["name"], "parameters": tool["input_schema"]}
             if isinstance(tool.get("description"), str):
                 function["description"] = tool["description"]
+            if isinstance(tool.get("strict"), bool):
+                function["strict"] = tool["strict"]
             functions.append({"type": "function", "function": function})
         out["tools"] = functions
         choice = body.get("tool_choice")
