@@ -147,3 +147,22 @@ def test_item11_strict_tools_reach_gpt() -> None:
     out = ir_request_to_chat(chat_request_to_ir(_openai_structured()), reasoning_model=False)
     assert out["tools"][0]["function"]["strict"] is True
     assert out["response_format"]["json_schema"]["strict"] is True
+
+
+# ----------------------------------------------------------------- 13. which stop sequence, off Claude
+
+def test_item13_gpt_and_gemini_cannot_say_which_stop_sequence_matched() -> None:
+    """OpenAI's C{stop} and Gemini's C{STOP} mean both "the model ended" and "a stop sequence matched" and
+    name no sequence, so Anthropic clients get C{end_turn} with C{stop_sequence: null} (README)."""
+    from sapproxy.translate.wire.gemini import gemini_response_to_ir
+    from sapproxy.translate.wire.openai_chat import chat_response_to_ir
+
+    gpt = chat_response_to_ir({"id": "c", "model": "gpt-4.1", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "one two"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}, "gpt-4.1")
+    gemini = gemini_response_to_ir({"candidates": [{"content": {"role": "model", "parts": [{"text": "one two"}]},
+                                                    "finishReason": "STOP"}],
+                                    "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}},
+                                   "gemini-2.5-pro")
+    for response in (gpt, gemini):
+        assert (response["stop_reason"], response["stop_sequence"]) == ("end_turn", None)
