@@ -63,6 +63,7 @@ BODY_SPEC = with_snake_case({
     "generationConfig": {"maxOutputTokens": int, "temperature": NUMBER, "topP": NUMBER, "topK": NUMBER,
                          "stopSequences": [str], "responseMimeType": str, "responseSchema": dict,
                          "seed": int, "presencePenalty": NUMBER, "frequencyPenalty": NUMBER,
+                         "responseLogprobs": bool, "logprobs": int, "candidateCount": int,
                          "thinkingConfig": {"thinkingBudget": int, "includeThoughts": bool}},
     "labels": ANY,
 })
@@ -230,6 +231,9 @@ def handle(call: Call) -> Reply:
     message = model_rules.gemini_errors(body, body.get("tools"), gen, call.spec.model)
     if message is not None:
         return invalid_argument(message)
+    message = _logprob_errors(gen)
+    if message is not None:
+        return invalid_argument(message)
     thinking_cfg = _get(gen, "thinkingConfig", "thinking_config") or {}
     budget = _get(thinking_cfg, "thinkingBudget", "thinking_budget")
     if budget == 0 and "pro" in call.spec.model:
@@ -273,8 +277,23 @@ def handle(call: Call) -> Reply:
 
     if method == "generateContent":
         parts = list(_parts(plan.blocks, signature, whole=True))
-        response: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": parts},
-                                                    "finishReason": finish}]}
+        count = _get(gen, "candidateCount", "candidate_count") or 1
+        candidates = []
+        for index in range(count):
+            # Each candidate is a whole answer of its own (the simulator's differ in a suffix).
+            own = parts if index == 0 else [dict(p, text=p["text"] + f" (candidate {index + 1})")
+                                            if "text" in p and not p.get("thought") else p for p in parts]
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": own}, "finishReason": finish}
+            if count > 1:
+                candidate["index"] = index
+            if _get(gen, "responseLogprobs", "response_logprobs"):
+                text = "".join(p["text"] for p in own if "text" in p and not p.get("thought"))
+                candidate.update(_logprobs(text, _get(gen, "logprobs", "logprobs")))
+            candidates.append(candidate)
+        if count > 1:
+            usage = {**usage, "candidatesTokenCount": candidates_tokens * count,
+                     "totalTokenCount": prompt + candidates_tokens * count + thoughts}
+        response: dict[str, Any] = {"candidates": candidates}
         if with_usage:
             response["usageMetadata"] = usage
         return JsonReply(200, {**response, **envelope})
@@ -303,6 +322,34 @@ def handle(call: Call) -> Reply:
         return _sse({"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}})
 
     return StreamReply("text/event-stream", events(), error_event)
+
+
+def _logprob_errors(gen: Mapping[str, Any]) -> str | None:
+    """Vertex's 400s for candidate counts and log probabilities."""
+    count = _get(gen, "candidateCount", "candidate_count")
+    if count is not None and not 1 <= count <= 8:
+        return f"Unable to submit request because candidateCount must be in the range [1, 8]; got {count}."
+    top = _get(gen, "logprobs", "logprobs")
+    if top is not None:
+        if not _get(gen, "responseLogprobs", "response_logprobs"):
+            return "Unable to submit request because logprobs can only be set when responseLogprobs is true."
+        if not 0 <= top <= 20:
+            return f"Unable to submit request because logprobs must be in the range [0, 20]; got {top}."
+    return None
+
+
+def _logprobs(text: str, top: int | None) -> dict[str, Any]:
+    """A candidate's C{logprobsResult} and C{avgLogprobs} for C{text}, a token a word (and its space)."""
+    tokens = [w for w in text.replace(" ", " \0").split("\0") if w]
+    chosen: list[dict[str, Any]] = [{"token": t, "logProbability": -0.125 * (i % 4), "tokenId": 1000 + i}
+                                    for i, t in enumerate(tokens)]
+    result: dict[str, Any] = {"chosenCandidates": chosen}
+    if top:
+        result["topCandidates"] = [{"candidates": [c] + [
+            {"token": f"alt{k}", "logProbability": c["logProbability"] - k, "tokenId": 9000 + k} for k in range(1, top)]}
+            for c in chosen]
+    average = sum(c["logProbability"] for c in chosen) / len(chosen) if chosen else 0.0
+    return {"logprobsResult": result, "avgLogprobs": average}
 
 
 def _parts(blocks: Sequence[Block], signature: str | None, *, whole: bool) -> Iterator[dict[str, Any]]:

@@ -56,6 +56,7 @@ def fit_request(request: irtypes.Request, upstream: str, model: str, *,
         the client did not set: the IR says so with C{_max_tokens_default}).
     """
     ir = _fit_max_tokens(irtypes.as_json(request), max_output_tokens)
+    _refuse_what_cannot_come_back(ir, upstream)
     ir, dropped = fit_tools(ir, upstream)
     if upstream not in ("invoke", "anthropic"):
         ir = search_results_as_text(ir)
@@ -65,6 +66,27 @@ def fit_request(request: irtypes.Request, upstream: str, model: str, *,
         ir = fit_claude_sampling(ir, model)
         _refuse_unknown_sampling(ir)
     return FittedRequest(irtypes.as_request(ir), names, tuple(dropped))
+
+
+def _refuse_what_cannot_come_back(ir: dict[str, Any], upstream: str) -> None:
+    """
+    C{logprobs} and C{n > 1} come back only from Gemini (whole answers: its log probabilities and
+    candidates are read back into the OpenAI choices); its streams interleave candidates and would need a
+    choice index per chunk the IR stream has no room for, and no other upstream here gives them through
+    the IR: refused, never dropped.
+    """
+    sampling = ir.get("_sampling")
+    if not isinstance(sampling, dict):
+        return
+    asked = [key for key in ("logprobs", "n") if sampling.get(key) is not None]
+    if not asked:
+        return
+    param = asked[0]
+    what = "logprobs" if param == "logprobs" else "n greater than 1"
+    if upstream != "gemini":
+        raise InvalidRequest(f"{what} is not supported for this model (only for Gemini models)", param)
+    if ir.get("stream"):
+        raise InvalidRequest(f"{what} is not supported in streams for Gemini models; send stream: false", param)
 
 
 def _refuse_unknown_sampling(ir: dict[str, Any]) -> None:

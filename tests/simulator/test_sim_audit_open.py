@@ -122,3 +122,33 @@ def test_item11_bedrock_refuses_structured_outputs_where_claude_refuses(deployme
     assert r.status == 400, r.body
     assert r.json()["message"].startswith("The model returned the following errors: ")
     assert message in r.json()["message"]
+
+
+# ----------------------------------------------------------------- 16. logprobs and candidates on Vertex
+
+def _vertex(**gen: Any) -> dict[str, Any]:
+    return {"contents": [{"role": "user", "parts": [{"text": "hello there"}]}], "generationConfig": gen}
+
+
+def test_item16_vertex_gives_candidates_and_logprobs() -> None:
+    r = Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent",
+                      _vertex(candidateCount=2, responseLogprobs=True, logprobs=2))
+    assert r.status == 200, r.body
+    candidates = r.json()["candidates"]
+    assert [c["index"] for c in candidates] == [0, 1]
+    texts = ["".join(p["text"] for p in c["content"]["parts"]) for c in candidates]
+    assert texts[0] != texts[1]
+    for c, text in zip(candidates, texts):
+        chosen = c["logprobsResult"]["chosenCandidates"]
+        assert "".join(t["token"] for t in chosen) == text
+        assert all(len(top["candidates"]) == 2 for top in c["logprobsResult"]["topCandidates"])
+
+
+@pytest.mark.parametrize("gen, message", [
+    ({"candidateCount": 9}, "candidateCount must be in the range [1, 8]"),
+    ({"logprobs": 2}, "logprobs can only be set when responseLogprobs is true"),
+    ({"responseLogprobs": True, "logprobs": 21}, "logprobs must be in the range [0, 20]"),
+])
+def test_item16_vertex_refuses_what_vertex_refuses(gen: dict[str, Any], message: str) -> None:
+    r = Driver().post("d-gemini", "models/gemini-2.5-pro:generateContent", _vertex(**gen))
+    assert r.status == 400 and message in r.json()["error"]["message"]

@@ -353,7 +353,7 @@ def test_item16_seed_and_penalties_reach_gemini_and_are_refused_for_claude() -> 
     assert "_sampling" not in bedrock_invoke_body(fit_request(defaults, "invoke", "anthropic--claude-4.5-sonnet").ir, anthropic_beta=None)
 
 
-@pytest.mark.parametrize("extra, param", [({"logprobs": True}, "logprobs"), ({"top_logprobs": 3}, "top_logprobs"),
+@pytest.mark.parametrize("extra, param", [({"logprobs": 1}, "logprobs"), ({"top_logprobs": 3}, "top_logprobs"),
                                           ({"seed": "1"}, "seed"), ({"presence_penalty": 3}, "presence_penalty")])
 def test_item16_what_cannot_come_back_is_refused_not_dropped(extra: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as refused:

@@ -166,3 +166,74 @@ def test_item13_gpt_and_gemini_cannot_say_which_stop_sequence_matched() -> None:
                                    "gemini-2.5-pro")
     for response in (gpt, gemini):
         assert (response["stop_reason"], response["stop_sequence"]) == ("end_turn", None)
+
+
+# ----------------------------------------------------------------- 16. logprobs and n on Gemini
+
+def _chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def test_item16_logprobs_and_n_reach_gemini() -> None:
+    from sapproxy.translate.fit import fit_request
+    from sapproxy.translate.wire.gemini import ir_request_to_gemini
+
+    ir = fit_request(chat_request_to_ir(_chat(logprobs=True, top_logprobs=3, n=2)), "gemini", "gemini-2.5-pro").ir
+    gen = ir_request_to_gemini(ir)["generationConfig"]
+    assert (gen["responseLogprobs"], gen["logprobs"], gen["candidateCount"]) == (True, 3, 2)
+    plain = ir_request_to_gemini(fit_request(chat_request_to_ir(_chat(logprobs=False, n=1)), "gemini",
+                                             "gemini-2.5-pro").ir)
+    assert not {"responseLogprobs", "logprobs", "candidateCount"} & set(plain.get("generationConfig", {}))
+
+
+@pytest.mark.parametrize("extra, upstream, param, message", [
+    ({"logprobs": True}, "invoke", "logprobs", "logprobs is not supported for this model (only for Gemini models)"),
+    ({"n": 2}, "converse", "n", "n greater than 1 is not supported for this model"),
+    ({"logprobs": True, "top_logprobs": 2}, "openai", "logprobs", "only for Gemini"),
+    ({"n": 3, "stream": True}, "gemini", "n", "n greater than 1 is not supported in streams for Gemini models"),
+    ({"logprobs": True, "stream": True}, "gemini", "logprobs", "not supported in streams"),
+])
+def test_item16_refused_where_it_cannot_come_back(extra: dict[str, Any], upstream: str, param: str,
+                                                  message: str) -> None:
+    from sapproxy.translate.fit import fit_request
+
+    with pytest.raises(InvalidRequest) as refused:
+        fit_request(chat_request_to_ir(_chat(**extra)), upstream, "m")
+    assert refused.value.param == param and message in str(refused.value)
+
+
+@pytest.mark.parametrize("extra, param", [({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+                                          ({"top_logprobs": 2}, "top_logprobs"), ({"n": 0}, "n"),
+                                          ({"n": "2"}, "n"), ({"logprobs": "yes"}, "logprobs")])
+def test_item16_bad_values_are_named(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        chat_request_to_ir(_chat(**extra))
+    assert refused.value.param == param
+
+
+def test_item16_gemini_candidates_and_logprobs_come_back_as_openai_choices() -> None:
+    from sapproxy.translate.client.openai_chat import ir_response_to_chat
+    from sapproxy.translate.wire.gemini import gemini_response_to_ir
+
+    def candidate(text: str, index: int) -> dict[str, Any]:
+        return {"index": index, "content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+                "avgLogprobs": -0.2,
+                "logprobsResult": {"chosenCandidates": [{"token": "Hé", "logProbability": -0.25, "tokenId": 5}],
+                                   "topCandidates": [{"candidates": [
+                                       {"token": "Hé", "logProbability": -0.25, "tokenId": 5},
+                                       {"token": "Hi", "logProbability": -1.5, "tokenId": 6}]}]}}
+
+    resp = {"candidates": [candidate("Hé", 0), candidate("Hé there", 1)],
+            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7}}
+    out = ir_response_to_chat(gemini_response_to_ir(resp, "gemini-2.5-pro"), "gemini-2.5-pro", created=1)
+    assert [c["index"] for c in out["choices"]] == [0, 1]
+    assert [c["message"]["content"] for c in out["choices"]] == ["Hé", "Hé there"]
+    assert [c["finish_reason"] for c in out["choices"]] == ["stop", "stop"]
+    hi = {"token": "Hé", "logprob": -0.25, "bytes": [72, 195, 169]}
+    assert out["choices"][0]["logprobs"] == {"refusal": None, "content": [
+        {**hi, "top_logprobs": [hi, {"token": "Hi", "logprob": -1.5, "bytes": [72, 105]}]}]}
+    assert out["usage"]["completion_tokens"] == 4
+    # no candidates asked for, none given: the usual single choice without logprobs
+    single = ir_response_to_chat(gemini_response_to_ir({"candidates": [
+        {"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": "STOP"}]}, "g"), "g", created=1)
+    assert len(single["choices"]) == 1 and single["choices"][0]["logprobs"] is None

@@ -378,13 +378,29 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     """
     The OpenAI sampling parameters the IR has no field for (C{seed}, C{presence_penalty},
     C{frequency_penalty}), as the side key C{_sampling}: Gemini maps them, the Claude path refuses those
-    that would change the answer (L{sapproxy.translate.fit}).  C{logprobs} (and C{top_logprobs}) cannot
-    come back through the IR: asked for, they are refused here rather than dropped.
+    that would change the answer (L{sapproxy.translate.fit}).  C{logprobs}, C{top_logprobs} and C{n} go
+    there too: Gemini answers them whole (C{responseLogprobs}, C{logprobs}, C{candidateCount}, read back by
+    L{sapproxy.translate.wire.gemini.response}); the fitting refuses them everywhere else, and in streams.
     """
-    if body.get("logprobs") is True or (body.get("top_logprobs") not in (None, 0)):
-        param = "logprobs" if body.get("logprobs") is True else "top_logprobs"
-        raise InvalidRequest(f"{param} is not supported for this model", param)
     out: dict[str, Any] = {}
+    logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise InvalidRequest("logprobs must be a boolean", "logprobs")
+    if top is not None:
+        if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20:
+            raise InvalidRequest("top_logprobs must be an integer from 0 to 20", "top_logprobs")
+        if logprobs is not True:
+            raise InvalidRequest("logprobs must be true when top_logprobs is set", "top_logprobs")
+    if logprobs is True:
+        out["logprobs"] = True
+        if top:
+            out["top_logprobs"] = top
+    n = body.get("n")
+    if n is not None:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise InvalidRequest("n must be a positive integer", "n")
+        if n > 1:
+            out["n"] = n
     seed = body.get("seed")
     if seed is not None:
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -458,9 +474,6 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty array", "messages")
-    n = body.get("n")
-    if n is not None and n != 1:
-        raise InvalidRequest("n other than 1 is not supported for this model", "n")
 
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
@@ -699,19 +712,21 @@ def ir_response_to_chat(
         out_message["reasoning_content"] = "".join(thinking)
         out_message["thinking_blocks"] = thinking_blocks
     usage = Usage.from_anthropic(message.get("usage") or {})
+    choice = {
+        "index": 0,
+        "message": out_message,
+        "finish_reason": openai_finish_reason(message.get("stop_reason")),
+        "logprobs": {"content": message["_logprobs"], "refusal": None} if "_logprobs" in message else None,
+    }
+    # More candidates (Gemini's candidateCount for n > 1): each a choice of its own, read the same way.
+    more = [ir_response_to_chat(ir.as_response(other), model, created=created)["choices"][0]
+            for other in message.get("_more") or () if isinstance(other, dict)]
     return {
         "id": completion_id or chat_id_from_message_id(message.get("id")),
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": out_message,
-                "finish_reason": openai_finish_reason(message.get("stop_reason")),
-                "logprobs": None,
-            }
-        ],
+        "choices": [choice] + [{**other, "index": i} for i, other in enumerate(more, 1)],
         "usage": usage.to_openai(),
     }
 

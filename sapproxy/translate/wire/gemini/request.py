@@ -311,7 +311,8 @@ def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[
             gen["thinkingConfig"] = _least_thinking(model)
     sampling = body.get("_sampling")
     if isinstance(sampling, dict):
-        for src, dst in (("seed", "seed"), ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+        for src, dst in (("seed", "seed"), ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty"),
+                         ("logprobs", "responseLogprobs"), ("top_logprobs", "logprobs"), ("n", "candidateCount")):
             if sampling.get(src) is not None:
                 gen[dst] = sampling[src]
     fmt = body.get("_response_format")

@@ -56,12 +56,46 @@ def _usage(resp: dict[str, Any]) -> Usage:
     return Usage.from_gemini(meta if isinstance(meta, dict) else {})
 
 
+def openai_logprobs(result: Any) -> list[dict[str, Any]]:
+    """
+    A candidate's C{logprobsResult} as OpenAI's C{choices[].logprobs.content}: per chosen token its text,
+    log probability and UTF-8 bytes, and the top alternatives Gemini gave for that step.
+    """
+    if not isinstance(result, dict):
+        return []
+    chosen = [c for c in result.get("chosenCandidates") or () if isinstance(c, dict)]
+    tops = [t for t in result.get("topCandidates") or () if isinstance(t, dict)]
+
+    def entry(c: dict[str, Any]) -> dict[str, Any]:
+        token = c["token"] if isinstance(c.get("token"), str) else ""
+        logprob = c.get("logProbability")
+        return {"token": token, "logprob": float(logprob) if isinstance(logprob, (int, float)) else 0.0,
+                "bytes": list(token.encode("utf-8"))}
+
+    out = []
+    for i, c in enumerate(chosen):
+        alternatives = tops[i].get("candidates") if i < len(tops) else None
+        out.append({**entry(c), "top_logprobs": [entry(a) for a in alternatives or () if isinstance(a, dict)]})
+    return out
+
+
 def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
-    """A Gemini C{generateContent} response as an IR (Anthropic Messages) response naming C{model}."""
+    """
+    A Gemini C{generateContent} response as an IR (Anthropic Messages) response naming C{model}: its first
+    candidate, with the others (C{candidateCount}) as whole responses of their own in the side key C{_more},
+    and a candidate's log probabilities (C{responseLogprobs}) in the side key C{_logprobs}, in OpenAI's shape
+    (L{openai_logprobs}); both only where the client asked for them, which only OpenAI clients can.
+    """
+    candidates = [c for c in resp.get("candidates") or [] if isinstance(c, dict)]
+    first = _candidate_to_ir(resp, candidates[0] if candidates else {}, model, bool(candidates))
+    if len(candidates) > 1:
+        first["_more"] = [_candidate_to_ir(resp, c, model, True) for c in candidates[1:]]  # type: ignore[typeddict-unknown-key]
+    return first
+
+
+def _candidate_to_ir(resp: dict[str, Any], candidate: dict[str, Any], model: str, any_candidate: bool) -> ir.Response:
     message_id = _message_id(resp)
     content: list[dict[str, Any]] = []
-    candidates = resp.get("candidates") or []
-    candidate = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
     parts = ((candidate.get("content") or {}).get("parts")) or []
     calls = 0
     for part in parts:
@@ -111,14 +145,16 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": "refusal" if block and not candidates else stop_reason(finish, calls > 0),
+        "stop_reason": "refusal" if block and not any_candidate else stop_reason(finish, calls > 0),
         "stop_sequence": None,
         "usage": _usage(resp).to_anthropic(),
     }
-    if block and not candidates:
+    if block and not any_candidate:
         out["stop_details"] = refusal_details(str(block))
     elif out["stop_reason"] == "refusal":
         out["stop_details"] = refusal_details(str(finish))
+    if "logprobsResult" in candidate:
+        out["_logprobs"] = openai_logprobs(candidate["logprobsResult"])
     return ir.as_response(out)
 
 
