@@ -26,7 +26,7 @@ from sapproxy.translate.ids import random_hex
 from sapproxy.translate.wire.gemini import GeminiToAnthropicStream, gemini_response_to_ir, ir_request_to_gemini
 from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
 from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
-from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai_response
+from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai_response, parse_keeping_bytes
 from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline, Translator
 from sapproxy.translate.framing.sse import encode_data, encode_event
 from sapproxy.translate.usage import Usage
@@ -135,7 +135,8 @@ class ExchangeBuilder:
         return Exchange(
             path=path, body=_dumps(upstream).encode(), stream=stream,
             pipeline=lambda _: StreamPipeline(
-                SSEJsonSource(), [OpenAIPassthrough(model, client_wants_usage=client_wants_usage)], encode_data),
+                SSEJsonSource(parse_keeping_bytes), [OpenAIPassthrough(model, client_wants_usage=client_wants_usage)],
+                encode_data),
             convert=lambda resp: openai_response(resp, model), usage=_openai_usage,
         )
 

@@ -56,6 +56,8 @@ class SSEDecoder:
         buffer = self._tail + chunk if self._tail else chunk
         if not buffer:
             return []
+        if not self._data and self._event is None and b"\r" not in buffer:
+            return self._feed_lf(buffer)
         lines = buffer.splitlines(True)
         last = lines[-1]
         if last.endswith(b"\r"):
@@ -71,6 +73,24 @@ class SSEDecoder:
             self._line(raw.rstrip(b"\r\n"), events)
         return events
 
+    def _feed_lf(self, buffer: bytes) -> list[SSEEvent]:
+        """
+        The common case, LF line ends from an event boundary on: split at the blank lines, and take an event
+        that is one C{data: } line as it is, without going line by line.  What follows the last blank line
+        stays in the tail, unread, until its event is complete.
+        """
+        blocks = buffer.split(b"\n\n")
+        self._tail = blocks.pop()
+        events: list[SSEEvent] = []
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
+                continue
+            for line in block.split(b"\n"):
+                self._line(line, events)
+            self._line(b"", events)
+        return events
+
     def finish(self) -> list[SSEEvent]:
         """
         The stream ended: dispatch what is left, even without its closing blank line.
@@ -80,7 +100,9 @@ class SSEDecoder:
         """
         events: list[SSEEvent] = []
         if self._tail:
-            self._line(self._tail.rstrip(b"\r\n"), events)
+            # The tail may hold whole lines too (the LF path leaves everything after the last blank line).
+            for line in self._tail.splitlines():
+                self._line(line, events)
             self._tail = b""
         self._line(b"", events)
         return events
@@ -122,8 +144,10 @@ class Rendered(dict):  # type: ignore[type-arg]
 
     A stream is mostly content deltas that differ only in their text, so a translator renders each one from
     a per-stream template (the JSON before and after the text) and one serialised string, instead of a
-    whole nested object through the encoder: about a quarter of a translated stream's CPU.  Whoever makes
-    one guarantees that C{json} is L{json_text} of the dict, and nobody changes it afterwards.
+    whole nested object through the encoder: about a quarter of a translated stream's CPU.  GPT pass-through
+    keeps the upstream's own JSON of each chunk (L{sapproxy.translate.wire.openai_passthrough}).  Whoever makes
+    one guarantees that C{json} is JSON of the dict (L{json_text} of it, or bytes that parse to it), and
+    whoever changes the dict changes C{json} with it.
     """
 
     __slots__ = ("json",)
