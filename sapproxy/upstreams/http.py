@@ -34,6 +34,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from sapproxy.upstreams.chunked import TRANSFER_DECODERS
+
 
 class _CycleFreeClientProtocol(HTTP11ClientProtocol):
     """
@@ -53,6 +55,14 @@ class _CycleFreeClientProtocol(HTTP11ClientProtocol):
         super()._disconnectParser(reason)
         if parser is not None:
             parser.bodyDecoder = None
+
+    def request(self, request: Any) -> Deferred[IResponse]:
+        # Chunked bodies (every stream) through the decoder that cuts whole chunks out of a read in one loop.
+        result = super().request(request)
+        parser = self._parser
+        if parser is not None and parser.request is request:
+            parser._transferDecoders = TRANSFER_DECODERS
+        return result
 
 
 class _QuietFactory(_HTTP11ClientFactory):
