@@ -496,7 +496,7 @@ def main() -> int:
     have_taskset = shutil.which("taskset") is not None
     if ncpu >= 2 and have_taskset:
         cores = {"gateway": "1", "load": "0"}
-        pin_note = "gateways (bare, sapproxy, LiteLLM) pinned to CPU 1; upstream + load generators pinned to CPU 0"
+        pin_note = "gateways (bare, sapproxy, Portkey, LiteLLM) pinned to CPU 1; upstream + load generators pinned to CPU 0"
     else:
         cores = {"gateway": None, "load": None}
         pin_note = "not pinned (fewer than 2 cores or no taskset)"
@@ -678,7 +678,7 @@ def rebuild_report() -> str:
     meta = results.get("meta", {})
     md = report(results, targets, [1, 16, 64], make_stream_cases(targets), meta.get("stream_conc", 16),
                 meta.get("duration", 5.0), meta.get("repeats", 3), meta.get("pin_note", "see README"), notes,
-                meta.get("cmd", "?") + "  (report rebuilt with `run.py --rebuild-report`)",
+                meta.get("cmd", "?") + "  (report rebuilt with run.py --rebuild-report)",
                 meta.get("elapsed", float("nan")), Path(meta.get("rundir", str(RESULTS))))
     (RESULTS / "latest.md").write_text(md)
     return md
@@ -783,6 +783,12 @@ def report(results: dict[str, Any], targets: list[str], concs: list[int], stream
                        f"{fmt(sm(key, t, 'ttfb_p99_ms'), 2)} | {fmt(added, 2) if t != 'direct' else '-'} | "
                        f"{fmt(sm(key, t, 'gap_mean_ms'), 3)} | {fmt(sm(key, t, 'cpu_pct'), 0)} | "
                        f"{fmt(cpu_ms_per_stream(key, t), 2)} | {errs} |")
+    starved = sorted({t for key, _, _, _, _, tlist in stream_cases for t in tlist
+                      if t not in ("direct",) and sm(key, t, "cpu_pct") < 70})
+    if starved:
+        notes.append(f"stream points where the gateway used under 70% of its core ({', '.join(starved)}): the load "
+                     "side (CPU 0) was the limit there, so streams/s understates the gateway; its CPU ms/stream "
+                     "is the figure to compare")
     out += ["", "Server CPU % is the gateway's (or, for direct, the upstream's) user+system CPU over the load point, "
             "including start-up of the load generator: near 100% means the gateway's core was the limit; well "
             "below means the load side (CPU 0: upstream + Python client) was.  CPU ms/stream is that CPU per "
