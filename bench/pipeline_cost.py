@@ -53,22 +53,23 @@ def bare_stream(reads: list[bytes]) -> int:
 
 
 def sapproxy_pipeline(case: str) -> Callable[[], Any]:
-    from sapproxy.config import GatewayConfig, ModelSettings
-    from sapproxy.dispatch.plan import ExchangeBuilder
-    from sapproxy.models import ResolvedModel
+    """A maker of sapproxy's pipeline for C{case}, planned as the dispatcher plans it (sapproxy.dispatch.plan)."""
+    from sapproxy.dispatch.plan import plan
+    from sapproxy.registry import WIRE_FORMATS
+    from sapproxy.translate.client import anthropic_messages, openai_chat
+    from sapproxy.translate.wire import WireTarget
 
-    config = GatewayConfig(models={"claude-conv": ModelSettings(family="claude", converse=True)})
-    builder = ExchangeBuilder(config)
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 64}
-    family, name, dialect, ctype = {
-        "gpt_passthrough": ("openai", "gpt-4.1", "openai", "text/event-stream"),
-        "gpt_to_anthropic": ("openai", "gpt-4.1", "anthropic", "text/event-stream"),
-        "claude_to_openai": ("claude", "anthropic--claude-4.5-sonnet", "openai", "application/vnd.amazon.eventstream"),
-        "converse_to_openai": ("claude", "claude-conv", "openai", "text/event-stream"),
-        "gemini_to_openai": ("gemini", "gemini-2.5-pro", "openai", "text/event-stream"),
+    client, wire, model, ctype = {
+        "gpt_passthrough": (openai_chat, "openai_chat", "gpt-4.1", "text/event-stream"),
+        "gpt_to_anthropic": (anthropic_messages, "openai_chat", "gpt-4.1", "text/event-stream"),
+        "claude_to_openai": (openai_chat, "bedrock_invoke", "anthropic--claude-4.5-sonnet",
+                             "application/vnd.amazon.eventstream"),
+        "converse_to_openai": (openai_chat, "converse", "anthropic--claude-4-sonnet", "text/event-stream"),
+        "gemini_to_openai": (openai_chat, "gemini", "gemini-2.5-pro", "text/event-stream"),
     }[case]
-    resolved = ResolvedModel(requested=name, name=name, family=family, how="exact")
-    exchange = builder.build(dialect, resolved, dict(body, model=name))
+    api = client.CLIENT_API
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 64}
+    exchange = plan(api, api.call(body, model, {}), WIRE_FORMATS[wire], WireTarget(model))
     return lambda: exchange.pipeline(ctype)
 
 

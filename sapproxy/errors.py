@@ -1,9 +1,9 @@
 """
-Errors a client sees, rendered in the client's own dialect.
+Errors a client sees, independent of dialect.
 
-One L{GatewayError} describes what went wrong; the route that caught it renders it as OpenAI's
-C{{"error": {...}}} or Anthropic's C{{"type": "error", "error": {...}}}, as a whole response body or, once a
-stream has started, as an event inside it.
+One L{GatewayError} describes what went wrong (its kind, message, status); the client API of the route that
+caught it renders it in its own dialect (L{sapproxy.interfaces.IClientAPI.error_body}), as a whole response
+body or, once a stream has started, as an event inside it.
 """
 
 from __future__ import annotations
@@ -12,26 +12,26 @@ from typing import Any
 
 from attrs import frozen
 
-# kind: (HTTP status, OpenAI error type, Anthropic error type)
-_KINDS: dict[str, tuple[int, str, str]] = {
-    "invalid_request": (400, "invalid_request_error", "invalid_request_error"),
-    "authentication": (401, "authentication_error", "authentication_error"),
-    "permission": (403, "permission_error", "permission_error"),
-    "not_found": (404, "not_found_error", "not_found_error"),
-    "method_not_allowed": (405, "invalid_request_error", "invalid_request_error"),
-    "request_too_large": (413, "invalid_request_error", "request_too_large"),
-    "rate_limit": (429, "rate_limit_error", "rate_limit_error"),
-    "api_error": (500, "api_error", "api_error"),
-    "bad_gateway": (502, "api_error", "api_error"),
-    "overloaded": (503, "service_unavailable", "overloaded_error"),
-    "timeout": (504, "timeout", "api_error"),
+#: kind -> its HTTP status.  Each client API maps kinds to its own error types.
+KINDS: dict[str, int] = {
+    "invalid_request": 400,
+    "authentication": 401,
+    "permission": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_too_large": 413,
+    "rate_limit": 429,
+    "api_error": 500,
+    "bad_gateway": 502,
+    "overloaded": 503,
+    "timeout": 504,
 }
 
 
 @frozen
 class GatewayError(Exception):
     """
-    @ivar kind: a key of C{_KINDS}: what sort of failure, independent of dialect.
+    @ivar kind: a key of C{KINDS}: what sort of failure, independent of dialect.
     @ivar message: for a person; names what is wrong and never contains a secret.
     @ivar status: the HTTP status, when it should differ from the kind's default (an upstream's own status).
     @ivar code: OpenAI's machine-readable C{code}, where one fits.
@@ -51,24 +51,7 @@ class GatewayError(Exception):
 
     @property
     def http_status(self) -> int:
-        return self.status if self.status is not None else _KINDS[self.kind][0]
-
-    @property
-    def openai_type(self) -> str:
-        return _KINDS[self.kind][1]
-
-    @property
-    def anthropic_type(self) -> str:
-        return _KINDS[self.kind][2]
-
-    def openai_body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.openai_type, "param": self.param, "code": self.code}}
-
-    def anthropic_body(self) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
-
-    def body(self, dialect: str) -> dict[str, Any]:
-        return self.anthropic_body() if dialect == "anthropic" else self.openai_body()
+        return self.status if self.status is not None else KINDS[self.kind]
 
 
 def kind_for_status(status: int) -> str:
@@ -77,7 +60,7 @@ def kind_for_status(status: int) -> str:
     """
     if status == 400 or status == 422:
         return "invalid_request"
-    for kind, (code, _, _) in _KINDS.items():
+    for kind, code in KINDS.items():
         if code == status:
             return kind
     if status == 529:

@@ -25,13 +25,15 @@ from sapproxy.auth import Authenticator
 from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
 from sapproxy.dispatch.forward import Gateway
-from sapproxy.dispatch.plan import ExchangeBuilder
+from sapproxy.dispatch.plan import Planner
 from sapproxy.errors import GatewayError
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
+from sapproxy.registry import WIRE_FORMATS, build_providers
 from sapproxy.site import GatewaySite, Listener
 from sapproxy.tracing import make_tracing
+from sapproxy.upstreams import ProviderContext
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.upstreams.http import make_http_client
@@ -67,16 +69,17 @@ class GatewayService(MultiService):
         return self.ref.current.gateway
 
     def _services(self, config: GatewayConfig, previous: Gateway | None) -> Services:
-        gateway = Gateway(config, self.reactor, self.clients.http, self.clients.upstream, metrics=self.metrics,
-                          previous=previous,
+        context = ProviderContext(reactor=self.reactor, http=self.clients.http, config=config, metrics=self.metrics)
+        providers = build_providers(config, context, dict(previous.providers) if previous is not None else None)
+        gateway = Gateway(config, self.reactor, self.clients.upstream, providers=providers,
+                          planner=Planner(WIRE_FORMATS), metrics=self.metrics, previous=previous,
                           tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
-        configured = [m for account in config.subaccounts.values() for m in account.deployment_models]
+        configured = [model for provider in providers.values() for model in provider.models()]
         return Services(
             gateway=gateway,
             catalog=ModelCatalog(configured, config.models, config.aliases),
             authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
             accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
-            builder=ExchangeBuilder(config),
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
             bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,

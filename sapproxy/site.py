@@ -17,7 +17,9 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
+from sapproxy.compat import channel_path, forget_klein_component
 from sapproxy.errors import GatewayError
+from sapproxy.registry import client_api_for
 
 log = Logger()
 
@@ -66,11 +68,10 @@ class TrackingRequest(Request):
             # Twisted dispatches a request only after its whole body; answer now and hang up instead.
             self.body_too_large = length
             self.content = _Discard()
-            path = getattr(channel, "_path", b"") or b""
-            dialect = "anthropic" if path.startswith(b"/v1/messages") else "openai"
+            path = channel_path(channel)
             error = GatewayError("request_too_large",
                                  f"request body of {length} bytes exceeds the limit of {limit} bytes")
-            body = json.dumps(error.body(dialect)).encode()
+            body = json.dumps(client_api_for(path).error_body(error)).encode()
             channel.transport.write(
                 b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -104,7 +105,7 @@ class TrackingRequest(Request):
         # (nothing after this, in Twisted, Klein or the routes, uses the transport), so let go of the
         # connection and of Klein's component (its URL map adapter) too.
         self.transport = None
-        self._adapterCache = {}
+        forget_klein_component(self)
 
 
 class GatewaySite(Site):

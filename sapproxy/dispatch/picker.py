@@ -4,17 +4,19 @@ Which deployment serves the next request: round robin, failover order, and a cir
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Sequence
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
 
-from sapproxy.config import SubAccount
-
 
 @frozen
 class Deployment:
-    subaccount: SubAccount
+    """
+    One place a model is served: a URL at a provider (an SAP AI Core subaccount, ...), named by its own.
+    """
+
+    provider: str
     url: str
     model: str
 
@@ -25,22 +27,25 @@ class Deployment:
 
 class DeploymentPicker:
     """
-    Round robin across the subaccounts that serve a model, then across that subaccount's URLs.
+    Round robin across the providers that serve a model, then across that provider's deployments.
 
     L{candidates} gives the whole failover order for one request: the round-robin choice first, then
     every other deployment of the model, those in a breaker's cooldown last (a deployment that is down is
     still better than none).
     """
 
-    def __init__(self, subaccounts: Mapping[str, SubAccount], clock: IReactorTime, *,
+    def __init__(self, providers: Sequence[Any], clock: IReactorTime, *,
                  cooldown: float = 30.0, failures: int = 3) -> None:
+        """
+        @param providers: L{sapproxy.interfaces.IProvider}s, in the order failover tries them.
+        """
         self._clock = clock
         self._cooldown = cooldown
         self._threshold = failures
-        self._accounts: dict[str, list[SubAccount]] = {}
-        for account in subaccounts.values():
-            for model in account.deployment_models:
-                self._accounts.setdefault(model, []).append(account)
+        self._accounts: dict[str, list[Any]] = {}
+        for provider in providers:
+            for model in provider.models():
+                self._accounts.setdefault(model, []).append(provider)
         self._next_account: dict[str, int] = {}
         self._next_url: dict[tuple[str, str], int] = {}
         self._failures: dict[str, int] = {}
@@ -54,13 +59,15 @@ class DeploymentPicker:
         self._next_account[model] = (start + 1) % len(accounts)
         ordered: list[Deployment] = []
         for i in range(len(accounts)):
-            account = accounts[(start + i) % len(accounts)]
-            urls = account.deployment_models[model]
-            key = (model, account.name)
-            first = self._next_url.get(key, 0) % len(urls)
+            provider = accounts[(start + i) % len(accounts)]
+            deployments = provider.deployments(model)
+            if not deployments:
+                continue
+            key = (model, provider.name)
+            first = self._next_url.get(key, 0) % len(deployments)
             if i == 0:
                 self._next_url[key] = first + 1
-            ordered.extend(Deployment(account, urls[(first + j) % len(urls)], model) for j in range(len(urls)))
+            ordered.extend(deployments[(first + j) % len(deployments)] for j in range(len(deployments)))
         now = self._clock.seconds()
         healthy = [d for d in ordered if self._open_until.get(d.url, 0.0) <= now]
         return healthy + [d for d in ordered if d not in healthy]

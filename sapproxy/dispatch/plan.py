@@ -1,204 +1,148 @@
 """
-What to send upstream and how to read the answer, for each client dialect and model family.
+What to send upstream and how to read the answer: a client API, a wire format and a provider joined by rule.
 
-An L{Exchange} is built once per request from the client's body; the dispatcher may send it to several
-deployments (failover) and only asks it for a path, a body, and a pipeline or converter for the answer.
-Same dialect on both sides passes through (sanitised); otherwise the request goes through the IR (the
-Anthropic Messages format) in L{sapproxy.translate}.
+An L{Exchange} is planned once per request; the dispatcher may send it to several deployments (failover) and
+asks it only for the wire request, and for a pipeline or converter for the answer.  The rule:
+
+  - the client's dialect I{is} the model's wire format (C{client.native_wire == wire.name}): the client's body
+    passes through, sanitised by the wire format, and the answer comes back normalised by it;
+  - otherwise client -> IR -> wire on the way up, and wire -> IR -> client on the way down.
+
+This module sees the seams only (L{sapproxy.interfaces}); which dialects, formats and providers exist is the
+registry's business (L{sapproxy.registry}).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from attrs import frozen
 
-from sapproxy.config import GatewayConfig, is_reasoning_model
-from sapproxy.models import ResolvedModel
-from sapproxy.translate.wire.bedrock_invoke import BedrockStreamNormaliser, bedrock_invoke_body, bedrock_invoke_response
-from sapproxy.translate.wire.converse import (
-    ConverseToAnthropicStream, converse_response_to_ir, ir_request_to_converse, parse_converse_stream_line,
-)
-from sapproxy.translate.framing.eventstream import EventStreamDecoder
+from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IClientAPI, IClientCall, IProvider, IWireFormat
+from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.translate.ids import random_hex
-from sapproxy.translate.wire.gemini import GeminiToAnthropicStream, gemini_response_to_ir, ir_request_to_gemini
-from sapproxy.translate.client.openai_chat import AnthropicToOpenAIStream, chat_request_to_ir, ir_response_to_chat
-from sapproxy.translate.wire.openai_chat import OpenAIToAnthropicStream, chat_response_to_ir, ir_request_to_chat
-from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai_response, parse_keeping_bytes
-from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline, Translator
-from sapproxy.translate.framing.sse import encode_data, encode_event
 from sapproxy.translate.usage import Usage
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+from sapproxy.translate.wire import WireRequest, WireTarget
 
 
 @frozen
 class Exchange:
     """
-    @ivar path: appended to the deployment URL.
-    @ivar body: the upstream request body.
-    @ivar stream: whether the upstream answers with a stream.
+    @ivar request: the upstream request, before a provider addresses it.
+    @ivar client: the client API, which frames the stream and its errors.
     @ivar pipeline: for a stream, a new pipeline for the upstream's Content-Type.
     @ivar convert: for a whole response, upstream JSON to the client's JSON.
     @ivar usage: for a whole response, the token counts in the upstream JSON.
     """
 
-    path: str
-    body: bytes
-    stream: bool
+    request: WireRequest
+    client: IClientAPI
     pipeline: Callable[[str], StreamPipeline]
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     usage: Callable[[dict[str, Any]], Usage | None]
 
-
-def _message_usage(resp: dict[str, Any]) -> Usage | None:
-    usage = resp.get("usage")
-    return Usage.from_anthropic(usage) if isinstance(usage, dict) else None
-
-
-def _openai_usage(resp: dict[str, Any]) -> Usage | None:
-    usage = resp.get("usage")
-    return Usage.from_openai(usage) if isinstance(usage, dict) else None
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
 
 
-def _claude_source(content_type: str) -> Any:
-    if "amazon.eventstream" in content_type:
-        return EventStreamDecoder()
-    return SSEJsonSource()
+def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireTarget) -> Exchange:
+    """
+    The exchange for one request (see the module docstring for the rule).
 
-
-def _never_streams(_: str) -> StreamPipeline:
-    raise AssertionError("embeddings never stream")
-
-
-class ExchangeBuilder:
-    def __init__(self, config: GatewayConfig) -> None:
-        self._config = config
-
-    def build(self, dialect: str, resolved: ResolvedModel, body: dict[str, Any], *,
-              anthropic_beta: str | None = None) -> Exchange:
-        """
-        @raise InvalidRequest: the body cannot be converted (the route answers 400).
-        """
-        family = resolved.family
-        if dialect == "openai":
-            if family == "openai":
-                return self._openai_to_gpt(resolved, body)
-            ir = chat_request_to_ir(body)
-            stream = bool(body.get("stream"))
-            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            wants_usage = wants_usage or self._config.always_include_usage
-            created = int(time.time())
-            completion_id = "chatcmpl-" + random_hex(24)
-            model = resolved.requested
-
-            def to_openai(upstream: list[Translator]) -> list[Translator]:
-                return upstream + [AnthropicToOpenAIStream(
-                    model, completion_id=completion_id, created=created, include_usage=wants_usage)]
-
-            def convert(message: dict[str, Any]) -> dict[str, Any]:
-                return ir_response_to_chat(message, model, created=created, completion_id=completion_id)
-
-            return self._from_ir(resolved, ir, stream, to_openai, convert, encode_data, None)
-        if family == "claude" and not self._config.model_settings(resolved.name).converse:
-            return self._anthropic_to_claude(resolved, body, anthropic_beta)
-        stream = bool(body.get("stream"))
-        return self._from_ir(resolved, body, stream, lambda up: up, lambda m: m, encode_event, anthropic_beta)
-
-    def embeddings(self, resolved: ResolvedModel, body: dict[str, Any]) -> Exchange:
-        """
-        An embeddings request, sent to a GPT-family deployment as it is; the response names the client's model.
-        """
-        model = resolved.requested
-
-        def convert(resp: dict[str, Any]) -> dict[str, Any]:
-            resp["model"] = model
-            return resp
-
-        return Exchange(path=f"/embeddings?api-version={self._config.api_version(resolved.name)}",
-                        body=_dumps(body).encode(), stream=False, pipeline=_never_streams, convert=convert,
-                        usage=_openai_usage)
-
-    def _openai_to_gpt(self, resolved: ResolvedModel, body: dict[str, Any]) -> Exchange:
-        stream = bool(body.get("stream"))
-        model = resolved.requested
-        upstream = dict(body)
-        client_wants_usage = False
-        if stream:
-            options = dict(upstream.get("stream_options") or {})
-            client_wants_usage = bool(options.get("include_usage"))
-            options["include_usage"] = True
-            upstream["stream_options"] = options
-        path = f"/chat/completions?api-version={self._config.api_version(resolved.name)}"
+    @raise sapproxy.translate.errors.InvalidRequest: the body cannot be converted (the route answers 400).
+    """
+    encode = client.encode
+    if client.native_wire == wire.name:
         return Exchange(
-            path=path, body=_dumps(upstream).encode(), stream=stream,
-            pipeline=lambda _: StreamPipeline(
-                SSEJsonSource(parse_keeping_bytes), [OpenAIPassthrough(model, client_wants_usage=client_wants_usage)],
-                encode_data),
-            convert=lambda resp: openai_response(resp, model), usage=_openai_usage,
+            request=wire.passthrough(call, target), client=client,
+            pipeline=lambda content_type: StreamPipeline(wire.stream_source(content_type),
+                                                         wire.passthrough_stream(call), encode),
+            convert=lambda response: wire.passthrough_response(response, call), usage=wire.usage,
         )
+    request = wire.request(call.ir(), target, call.stream)
+    model = call.model
+    message_id = "msg_" + random_hex(24)
 
-    def _anthropic_to_claude(self, resolved: ResolvedModel, body: dict[str, Any], beta: str | None) -> Exchange:
-        stream = bool(body.get("stream"))
-        model = resolved.requested
-        upstream = bedrock_invoke_body(body, anthropic_beta=beta)
-        return Exchange(
-            path="/invoke-with-response-stream" if stream else "/invoke",
-            body=_dumps(upstream).encode(), stream=stream,
-            pipeline=lambda ct: StreamPipeline(_claude_source(ct), [BedrockStreamNormaliser(model)], encode_event),
-            convert=lambda resp: bedrock_invoke_response(resp, model), usage=_message_usage,
-        )
+    def pipeline(content_type: str) -> StreamPipeline:
+        return StreamPipeline(wire.stream_source(content_type),
+                              wire.stream_to_ir(model, message_id) + call.stream_from_ir(), encode)
 
-    def _from_ir(self, resolved: ResolvedModel, ir: dict[str, Any], stream: bool,
-                 client_side: Callable[[list[Translator]], list[Translator]],
-                 convert_message: Callable[[dict[str, Any]], dict[str, Any]],
-                 encode: Callable[[Any], bytes], beta: str | None) -> Exchange:
+    return Exchange(request=request, client=client, pipeline=pipeline,
+                    convert=lambda response: call.response_from_ir(wire.response_to_ir(response, model)),
+                    usage=wire.usage)
+
+
+@frozen
+class ClientRequest:
+    """
+    What a surface hands the dispatcher: the client API, the request of its dialect, and what the surface read
+    besides the body (C{hints}, e.g. C{anthropic-beta}).
+
+    @ivar embeddings: an embeddings request (sent as it is), not a conversation.
+    """
+
+    client: IClientAPI
+    call: IClientCall
+    hints: Mapping[str, Any]
+    embeddings: bool = False
+
+
+class Planner:
+    """
+    Plans the exchange of a request for the provider an attempt goes to.  Providers that serve a model may speak
+    different wire formats (a subaccount's Claude on Bedrock invoke, a vendor's on the Anthropic API), so each
+    attempt asks for the exchange of its provider's format; L{exchanges} keeps one per format and target.
+
+    @param wire_formats: the registry's wire formats, by name.
+    """
+
+    def __init__(self, wire_formats: Mapping[str, IWireFormat]) -> None:
+        self._wires = wire_formats
+
+    def exchanges(self, request: ClientRequest, model: str) -> Callable[[IProvider], Exchange]:
         """
-        An IR request to whichever family serves it; C{client_side} adds the translators from IR events
-        to the client's dialect, C{convert_message} turns an IR message into the client's response.
+        A function from a provider to the exchange for C{request} to its C{model}, planned once per format.
         """
-        model = resolved.requested
-        family = resolved.family
-        message_id = "msg_" + random_hex(24)
-        settings = self._config.model_settings(resolved.name)
-        if family == "openai":
-            reasoning = is_reasoning_model(resolved.name)
-            upstream = ir_request_to_chat(ir, reasoning_model=reasoning)
-            path = f"/chat/completions?api-version={self._config.api_version(resolved.name)}"
+        planned: dict[tuple[str, WireTarget], Exchange] = {}
 
-            def openai_pipeline(_: str) -> StreamPipeline:
-                return StreamPipeline(SSEJsonSource(), client_side([OpenAIToAnthropicStream(model, message_id=message_id)]), encode)
+        def exchange_for(provider: IProvider) -> Exchange:
+            name = provider.wire_format(model)
+            target = provider.target(model)
+            beta = request.hints.get("anthropic-beta")
+            if beta:
+                target = WireTarget(target.model, reasoning=target.reasoning, anthropic_beta=beta)
+            key = (name, target)
+            found = planned.get(key)
+            if found is None:
+                wire = self._wires[name]
+                if request.embeddings:
+                    found = _embeddings(request, wire)
+                else:
+                    found = plan(request.client, request.call, wire, target)
+                planned[key] = found
+            return found
 
-            return Exchange(path, _dumps(upstream).encode(), stream, openai_pipeline,
-                            lambda resp: convert_message(chat_response_to_ir(resp, model)), _openai_usage)
-        if family == "gemini":
-            upstream_model = settings.upstream_model or resolved.name
-            upstream = ir_request_to_gemini(ir, model=upstream_model)
-            path = f"/models/{upstream_model}:" + ("streamGenerateContent?alt=sse" if stream else "generateContent")
+        return exchange_for
 
-            def gemini_pipeline(_: str) -> StreamPipeline:
-                return StreamPipeline(SSEJsonSource(), client_side([GeminiToAnthropicStream(model, message_id=message_id)]), encode)
 
-            return Exchange(path, _dumps(upstream).encode(), stream, gemini_pipeline,
-                            lambda resp: convert_message(gemini_response_to_ir(resp, model)),
-                            lambda resp: Usage.from_gemini(resp.get("usageMetadata") or {}))
-        if settings.converse:
-            upstream = ir_request_to_converse(ir)
+def _embeddings(request: ClientRequest, wire: IWireFormat) -> Exchange:
+    """
+    An embeddings request, sent as it is to a wire format that serves embeddings.
+    """
+    make = getattr(wire, "embeddings", None)
+    call = request.call
+    if make is None:
+        raise GatewayError("invalid_request", f"model {call.model!r} does not serve embeddings", param="model")
+    requested = call.model
 
-            def converse_pipeline(_: str) -> StreamPipeline:
-                return StreamPipeline(SSEJsonSource(parse_converse_stream_line),
-                                      client_side([ConverseToAnthropicStream(model, message_id=message_id)]), encode)
+    def convert(response: dict[str, Any]) -> dict[str, Any]:
+        response["model"] = requested
+        return response
 
-            return Exchange("/converse-stream" if stream else "/converse", _dumps(upstream).encode(), stream,
-                            converse_pipeline, lambda resp: convert_message(converse_response_to_ir(resp, model)),
-                            lambda resp: Usage.from_converse(resp.get("usage") or {}))
-        upstream = bedrock_invoke_body(ir, anthropic_beta=beta)
+    def never(_: str) -> StreamPipeline:
+        raise AssertionError("embeddings never stream")
 
-        def claude_pipeline(content_type: str) -> StreamPipeline:
-            return StreamPipeline(_claude_source(content_type), client_side([BedrockStreamNormaliser(model)]), encode)
-
-        return Exchange("/invoke-with-response-stream" if stream else "/invoke", _dumps(upstream).encode(), stream,
-                        claude_pipeline, lambda resp: convert_message(bedrock_invoke_response(resp, model)),
-                        _message_usage)
+    return Exchange(request=make(call.body), client=request.client, pipeline=never, convert=convert,
+                    usage=wire.usage)

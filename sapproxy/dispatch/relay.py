@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, cast
 
-from attrs import define, frozen
+from attrs import define
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -28,29 +28,10 @@ from zope.interface import implementer
 
 from sapproxy.errors import GatewayError
 from sapproxy.translate.framing.pipeline import StreamPipeline
-from sapproxy.translate.framing.sse import DONE, KEEPALIVE_COMMENT, encode_data, encode_event
+from sapproxy.interfaces import IClientAPI
+from sapproxy.runtime import IGatewayRequest
 
 log = Logger()
-
-
-@frozen
-class StreamDialect:
-    """
-    How one client dialect frames what the relay itself writes: errors, the end marker, keep-alives.
-    """
-
-    name: str
-    done: bytes
-    keepalive: bytes
-
-    def error(self, error: GatewayError) -> bytes:
-        if self.name == "anthropic":
-            return encode_event(error.anthropic_body())
-        return encode_data(error.openai_body())
-
-
-OPENAI_STREAM = StreamDialect("openai", DONE, KEEPALIVE_COMMENT)
-ANTHROPIC_STREAM = StreamDialect("anthropic", b"", b'event: ping\ndata: {"type": "ping"}\n\n')
 
 
 class FailedBeforeFirstByte(Exception):
@@ -82,9 +63,9 @@ class StreamRelay(Protocol):
 
     def __init__(
         self,
-        request: Any,
+        request: IGatewayRequest,
         pipeline: StreamPipeline,
-        dialect: StreamDialect,
+        client: IClientAPI,
         clock: IReactorTime,
         *,
         idle_timeout: float,
@@ -94,7 +75,7 @@ class StreamRelay(Protocol):
     ) -> None:
         self._request = request
         self._pipeline = pipeline
-        self._dialect = dialect
+        self._client = client
         self._clock = clock
         self._idle_timeout = idle_timeout
         self._keepalive = keepalive
@@ -118,6 +99,13 @@ class StreamRelay(Protocol):
         self._upstream: IPushProducer | None = None
         self.outcome = StreamOutcome()
         self.done: Deferred[StreamOutcome] = Deferred(lambda _: self._client_gone())
+
+    @property
+    def pipeline(self) -> StreamPipeline:
+        """
+        The pipeline the upstream's bytes go through (its usage and output so far are the stream's).
+        """
+        return self._pipeline
 
     # IProtocol: the upstream body.
 
@@ -173,8 +161,8 @@ class StreamRelay(Protocol):
         except Exception as e:
             self._broken(GatewayError("bad_gateway", f"upstream sent a malformed stream: {e}"))
             return
-        if self._dialect.done:
-            chunks.append(self._dialect.done)
+        if self._client.done:
+            chunks.append(self._client.done)
         if chunks:
             self._write(b"".join(chunks))
         self._end()
@@ -243,7 +231,7 @@ class StreamRelay(Protocol):
             self._ping = self._clock.callLater(due - now, self._keepalive_check)
             return
         self._pinged_at = now
-        self._write(self._dialect.keepalive)
+        self._write(self._client.keepalive)
         self._ping = self._clock.callLater(self._keepalive, self._keepalive_check)
 
     def _idle_check(self) -> None:
@@ -267,9 +255,9 @@ class StreamRelay(Protocol):
         if self.outcome.first_byte_at is None:
             self._finish_with(failure=FailedBeforeFirstByte(error))
             return
-        self._request.write(self._dialect.error(error))
-        if self._dialect.done:
-            self._request.write(self._dialect.done)
+        self._request.write(self._client.error_event(error))
+        if self._client.done:
+            self._request.write(self._client.done)
         self._end()
 
     def _client_gone(self) -> None:

@@ -8,9 +8,15 @@ from typing import Any
 
 from klein import Klein
 
+from sapproxy.dispatch.plan import ClientRequest
 from sapproxy.errors import GatewayError
+from sapproxy.translate.client.anthropic_messages import CLIENT_API
+from sapproxy.auth import ClientIdentity
+from sapproxy.record import RequestRecord
 from sapproxy.web.frame import Route, ServicesRef, json_body
 from sapproxy.translate.counting import count_tokens
+
+PATH_PREFIX = b"/v1/messages"
 
 
 def _check_messages(body: dict[str, Any]) -> None:
@@ -35,29 +41,29 @@ def _check_messages(body: dict[str, Any]) -> None:
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "anthropic")
+    route = Route(ref, CLIENT_API)
 
     @app.route("/v1/messages", methods=["POST"])
     async def messages(request: Any) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
-            body = route.body(request, ctx)
-            resolved = route.resolve(ctx, body, identity)
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
+            body = route.body(request, record)
+            resolved = route.resolve(record, body, identity)
             route.announce(request, resolved)
             _check_messages(body)
-            ctx.stream = bool(body.get("stream"))
+            record.stream = bool(body.get("stream"))
             await route.limit(identity)
             beta = request.getHeader(b"anthropic-beta")
-            exchange = route.services.builder.build("anthropic", resolved, body,
-                                              anthropic_beta=beta.decode("latin-1") if beta else None)
-            return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
+            hints = {"anthropic-beta": beta.decode("latin-1")} if beta else {}
+            call = CLIENT_API.call(body, record.model_requested, hints)
+            return await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, hints))
 
         return await route.run(request, "/v1/messages", work)
 
     @app.route("/v1/messages/count_tokens", methods=["POST"])
     async def count(request: Any) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
-            body = route.body(request, ctx)
-            resolved = route.resolve(ctx, body, identity)
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
+            body = route.body(request, record)
+            resolved = route.resolve(record, body, identity)
             route.announce(request, resolved)
             if not isinstance(body.get("messages"), list):
                 raise GatewayError("invalid_request", "messages: Field required", param="messages")

@@ -8,8 +8,14 @@ from typing import Any
 
 from klein import Klein
 
+from sapproxy.dispatch.plan import ClientRequest
 from sapproxy.errors import GatewayError
+from sapproxy.translate.client.openai_chat import CLIENT_API
+from sapproxy.auth import ClientIdentity
+from sapproxy.record import RequestRecord
 from sapproxy.web.frame import Route, ServicesRef
+
+PATH_PREFIX = b"/v1/chat/"
 
 
 def _check_chat(body: dict[str, Any]) -> None:
@@ -27,18 +33,19 @@ def _check_chat(body: dict[str, Any]) -> None:
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "openai")
+    route = Route(ref, CLIENT_API)
 
     @app.route("/v1/chat/completions", methods=["POST"])
     async def chat_completions(request: Any) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
-            body = route.body(request, ctx)
-            resolved = route.resolve(ctx, body, identity)
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
+            body = route.body(request, record)
+            resolved = route.resolve(record, body, identity)
             route.announce(request, resolved)
             _check_chat(body)
-            ctx.stream = bool(body.get("stream"))
+            record.stream = bool(body.get("stream"))
             await route.limit(identity)
-            exchange = route.services.builder.build("openai", resolved, body)
-            return await route.services.gateway.forward(ctx, request, resolved.name, exchange)
+            call = CLIENT_API.call(body, record.model_requested,
+                                   {"always_include_usage": route.config.always_include_usage})
+            return await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, {}))
 
         return await route.run(request, "/v1/chat/completions", work)

@@ -9,15 +9,20 @@ from typing import Any
 
 from klein import Klein
 
+from sapproxy.translate.client.openai_chat import CLIENT_API
+from sapproxy.auth import ClientIdentity
+from sapproxy.record import RequestRecord
 from sapproxy.web.frame import Route, Services, ServicesRef
+
+PATH_PREFIX = b"/v1/models"
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "openai")
+    route = Route(ref, CLIENT_API)
 
     @app.route("/v1/models", methods=["GET"])
     async def models(request: Any) -> Any:
-        async def work(ctx: Any, identity: Any) -> Any:
+        async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
             created = int(route.config.path.stat().st_mtime) if route.config.path.exists() else int(time.time())
             names = route.services.catalog.names
             if identity.models is not None:

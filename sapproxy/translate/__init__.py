@@ -16,6 +16,19 @@ Stream state machines share one shape::
     finish() -> list[dict]              # the upstream ended; close what is open
 
 and keep what they learnt of the token counts in a C{usage} attribute (a L{Usage} or L{None}).
+
+Where things are:
+
+  - L{sapproxy.translate.ir}: the IR as types (request, message, content blocks, stream events, usage);
+  - L{sapproxy.translate.anthropic_stream}: the one writer of IR stream events, which keeps any converter's
+    output a valid Anthropic event sequence;
+  - C{client/}: one module per client dialect (client body <-> IR); C{wire/}: one module (or package) per
+    upstream wire format (IR <-> upstream body and stream);
+  - C{framing/}: SSE and AWS event-stream framing, and the pipeline that chains a source, translators and
+    an encoder;
+  - L{sapproxy.translate.jsontext}: the one compact JSON encoder of the gateway.
+
+Nothing here imports Twisted, treq or Klein: C{tests/test_import_rules.py} holds it.
 """
 
 from sapproxy.translate.errors import InvalidRequest

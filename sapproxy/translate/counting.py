@@ -292,8 +292,9 @@ def count_chat_tokens(body: dict[str, Any], family: str) -> int:
     @raise sapproxy.translate.errors.InvalidRequest: when the body cannot be converted.
     """
     from sapproxy.translate.client.openai_chat import chat_request_to_ir
+    from sapproxy.translate.ir import as_json
 
-    ir = chat_request_to_ir(body)
+    ir = as_json(chat_request_to_ir(body))
     if _family(family) != "claude":
         # Image detail matters to GPT's count; the IR has no room for it, so count images from the source.
         ir = dict(ir)

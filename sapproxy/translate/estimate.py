@@ -9,20 +9,22 @@ characters of text the client was sent (about four characters a token).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
 
-from sapproxy.translate.counting import count_chat_tokens, count_tokens
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.usage import Usage
 
 CHARS_PER_TOKEN = 4
 
 
-def prompt_tokens(dialect: str, body: dict[str, Any], family: str) -> int:
+def estimate_prompt(counter: Callable[[dict[str, Any], str], int], body: Any, family: str) -> int:
+    """
+    C{counter}'s count of a request body, or 0 where the body is not one it can count.
+    """
+    if not isinstance(body, dict):
+        return 0
     try:
-        if dialect == "openai":
-            return count_chat_tokens(body, family)
-        return count_tokens(body, family)
+        return counter(body, family)
     except (InvalidRequest, ValueError, TypeError, KeyError):
         return 0
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 from attrs import frozen
 
+from sapproxy.translate import ir
+
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -110,7 +112,7 @@ class Usage:
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 
-    def to_anthropic(self) -> dict[str, Any]:
+    def to_anthropic(self) -> ir.Usage:
         return {
             "input_tokens": max(self.prompt_tokens - self.cached_tokens - self.cache_creation_tokens, 0),
             "output_tokens": self.completion_tokens,

@@ -16,12 +16,14 @@ Twisted's.
 
 from __future__ import annotations
 
-from twisted.web.http import _ChunkedTransferDecoder, maxChunkSizeLineLength
+from twisted.web.http import maxChunkSizeLineLength
+
+from sapproxy.compat import ChunkedTransferDecoder
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-class FastChunkedDecoder(_ChunkedTransferDecoder):
+class FastChunkedDecoder(ChunkedTransferDecoder):
     def dataReceived(self, data: bytes) -> None:
         if self._buffer or self.state not in ("CHUNK_LENGTH", "BODY"):
             super().dataReceived(data)
@@ -57,5 +59,5 @@ class FastChunkedDecoder(_ChunkedTransferDecoder):
             super().dataReceived(data[pos:] if pos else data)
 
 
-#: For C{HTTPClientParser._transferDecoders}, set on each parser (see L{sapproxy.upstreams.http}).
+#: The body decoders of each upstream response parser (L{sapproxy.compat.use_transfer_decoders}).
 TRANSFER_DECODERS = {b"chunked": FastChunkedDecoder}

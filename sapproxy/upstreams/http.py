@@ -27,13 +27,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IConsumer, IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
-from twisted.web._newclient import HTTP11ClientProtocol
-from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, _HTTP11ClientFactory
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
+from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory, use_transfer_decoders
 from sapproxy.upstreams.chunked import TRANSFER_DECODERS
 
 
@@ -59,13 +59,11 @@ class _CycleFreeClientProtocol(HTTP11ClientProtocol):
     def request(self, request: Any) -> Deferred[IResponse]:
         # Chunked bodies (every stream) through the decoder that cuts whole chunks out of a read in one loop.
         result = super().request(request)
-        parser = self._parser
-        if parser is not None and parser.request is request:
-            parser._transferDecoders = TRANSFER_DECODERS
+        use_transfer_decoders(self, request, TRANSFER_DECODERS)
         return result
 
 
-class _QuietFactory(_HTTP11ClientFactory):
+class _QuietFactory(HTTP11ClientFactory):
     # One log line per upstream connection is noise at thousands of streams.
     noisy = False
 
@@ -138,7 +136,7 @@ def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
     # Below the usual upstream keep-alive, so we drop a cached connection before the server does.
     pool.cachedConnectionTimeout = int(idle_connection_timeout)
     pool.retryAutomatically = False
-    pool._factory = _QuietFactory
+    install_pool_factory(pool, _QuietFactory)
     agent = Agent.usingEndpointFactory(reactor, CachedEndpoints(reactor, connect_timeout=connect_timeout), pool=pool)
     return HttpClients(HTTPClient(agent), UpstreamClient(agent), pool)
 
@@ -198,23 +196,6 @@ def url_bytes(url: str) -> bytes:
     if url.isascii() and url.isprintable() and " " not in url:
         return url.encode("ascii")
     return EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
-
-
-def upstream_headers(token: str, resource_group: str, zone: str | None, traceparent: str | None = None) -> Headers:
-    """
-    The headers of an inference call: SAP AI Core's bearer token, resource group and (when the service key
-    names one) tenant.
-    """
-    raw = {
-        b"authorization": [b"Bearer " + token.encode("latin-1")],
-        b"ai-resource-group": [resource_group.encode("utf-8")],
-        b"content-type": [b"application/json"],
-    }
-    if zone:
-        raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
-    if traceparent:
-        raw[b"traceparent"] = [traceparent.encode("latin-1")]
-    return Headers(raw)
 
 
 def sleep(clock: IReactorTime, seconds: float) -> Any:

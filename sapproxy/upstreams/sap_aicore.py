@@ -1,5 +1,6 @@
 """
-OAuth tokens for SAP AI Core, one cache per subaccount.
+SAP AI Core subaccounts as providers: OAuth tokens (one cache per subaccount), AI Core headers, and the URL of
+each wire format's operations under a deployment.
 
 Every upstream call needs a bearer token from the subaccount's XSUAA.  Fetching one takes a round trip, so
 the cache keeps it until shortly before it expires and refreshes it ahead of time in the background; and
@@ -17,8 +18,17 @@ from twisted.internet.defer import Deferred, CancelledError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from zope.interface import implementer
 
-from sapproxy.config import ServiceKey
+from sapproxy.config import GatewayConfig, ServiceKey, SubAccount, is_reasoning_model
+from sapproxy.dispatch.picker import Deployment
+from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IProvider
+from sapproxy.models import family_of
+from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.upstreams import ProviderContext
+from sapproxy.upstreams.http import url_bytes
 
 log = Logger()
 
@@ -187,3 +197,130 @@ def _succeed(value: str) -> Deferred[str]:
     d: Deferred[str] = Deferred()
     d.callback(value)
     return d
+
+
+def upstream_headers(token: str, resource_group: str, zone: str | None, traceparent: str | None = None) -> Headers:
+    """
+    The headers of an inference call: SAP AI Core's bearer token, resource group and (when the service key
+    names one) tenant.
+    """
+    raw = {
+        b"authorization": [b"Bearer " + token.encode("latin-1")],
+        b"ai-resource-group": [resource_group.encode("utf-8")],
+        b"content-type": [b"application/json"],
+    }
+    if zone:
+        raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+    if traceparent:
+        raw[b"traceparent"] = [traceparent.encode("latin-1")]
+    return Headers(raw)
+
+
+def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, api_version: str) -> str:
+    """
+    Where an operation of each wire format lives under an AI Core deployment URL.
+    """
+    operation, stream = request.operation, request.stream
+    if operation == "invoke":
+        return "/invoke-with-response-stream" if stream else "/invoke"
+    if operation == "converse":
+        return "/converse-stream" if stream else "/converse"
+    if operation == "generateContent":
+        return f"/models/{target.model}:" + ("streamGenerateContent?alt=sse" if stream else "generateContent")
+    # Azure-OpenAI-style: chat/completions, embeddings (and whatever else the format names).
+    return f"/{operation}?api-version={api_version}"
+
+
+@implementer(IProvider)
+class SapAiCoreProvider:
+    """
+    One SAP AI Core subaccount: its deployments, XSUAA tokens, and the AI Core headers of each call.
+    """
+
+    kind = "sap_aicore"
+    credential_span = "sap.token"
+
+    def __init__(self, account: SubAccount, config: GatewayConfig, tokens: TokenCache) -> None:
+        self.name = account.name
+        self.account = account
+        self.tokens = tokens
+        self._config = config
+        self._deployments = {model: [Deployment(self.name, url, model) for url in urls]
+                             for model, urls in account.deployment_models.items()}
+        #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config.
+        self._urls: dict[tuple[str, str, bool], bytes] = {}
+
+    def models(self) -> list[str]:
+        return list(self._deployments)
+
+    def deployments(self, model: str) -> list[Deployment]:
+        return self._deployments.get(model, [])
+
+    def wire_format(self, model: str) -> str:
+        settings = self._config.model_settings(model)
+        family = family_of(model, settings)
+        if family == "claude":
+            return "converse" if settings.converse else "bedrock_invoke"
+        return "gemini" if family == "gemini" else "openai_chat"
+
+    def target(self, model: str) -> WireTarget:
+        return WireTarget(self._config.model_settings(model).upstream_model or model,
+                          reasoning=is_reasoning_model(model))
+
+    def url(self, deployment: Deployment, request: WireRequest) -> bytes:
+        key = (deployment.url, request.operation, request.stream)
+        url = self._urls.get(key)
+        if url is None:
+            suffix = _suffix(deployment, request, self.target(deployment.model),
+                             self._config.api_version(deployment.model))
+            url = self._urls[key] = url_bytes(deployment.url + suffix)
+        return url
+
+    def credentials_ready(self) -> bool:
+        return bool(self.tokens.state()["token"] == "valid")
+
+    def authorize(self, deployment: Deployment, url: bytes, body: bytes,
+                  traceparent: str | None) -> Deferred[Headers]:
+        account = self.account
+
+        def headers(token: str) -> Headers:
+            return upstream_headers(token, account.resource_group, account.service_key.identityzoneid, traceparent)
+
+        def failed(failure: Failure) -> Failure:
+            failure.trap(TokenFetchError)
+            raise GatewayError("overloaded", f"could not get an SAP AI Core token for subaccount {self.name}: "
+                               f"{failure.value}")
+
+        return self.tokens.get().addCallbacks(headers, failed)
+
+    def credentials_rejected(self, deployment: Deployment, headers: Headers) -> bool:
+        sent = (headers.getRawHeaders(b"authorization") or [b""])[0]
+        self.tokens.invalidate(sent[len(b"Bearer "):].decode("latin-1"))
+        return True
+
+    def health(self) -> dict[str, Any]:
+        return {"resource_group": self.account.resource_group, "models": sorted(self._deployments),
+                **self.tokens.state()}
+
+    def stop(self) -> None:
+        self.tokens.stop()
+
+
+def build(account: SubAccount, context: ProviderContext, previous: Any = None) -> SapAiCoreProvider:
+    """
+    The provider of one subaccount.  A reload keeps the token cache of a subaccount whose service key did not
+    change (C{previous}: the provider it replaces), so no needless token fetch happens.
+    """
+    if isinstance(previous, SapAiCoreProvider) and previous.tokens.key == account.service_key:
+        tokens = previous.tokens
+    else:
+        xsuaa = XsuaaClient(context.http, context.reactor, timeout=context.config.timeouts.token)
+        metrics = context.metrics
+
+        def refreshed(subaccount: str, outcome: str) -> None:
+            if metrics is not None:
+                metrics.token_refresh(subaccount, outcome)
+
+        tokens = TokenCache(account.name, account.service_key, lambda key: Deferred.fromCoroutine(xsuaa.fetch(key)),
+                            context.reactor, on_refresh=refreshed)
+    return SapAiCoreProvider(account, context.config, tokens)

@@ -10,27 +10,21 @@ from klein import Klein
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sapproxy.errors import GatewayError
-from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models
+from sapproxy.registry import SURFACES, client_api_for
 from sapproxy.web import ops
 from sapproxy.web.frame import ServicesRef, error_body
 
 
-def _dialect_of(request: Any) -> str:
-    return "anthropic" if request.path.startswith(b"/v1/messages") else "openai"
-
-
 def build_app(ref: ServicesRef) -> Klein:
     app = Klein()
-    openai_chat.install(app, ref)
-    openai_embeddings.install(app, ref)
-    openai_models.install(app, ref)
-    anthropic_messages.install(app, ref)
+    for surface in SURFACES:
+        surface.install(app, ref)
     ops.install(app, ref)
 
     @app.handle_errors(NotFound)
     def not_found(request: Any, failure: Any) -> bytes:
         path = request.path.decode("latin-1", "replace")
-        return error_body(request, _dialect_of(request), GatewayError("not_found", f"no route for {path}"))
+        return error_body(request, client_api_for(request.path), GatewayError("not_found", f"no route for {path}"))
 
     @app.handle_errors(MethodNotAllowed)
     def not_allowed(request: Any, failure: Any) -> bytes:
@@ -38,7 +32,7 @@ def build_app(ref: ServicesRef) -> Klein:
         path = request.path.decode("latin-1", "replace")
         allowed = ", ".join(failure.value.valid_methods or [])
         request.setHeader(b"allow", allowed.encode())
-        return error_body(request, _dialect_of(request),
+        return error_body(request, client_api_for(request.path),
                           GatewayError("method_not_allowed", f"{method} is not allowed on {path} (allowed: {allowed})"))
 
     return app

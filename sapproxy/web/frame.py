@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable
 
+import attrs
 from attrs import frozen
 from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
@@ -15,15 +16,19 @@ from twisted.logger import Logger
 from sapproxy.accounting import Accounting
 from sapproxy.bodylog import BodyLogger
 from sapproxy.auth import Authenticator, ClientIdentity, presented_token
+from sapproxy.compat import client_disconnected
 from sapproxy.errors import GatewayError
-from sapproxy.dispatch.plan import ExchangeBuilder
-from sapproxy.dispatch.forward import Gateway, RequestContext
+from sapproxy.dispatch.forward import Gateway, HungUp
+from sapproxy.dispatch.plan import ClientRequest
+from sapproxy.interfaces import IClientAPI
+from sapproxy.record import Outcome, RequestRecord, Undelivered
+from sapproxy.runtime import IGatewayRequest
 from sapproxy.models import ModelCatalog, ResolvedModel
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.jsontext import compact_json
 
 log = Logger()
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @frozen
@@ -36,18 +41,17 @@ class Services:
     catalog: ModelCatalog
     authenticator: Authenticator
     accounting: Accounting
-    builder: ExchangeBuilder
     rate_limiter: Any = None
     metrics: Any = None
     bodies: BodyLogger | None = None
 
 
-def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:
+def json_body(request: IGatewayRequest, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:
     """
     C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
     chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
     """
-    body = _dumps(payload).encode("utf-8")
+    body = compact_json(payload).encode("utf-8")
     request.setResponseCode(status)
     raw = request.responseHeaders
     raw.setRawHeaders(b"content-type", [b"application/json"])
@@ -57,14 +61,17 @@ def json_body(request: Any, status: int, payload: Any, headers: dict[bytes, byte
     return body
 
 
-def error_body(request: Any, dialect: str, error: GatewayError) -> bytes:
+def error_body(request: IGatewayRequest, client: IClientAPI, error: GatewayError) -> bytes:
+    """
+    C{error} as a whole response in the client API's dialect.
+    """
     headers = {}
     if error.retry_after is not None:
         headers[b"retry-after"] = str(max(int(error.retry_after + 0.999), 1)).encode()
-    return json_body(request, error.http_status, error.body(dialect), headers)
+    return json_body(request, error.http_status, client.error_body(error), headers)
 
 
-def read_json_object(request: Any, limit: int) -> dict[str, Any]:
+def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
     """
     The request body as a JSON object.
 
@@ -109,12 +116,12 @@ class ServicesRef:
 
 class Route:
     """
-    One API route's frame, parameterised by dialect.
+    One API route's frame, parameterised by its client API (errors are rendered in its dialect).
     """
 
-    def __init__(self, ref: ServicesRef, dialect: str) -> None:
+    def __init__(self, ref: ServicesRef, client: IClientAPI) -> None:
         self._ref = ref
-        self.dialect = dialect
+        self.client = client
 
     @property
     def services(self) -> Services:
@@ -124,16 +131,16 @@ class Route:
     def config(self) -> Any:
         return self._ref.current.gateway.config
 
-    def body(self, request: Any, ctx: RequestContext) -> dict[str, Any]:
+    def body(self, request: IGatewayRequest, record: RequestRecord) -> dict[str, Any]:
         """
         The request's JSON object (L{read_json_object}), logged redacted when body logging is on.
         """
         body = read_json_object(request, self.config.max_body_bytes)
         if self.services.bodies is not None:
-            self.services.bodies.request(ctx.request_id, ctx.endpoint, body)
+            self.services.bodies.request(record.request_id, record.endpoint, body)
         return body
 
-    def identify(self, request: Any) -> ClientIdentity:
+    def identify(self, request: IGatewayRequest) -> ClientIdentity:
         token = presented_token(request.getHeader(b"authorization"), request.getHeader(b"x-api-key"))
         identity = self.services.authenticator.identify(token)
         if identity is None:
@@ -142,23 +149,22 @@ class Route:
                                code="invalid_api_key")
         return identity
 
-    def resolve(self, ctx: RequestContext, body: dict[str, Any], identity: ClientIdentity) -> ResolvedModel:
+    def resolve(self, record: RequestRecord, body: dict[str, Any], identity: ClientIdentity) -> ResolvedModel:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise GatewayError("invalid_request", "model: required, a string naming the model", param="model")
-        ctx.model_requested = model
+        record.model_requested = model
         resolved = self.services.catalog.resolve(model)
         if resolved is None:
             raise GatewayError("not_found", f"model {model!r} is not served by this gateway; "
                                "GET /v1/models lists the models it serves", code="model_not_found", param="model")
         if identity.models is not None and resolved.name not in identity.models and model not in identity.models:
             raise GatewayError("permission", f"this key may not use model {model!r}", code="model_not_allowed")
-        ctx.model_resolved = resolved.name
-        ctx.body = body
-        ctx.family = resolved.family
+        record.model_resolved = resolved.name
+        record.family = resolved.family
         return resolved
 
-    def announce(self, request: Any, resolved: ResolvedModel) -> None:
+    def announce(self, request: IGatewayRequest, resolved: ResolvedModel) -> None:
         """
         Tell the client which configured model served its name (responses name the model it asked for).
         """
@@ -176,70 +182,94 @@ class Route:
             raise GatewayError("rate_limit", f"rate limit of this key reached ({what} per minute); retry after "
                                f"{decision.retry_after:.0f} s", retry_after=decision.retry_after, code="rate_limit_exceeded")
 
-    async def run(self, request: Any, endpoint: str,
-                  work: Callable[[RequestContext, ClientIdentity], Awaitable[Any]]) -> Any:
+    async def forward(self, record: RequestRecord, request: IGatewayRequest, model: str, client_request: ClientRequest) -> Any:
+        """
+        Dispatch C{client_request} to the configured C{model}; the outcome goes into C{record}.
+
+        @raise GatewayError: no upstream could answer.
+        """
+        record.call = client_request.call
+        record.stream = client_request.call.stream
+        try:
+            result, record.outcome = await self.services.gateway.forward(record, request, model, client_request)
+        except Undelivered as e:
+            record.outcome = e.outcome
+            raise e.error from None
+        except HungUp as e:
+            record.outcome = e.outcome
+            raise
+        return result
+
+    async def run(self, request: IGatewayRequest, endpoint: str,
+                  work: Callable[[RequestRecord, ClientIdentity], Awaitable[Any]]) -> Any:
         """
         Run C{work} inside the frame: errors rendered in this route's dialect, the request accounted for.
         """
         services = self.services
         clock = services.gateway.reactor
-        ctx = RequestContext(dialect=self.dialect, endpoint=endpoint, started=clock.seconds())
-        ctx.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        record = RequestRecord(client=self.client.name, endpoint=endpoint, started=clock.seconds(),
+                               method=request.method.decode("latin-1"))
+        record.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
-            ctx.traceparent = traceparent.decode("latin-1")
-        ctx.span = services.gateway.tracing.request("POST " + endpoint, ctx.traceparent)
-        request.responseHeaders.setRawHeaders(b"x-request-id", [ctx.request_id.encode()])
+            record.traceparent = traceparent.decode("latin-1")
+        record.span = services.gateway.tracing.request(record.method + " " + endpoint, record.traceparent)
+        request.responseHeaders.setRawHeaders(b"x-request-id", [record.request_id.encode()])
         try:
             identity = self.identify(request)
-            ctx.identity = identity
-            result = await work(ctx, identity)
+            record.identity = identity
+            result = await work(record, identity)
             if isinstance(result, (dict, list)):
-                ctx.status = 200
+                record.status = 200
                 if services.bodies is not None:
-                    services.bodies.response(ctx.request_id, endpoint, result)
+                    services.bodies.response(record.request_id, endpoint, result)
                 return json_body(request, 200, result)
-            ctx.status = ctx.status or 200
+            record.status = record.status or 200
             return result
         except GatewayError as e:
-            return self._failed(request, ctx, e)
+            return self._failed(request, record, e)
         except InvalidRequest as e:
-            return self._failed(request, ctx, GatewayError("invalid_request", e.message, param=e.param))
+            return self._failed(request, record, GatewayError("invalid_request", e.message, param=e.param))
         except CancelledError:
-            if not getattr(request, "_disconnected", False):
+            if not client_disconnected(request):
                 # A cancellation that was not the client leaving must still end as an error in the dialect.
                 log.failure("request cancelled while its client is still connected")
-                return self._failed(request, ctx, GatewayError("api_error", "the request was cancelled in the "
-                                                              f"gateway; request id {ctx.request_id}"))
-            ctx.client_hung_up = True
-            ctx.status = ctx.status or 499
+                return self._failed(request, record, GatewayError("api_error", "the request was cancelled in the "
+                                                                 f"gateway; request id {record.request_id}"))
+            if not record.outcome.client_hung_up:
+                record.outcome = attrs.evolve(record.outcome, client_hung_up=True)
+            record.status = record.status or 499
             raise
         except Exception:
             log.failure("unexpected error in {endpoint}", endpoint=endpoint)
-            return self._failed(request, ctx, GatewayError("api_error", "internal error in the gateway; "
-                                                          f"request id {ctx.request_id}"))
+            return self._failed(request, record, GatewayError("api_error", "internal error in the gateway; "
+                                                             f"request id {record.request_id}"))
         finally:
-            if ctx.client_hung_up and not ctx.status:
-                ctx.status = 499
+            if record.outcome.client_hung_up and not record.status:
+                record.status = 499
 
-            def settle(_: object = None) -> None:
+            def settle(outcome: Outcome) -> None:
+                record.outcome = outcome
                 # Accounting first: it fills in an estimate when the upstream reported no usage, and the
                 # tokens-per-minute limit is charged with what was recorded.
-                services.accounting.finished(ctx)
-                Tracing.end(ctx.span, **{"http.status_code": ctx.status, "sapproxy.model": ctx.model_resolved,
-                                         "sapproxy.request_id": ctx.request_id, "sapproxy.attempts": ctx.attempts})
-                if ctx.identity is not None and ctx.usage is not None and services.rate_limiter is not None:
-                    services.rate_limiter.add_tokens(ctx.identity.key_id, ctx.usage.total_tokens)
+                usage = services.accounting.finished(record)
+                Tracing.end(record.span, **{"http.status_code": record.status,
+                                            "sapproxy.model": record.model_resolved,
+                                            "sapproxy.request_id": record.request_id,
+                                            "sapproxy.attempts": record.outcome.attempts})
+                if record.identity is not None and services.rate_limiter is not None:
+                    services.rate_limiter.add_tokens(record.identity.key_id, usage.total_tokens)
 
-            if ctx.pending is not None:
-                ctx.pending.addBoth(settle)
+            drained = record.outcome.drained
+            if drained is not None:
+                drained.addCallbacks(settle, lambda _: settle(record.outcome))
             else:
-                settle()
+                settle(record.outcome)
 
-    def _failed(self, request: Any, ctx: RequestContext, error: GatewayError) -> bytes:
-        ctx.status = error.http_status
-        ctx.error_type = error.kind
+    def _failed(self, request: IGatewayRequest, record: RequestRecord, error: GatewayError) -> bytes:
+        record.status = error.http_status
+        record.error_type = error.kind
         if request.startedWriting:
             # A stream already under way: the relay wrote its own error event.
             return b""
-        return error_body(request, self.dialect, error)
+        return error_body(request, self.client, error)

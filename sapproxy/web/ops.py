@@ -11,21 +11,16 @@ from klein import Klein
 
 from sapproxy import __version__
 from sapproxy.auth import presented_token
+from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
 def install(app: Klein, ref: ServicesRef) -> None:
-    route = Route(ref, "openai")
+    route = Route(ref, DEFAULT_CLIENT_API)
 
     @app.route("/health", methods=["GET"])
     def health(request: Any) -> bytes:
-        accounts = {}
-        for name, account in route.config.subaccounts.items():
-            accounts[name] = {
-                "resource_group": account.resource_group,
-                "models": sorted(account.deployment_models),
-                **route.services.gateway.tokens[name].state(),
-            }
+        accounts = {name: provider.health() for name, provider in route.services.gateway.providers.items()}
         resolved = {}
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)

@@ -120,7 +120,7 @@ def test_upstream_401_refreshes_the_token_once() -> None:
     h.simulator.faults.set("d-gpt41", "401", count=1)
     response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 200
-    assert h.gateway.tokens["main"].fetches == 2
+    assert h.gateway.providers["main"].tokens.fetches == 2
 
 
 def test_token_endpoint_down_is_a_503_and_not_cached() -> None:
@@ -240,14 +240,14 @@ def test_headers_timeout_fails_over_instead_of_looking_like_a_hang_up() -> None:
     h.client.request("POST", "http://gw.test" + CHAT, data=json.dumps({"model": "gpt-4.1", "messages": HI}).encode(),
                      headers={"Authorization": "Bearer sk-test"}).addBoth(results.append)
     for _ in range(10):
-        h.upstream.flush()
+        h.flush()
         h.client.flush()
     assert not results
     h.clock.advance(5)
     for _ in range(50):
         if results:
             break
-        h.upstream.flush()
+        h.flush()
         h.client.flush()
         h.clock.advance(0.1)
     (response,) = results

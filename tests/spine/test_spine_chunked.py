@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.web._newclient import HTTPClientParser
-from twisted.web.http import _ChunkedTransferDecoder
 
+from sapproxy.compat import ChunkedTransferDecoder
 from sapproxy.upstreams.chunked import FastChunkedDecoder
 from sapproxy.upstreams.http import _CycleFreeClientProtocol
 
@@ -61,7 +61,7 @@ def test_valid_bodies_decode_as_twisted_does(pieces: list[bytes], cuts: list[int
     if upper:
         body = body.replace(b"a\r\n", b"A\r\n", 1)
     reads = splits(body, cuts)
-    fast, slow = decode(FastChunkedDecoder, reads), decode(_ChunkedTransferDecoder, reads)
+    fast, slow = decode(FastChunkedDecoder, reads), decode(ChunkedTransferDecoder, reads)
     assert joined(fast) == joined(slow)
     if not upper:
         assert b"".join(v for k, v in joined(fast) if k == "data") == b"".join(pieces)
@@ -76,7 +76,7 @@ def test_malformed_bodies_fail_as_twisted_does(pieces: list[bytes], at: int, jun
     at %= len(body)
     body = body[:at] + junk + body[at:]
     reads = splits(body, cuts)
-    assert joined(decode(FastChunkedDecoder, reads)) == joined(decode(_ChunkedTransferDecoder, reads))
+    assert joined(decode(FastChunkedDecoder, reads)) == joined(decode(ChunkedTransferDecoder, reads))
 
 
 def test_long_size_lines_are_refused() -> None:

@@ -6,17 +6,28 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from sapproxy.config import ServiceKey, SubAccount
-from sapproxy.dispatch.picker import DeploymentPicker
-
-KEY = ServiceKey(clientid="c", clientsecret="s", url="https://auth.example")
+from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 
 
-def accounts() -> dict[str, SubAccount]:
-    return {
-        "a": SubAccount("a", KEY, {"gpt": ("https://h/d/a1", "https://h/d/a2")}),
-        "b": SubAccount("b", KEY, {"gpt": ("https://h/d/b1",), "other": ("https://h/d/o",)}),
-    }
+class Provider:
+    """Just what the picker asks a provider: its name, models and deployments."""
+
+    def __init__(self, name: str, urls: dict[str, tuple[str, ...]]) -> None:
+        self.name = name
+        self._deployments = {model: [Deployment(name, url, model) for url in u] for model, u in urls.items()}
+
+    def models(self) -> list[str]:
+        return list(self._deployments)
+
+    def deployments(self, model: str) -> list[Deployment]:
+        return self._deployments.get(model, [])
+
+
+def accounts() -> list[Provider]:
+    return [
+        Provider("a", {"gpt": ("https://h/d/a1", "https://h/d/a2")}),
+        Provider("b", {"gpt": ("https://h/d/b1",), "other": ("https://h/d/o",)}),
+    ]
 
 
 def test_round_robin_across_subaccounts_then_urls() -> None:

@@ -13,7 +13,9 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
-from sapproxy.dispatch.relay import ANTHROPIC_STREAM, OPENAI_STREAM, FailedBeforeFirstByte, StreamRelay
+from sapproxy.dispatch.relay import FailedBeforeFirstByte, StreamRelay
+from sapproxy.translate.client.anthropic_messages import CLIENT_API as ANTHROPIC_STREAM
+from sapproxy.translate.client.openai_chat import CLIENT_API as OPENAI_STREAM
 from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough
 from sapproxy.translate.framing.pipeline import SSEJsonSource, StreamPipeline
 from sapproxy.translate.framing.sse import encode_data, encode_event
@@ -215,7 +217,7 @@ def test_idle_time_counts_from_the_last_upstream_bytes() -> None:
 
 def test_a_hang_up_in_the_same_turn_still_counts_what_was_read() -> None:
     relay, request, upstream, clock, _ = make()
-    pipeline = relay._pipeline
+    pipeline = relay.pipeline
     feed(relay, clock, chunk("a"))
     usage = encode_data({"id": "c1", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 9}})
     relay.dataReceived(chunk("b") + usage)

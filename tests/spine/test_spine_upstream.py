@@ -11,7 +11,8 @@ from treq.testing import RequestTraversalAgent
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
-from sapproxy.upstreams.http import UpstreamClient, upstream_headers, url_bytes
+from sapproxy.upstreams.http import UpstreamClient, url_bytes
+from sapproxy.upstreams.sap_aicore import upstream_headers
 
 
 class Recorder(Resource):

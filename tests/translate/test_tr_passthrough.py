@@ -20,10 +20,16 @@ from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, parse_
 anything = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 
+class Reserialising(OpenAIPassthrough):
+    """The dict path: the source keeps no bytes, so every chunk is serialised again."""
+
+    keeps_bytes = None
+
+
 def run(body: bytes, model: str, wants_usage: bool, keep_bytes: bool) -> tuple[list[bytes], Any]:
-    source = SSEJsonSource(parse_keeping_bytes) if keep_bytes else SSEJsonSource()
-    translator = OpenAIPassthrough(model, client_wants_usage=wants_usage)
-    pipeline = StreamPipeline(source, [translator], encode_data)
+    translator = (OpenAIPassthrough if keep_bytes else Reserialising)(model, client_wants_usage=wants_usage)
+    pipeline = StreamPipeline(SSEJsonSource(), [translator], encode_data)
+    assert (pipeline._source._parse is parse_keeping_bytes) is keep_bytes
     out = pipeline.feed(body) + pipeline.finish()
     return out, (pipeline.usage, pipeline.output_chars)
 

@@ -30,11 +30,20 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.errors import GatewayError
+from sapproxy.interfaces import IClientAPI, IClientCall
+from sapproxy.translate.counting import count_chat_tokens, count_tokens
+from sapproxy.translate import ir
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.errors import InvalidRequest
-from sapproxy.translate.ids import chat_id_from_message_id, new_tool_use_id
-from sapproxy.translate.framing.sse import Rendered, json_text, split_template
+from sapproxy.translate.estimate import estimate_prompt
+from sapproxy.translate.framing.sse import DONE, KEEPALIVE_COMMENT, Rendered, encode_data, json_text, split_template
+from sapproxy.translate.ids import chat_id_from_message_id, new_tool_use_id, random_hex
 from sapproxy.translate.usage import Usage
 
 __all__ = [
@@ -327,7 +336,7 @@ def _positive_int(body: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
+def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> ir.Request:
     """
     An OpenAI Chat Completions request body as an Anthropic Messages request body.
 
@@ -398,10 +407,10 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
     if not turns:
         raise InvalidRequest("messages must hold at least one user or assistant message with content", "messages")
 
-    ir: dict[str, Any] = {}
+    request: dict[str, Any] = {}
     if "model" in body:
-        ir["model"] = body["model"]
-    ir["messages"] = turns
+        request["model"] = body["model"]
+    request["messages"] = turns
     max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens") or default_max_tokens
 
     response_format = body.get("response_format")
@@ -417,16 +426,16 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
             system.append(
                 {"type": "text", "text": f"{_JSON_OBJECT_INSTRUCTION} It must conform to this JSON schema: {schema}"}
             )
-            ir["_response_format"] = response_format
+            request["_response_format"] = response_format
         elif kind not in ("text", None):
             raise InvalidRequest(f"response_format.type {kind!r} is not supported", "response_format.type")
     if system:
-        ir["system"] = system
+        request["system"] = system
 
     tools = body.get("tools")
     tool_choice: dict[str, Any] | None = None
     if tools:
-        ir["tools"] = _tools(tools)
+        request["tools"] = _tools(tools)
         if body.get("tool_choice") is not None:
             tool_choice = _tool_choice(body["tool_choice"])
         if body.get("parallel_tool_calls") is False:
@@ -434,17 +443,17 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
             if tool_choice["type"] != "none":
                 tool_choice["disable_parallel_tool_use"] = True
         if tool_choice is not None:
-            ir["tool_choice"] = tool_choice
+            request["tool_choice"] = tool_choice
     elif body.get("functions"):
         functions = body["functions"]
-        ir["tools"] = _tools(
+        request["tools"] = _tools(
             [{"type": "function", "function": f} for f in functions] if isinstance(functions, list) else functions
         )
         call = body.get("function_call")
         if call == "none":
-            ir["tool_choice"] = {"type": "none"}
+            request["tool_choice"] = {"type": "none"}
         elif isinstance(call, dict) and isinstance(call.get("name"), str):
-            ir["tool_choice"] = {"type": "tool", "name": call["name"]}
+            request["tool_choice"] = {"type": "tool", "name": call["name"]}
 
     temperature = body.get("temperature")
     top_p = body.get("top_p")
@@ -474,13 +483,13 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         temperature = None  # Claude requires the default temperature with thinking on
         if isinstance(top_p, (int, float)) and top_p < 0.95:
             top_p = None
-    ir["max_tokens"] = max_tokens
+    request["max_tokens"] = max_tokens
     if thinking is not None:
-        ir["thinking"] = thinking
+        request["thinking"] = thinking
     if temperature is not None:
-        ir["temperature"] = temperature
+        request["temperature"] = temperature
     if top_p is not None:
-        ir["top_p"] = top_p
+        request["top_p"] = top_p
 
     stop = body.get("stop")
     if stop is not None:
@@ -489,13 +498,13 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
             raise InvalidRequest("stop must be a string or an array of strings", "stop")
         stops = [s for s in stops if s.strip()]  # Claude rejects whitespace-only stop sequences
         if stops:
-            ir["stop_sequences"] = stops
+            request["stop_sequences"] = stops
     user = body.get("user")
     if isinstance(user, str) and user:
-        ir["metadata"] = {"user_id": user}
+        request["metadata"] = {"user_id": user}
     if "stream" in body:
-        ir["stream"] = body["stream"]
-    return ir
+        request["stream"] = body["stream"]
+    return ir.as_request(request)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -524,7 +533,7 @@ def _error_payload(error: Any) -> dict[str, Any]:
 
 
 def ir_response_to_chat(
-    message: dict[str, Any], model: str, *, created: int, completion_id: str | None = None
+    response: ir.Response, model: str, *, created: int, completion_id: str | None = None
 ) -> dict[str, Any]:
     """
     An Anthropic Message as an OpenAI C{chat.completion} naming C{model}.
@@ -532,6 +541,7 @@ def ir_response_to_chat(
     Text blocks are concatenated (as a stream would have delivered them); server-side tool blocks
     (C{server_tool_use}, C{*_tool_result}) are the upstream's own business and are left out.
     """
+    message = ir.as_json(response)  # read defensively: an Anthropic upstream's message passes through as it came
     texts: list[str] = []
     thinking: list[str] = []
     thinking_blocks: list[dict[str, Any]] = []
@@ -687,9 +697,10 @@ class AnthropicToOpenAIStream:
             learnt = Usage.from_anthropic(usage)
             self.usage = learnt if self.usage is None else self.usage.merged(learnt)
 
-    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, ir_event: ir.StreamEvent) -> list[dict[str, Any]]:
         if self._done:
             return []
+        event = ir.as_json(ir_event)  # read defensively: an Anthropic upstream's events pass through as they came
         kind = event.get("type")
         out: list[dict[str, Any]] = []
         if kind == "content_block_delta":
@@ -819,3 +830,91 @@ class AnthropicToOpenAIStream:
         if self._done:
             return []
         return self._close([])
+
+
+#: Gateway error kind -> OpenAI's error type.
+ERROR_TYPES = {
+    "invalid_request": "invalid_request_error",
+    "authentication": "authentication_error",
+    "permission": "permission_error",
+    "not_found": "not_found_error",
+    "method_not_allowed": "invalid_request_error",
+    "request_too_large": "invalid_request_error",
+    "rate_limit": "rate_limit_error",
+    "overloaded": "service_unavailable",
+    "timeout": "timeout",
+}
+
+
+def openai_error_body(error: GatewayError) -> dict[str, Any]:
+    """
+    C{error} as OpenAI's C{{"error": {...}}}, the shape every OpenAI dialect (chat, responses) answers with.
+    """
+    return {"error": {"message": error.message, "type": ERROR_TYPES.get(error.kind, "api_error"),
+                      "param": error.param, "code": error.code}}
+
+
+@implementer(IClientCall)
+class OpenAIChatCall:
+    """
+    One Chat Completions request: its IR (converted once, when first asked for), the ids its answer carries.
+    """
+
+    __slots__ = ("body", "model", "stream", "include_usage", "created", "completion_id", "_ir")
+
+    def __init__(self, body: dict[str, Any], model: str, *, always_include_usage: bool, created: int) -> None:
+        self.body = body
+        self.model = model
+        self.stream = bool(body.get("stream"))
+        options = body.get("stream_options")
+        self.include_usage = always_include_usage or bool(isinstance(options, dict) and options.get("include_usage"))
+        self.created = created
+        self.completion_id = "chatcmpl-" + random_hex(24)
+        self._ir: IRRequest | None = None
+
+    def ir(self) -> IRRequest:
+        if self._ir is None:
+            self._ir = chat_request_to_ir(self.body)
+        return self._ir
+
+    def response_from_ir(self, message: IRResponse) -> dict[str, Any]:
+        return ir_response_to_chat(message, self.model, created=self.created, completion_id=self.completion_id)
+
+    def stream_from_ir(self) -> list[Any]:
+        return [AnthropicToOpenAIStream(self.model, completion_id=self.completion_id, created=self.created,
+                                        include_usage=self.include_usage)]
+
+    def prompt_tokens(self, family: str) -> int:
+        return estimate_prompt(count_tokens, self._ir, family) if self._ir is not None \
+            else estimate_prompt(count_chat_tokens, self.body, family)
+
+
+@implementer(IClientAPI)
+class OpenAIChatAPI:
+    """
+    The OpenAI Chat Completions dialect (L{sapproxy.interfaces.IClientAPI}): GPT deployments speak it natively.
+    """
+
+    name = "openai"
+    native_wire = "openai_chat"
+    done = DONE
+    keepalive = KEEPALIVE_COMMENT
+
+    def call(self, body: dict[str, Any], model: str, hints: dict[str, Any]) -> OpenAIChatCall:
+        return OpenAIChatCall(body, model, always_include_usage=bool(hints.get("always_include_usage")),
+                              created=int(time.time()))
+
+    def encode(self, event: Any) -> bytes:
+        return encode_data(event)
+
+    def error_body(self, error: GatewayError) -> dict[str, Any]:
+        return openai_error_body(error)
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return encode_data(openai_error_body(error))
+
+    def prompt_tokens(self, body: dict[str, Any], family: str) -> int:
+        return estimate_prompt(count_chat_tokens, body, family)
+
+
+CLIENT_API = OpenAIChatAPI()

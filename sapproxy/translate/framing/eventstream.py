@@ -24,9 +24,11 @@ import json
 import re
 import struct
 import zlib
-from typing import Any
+from typing import Any, cast
 
 from botocore.eventstream import EventStreamHeaderParser, ParserError
+
+from sapproxy.translate import ir
 
 _loads = json.loads
 _b64decode = binascii.a2b_base64
@@ -52,7 +54,7 @@ class EventStreamError(Exception):
     """The upstream's event-stream bytes are corrupt (bad CRC, impossible lengths, bad headers or payload)."""
 
 
-def anthropic_error_event(aws_type: str | None, message: str) -> dict[str, Any]:
+def anthropic_error_event(aws_type: str | None, message: str) -> ir.ErrorEvent:
     key = (aws_type or "").rsplit("#", 1)[-1]
     key = key[:1].lower() + key[1:]
     return {
@@ -171,9 +173,10 @@ class EventStreamDecoder:
                     message = str(body.get("message") or body.get("Message") or "")
             except ValueError:
                 message = payload.decode("utf-8", "replace")
-            return anthropic_error_event(headers.get(":exception-type"), message)
+            return cast("dict[str, Any]", anthropic_error_event(headers.get(":exception-type"), message))
         if kind == "error":
-            return anthropic_error_event(headers.get(":error-code"), str(headers.get(":error-message") or ""))
+            return cast("dict[str, Any]",
+                        anthropic_error_event(headers.get(":error-code"), str(headers.get(":error-message") or "")))
         return None
 
 

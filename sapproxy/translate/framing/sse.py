@@ -14,6 +14,8 @@ from typing import Any
 
 from attrs import frozen
 
+from sapproxy.translate.jsontext import compact_json, json_text  # json_text: re-exported, the encoders here use it
+
 
 @frozen
 class SSEEvent:
@@ -127,16 +129,6 @@ class SSEDecoder:
         # "id" and "retry" mean nothing to a relay; unknown fields are ignored, as the rules say.
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def json_text(value: Any) -> bytes:
-    """
-    C{value} as the encoders below serialise it (compact, UTF-8, non-ASCII kept).
-    """
-    return _dumps(value).encode("utf-8")
-
-
 class Rendered(dict):  # type: ignore[type-arg]
     """
     A client event whose JSON is already known: a dict like any other to whatever reads it, but the encoders
@@ -172,14 +164,14 @@ def encode_data(payload: Any) -> bytes:
     """
     if type(payload) is Rendered:
         return b"data: " + payload.json + b"\n\n"
-    return b"data: " + _dumps(payload).encode("utf-8") + b"\n\n"
+    return b"data: " + compact_json(payload).encode("utf-8") + b"\n\n"
 
 
 def encode_event(payload: dict[str, Any]) -> bytes:
     """
     One Anthropic-style event: C{event:} named after the payload's C{type}, then its C{data:}.
     """
-    data = payload.json if type(payload) is Rendered else _dumps(payload).encode("utf-8")
+    data = payload.json if type(payload) is Rendered else compact_json(payload).encode("utf-8")
     return b"event: " + payload["type"].encode("utf-8") + b"\ndata: " + data + b"\n\n"
 
 

@@ -30,7 +30,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
+from sapproxy.translate.framing.eventstream import EventStreamDecoder
+from sapproxy.translate.framing.pipeline import SSEJsonSource
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import json_text
+from sapproxy.translate import ir
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import WireRequest, WireTarget
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
@@ -194,7 +203,7 @@ def _content_is_empty(content: Any) -> bool:
     return not content
 
 
-def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> dict[str, Any]:
+def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict[str, Any]:
     """
     Turn a client's Messages API request into a body for Bedrock C{invoke}/C{invoke-with-response-stream}.
 
@@ -284,12 +293,12 @@ def bedrock_invoke_body(body: dict[str, Any], *, anthropic_beta: str | None) -> 
     return out
 
 
-def bedrock_invoke_response(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def bedrock_invoke_response(resp: dict[str, Any], model: str) -> ir.Response:
     """Bedrock's non-stream invoke body as the client's Messages response: the client's model name,
     Bedrock's invocation metrics dropped, everything else kept."""
     out = {key: value for key, value in resp.items() if key != _BEDROCK_EXTRA}
     out["model"] = model
-    return out
+    return ir.as_response(out)
 
 
 class BedrockStreamNormaliser:
@@ -297,6 +306,9 @@ class BedrockStreamNormaliser:
     Events decoded from C{invoke-with-response-stream} (already Anthropic stream events) made
     indistinguishable from Anthropic's own: C{message_start} names the client's model, C{message_stop} loses
     C{amazon-bedrock-invocationMetrics}.  Keeps L{usage} current.
+
+    The events are the upstream's own, passed on as JSON (every other field and block type kept), hence
+    plain dicts rather than L{ir.StreamEvent}s.
     """
 
     def __init__(self, model: str) -> None:
@@ -333,3 +345,41 @@ class BedrockStreamNormaliser:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@implementer(IWireFormat)
+class BedrockInvokeWire:
+    """
+    Claude through Bedrock's C{InvokeModel} (L{sapproxy.interfaces.IWireFormat}): the body is the Messages
+    API's, sanitised; streams come as AWS event-stream frames (or SSE) carrying Anthropic's own events.
+    """
+
+    name = "bedrock_invoke"
+
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
+        return WireRequest("invoke", json_text(bedrock_invoke_body(ir, anthropic_beta=target.anthropic_beta)), stream)
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        return self.request(call.body, target, call.stream)
+
+    def stream_source(self, content_type: str) -> Any:
+        return EventStreamDecoder() if "amazon.eventstream" in content_type else SSEJsonSource()
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [BedrockStreamNormaliser(model)]
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        return [BedrockStreamNormaliser(call.model)]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
+        return bedrock_invoke_response(response, model)
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        return ir.as_json(bedrock_invoke_response(response, call.model))
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        usage = response.get("usage")
+        return Usage.from_anthropic(usage) if isinstance(usage, dict) else None
+
+
+WIRE_FORMAT = BedrockInvokeWire()

@@ -27,12 +27,20 @@ import json
 import re
 from typing import Any
 
-from sapproxy.translate.anthropic_events import message_start
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
+from sapproxy.translate import ir
+from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.framing.eventstream import anthropic_error_event
 from sapproxy.translate.ids import new_message_id
+from sapproxy.translate.framing.pipeline import SSEJsonSource
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import NoNativeClient, WireRequest, WireTarget
 
 _DOC_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
@@ -196,7 +204,7 @@ def _message_blocks(content: Any, path: str) -> list[dict[str, Any]]:
     return out
 
 
-def ir_request_to_converse(body: dict[str, Any]) -> dict[str, Any]:
+def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
     """An IR (Anthropic Messages) request as a Bedrock Converse body (the model id is in the URL)."""
     parts, conversation = split_turns(body)
     system = [block for part in parts for block in _text_blocks(part.content, part.path)]
@@ -291,7 +299,7 @@ def _stop_sequence(fields: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def converse_response_to_ir(resp: dict[str, Any], model: str, *, message_id: str | None = None) -> dict[str, Any]:
+def converse_response_to_ir(resp: dict[str, Any], model: str, *, message_id: str | None = None) -> ir.Response:
     """A Converse response as an IR (Anthropic Messages) response naming C{model}."""
     message = ((resp.get("output") or {}).get("message")) or {}
     content: list[dict[str, Any]] = []
@@ -339,7 +347,7 @@ def converse_response_to_ir(resp: dict[str, Any], model: str, *, message_id: str
         "stop_sequence": stop_sequence,
         "usage": Usage.from_converse(usage if isinstance(usage, dict) else {}).to_anthropic(),
     }
-    return out
+    return ir.as_response(out)
 
 
 def _opaque(value: Any) -> str:
@@ -426,112 +434,94 @@ def parse_converse_stream_line(data: str) -> dict[str, Any]:
 
 
 class ConverseToAnthropicStream:
-    """ConverseStream events as Anthropic stream events (see the module docstring)."""
+    """
+    ConverseStream events as Anthropic stream events (see the module docstring), written by an
+    L{AnthropicStreamWriter}.
+
+    Converse numbers its blocks itself (C{contentBlockIndex}) and Bedrock sends them one after another.
+    Should an upstream interleave them, the writer still keeps one block open at a time: opening a block
+    closes the one before, a later text or reasoning delta for the closed block opens a new block, and a
+    later tool input fragment goes to its tool_use block's index (as for GPT's interleaved tool calls).
+    """
 
     def __init__(self, model: str, *, message_id: str) -> None:
         self.model = model
         self.message_id = message_id
         self.usage: Usage | None = None
-        self._started = False
-        self._done = False
-        self._next_index = 0
+        self._writer = AnthropicStreamWriter()
         self._blocks: dict[int, tuple[int, str]] = {}  # upstream index -> (our index, block type)
         self._stop_reason: str | None = None
         self._stop_sequence: str | None = None
         self._stopped = False
 
-    def _start(self, out: list[dict[str, Any]]) -> None:
-        if self._started:
-            return
-        self._started = True
-        out.append(message_start(self.message_id, self.model))
+    def _start(self, out: list[ir.StreamEvent]) -> None:
+        if not self._writer.started:
+            self._writer.start(out, self.message_id, self.model)
 
-    def _open(self, out: list[dict[str, Any]], upstream: int, block: dict[str, Any]) -> int:
-        index = self._next_index
-        self._next_index += 1
+    def _open(self, out: list[ir.StreamEvent], upstream: int, block: ir.ContentBlock) -> int:
+        index = self._writer.open(out, block)
         self._blocks[upstream] = (index, block["type"])
-        out.append({"type": "content_block_start", "index": index, "content_block": block})
         return index
 
-    def _close(self, out: list[dict[str, Any]], upstream: int) -> None:
-        entry = self._blocks.pop(upstream, None)
-        if entry is not None:
-            out.append({"type": "content_block_stop", "index": entry[0]})
+    def _is_open(self, entry: tuple[int, str] | None) -> bool:
+        return entry is not None and self._writer.open_type is not None and self._writer.open_index == entry[0]
 
-    def _close_all(self, out: list[dict[str, Any]]) -> None:
-        for upstream in sorted(self._blocks, key=lambda k: self._blocks[k][0]):
-            out.append({"type": "content_block_stop", "index": self._blocks[upstream][0]})
+    def _close(self, out: list[ir.StreamEvent], upstream: int) -> None:
+        if self._is_open(self._blocks.pop(upstream, None)):
+            self._writer.close(out)
+
+    def _end(self, out: list[ir.StreamEvent]) -> None:
         self._blocks.clear()
-
-    def _end(self, out: list[dict[str, Any]]) -> None:
-        self._close_all(out)
-        self._done = True
-        out.append(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": self._stop_reason or "end_turn", "stop_sequence": self._stop_sequence},
-                "usage": (self.usage or Usage()).to_anthropic(),
-            }
+        self._writer.finish(
+            out, self._stop_reason or "end_turn", (self.usage or Usage()).to_anthropic(), stop_sequence=self._stop_sequence
         )
-        out.append({"type": "message_stop"})
 
-    def _delta(self, out: list[dict[str, Any]], upstream: int, delta: dict[str, Any]) -> None:
+    def _delta(self, out: list[ir.StreamEvent], upstream: int, delta: dict[str, Any]) -> None:
+        writer = self._writer
         entry = self._blocks.get(upstream)
+        live = self._is_open(entry)
         if "text" in delta and isinstance(delta["text"], str):
-            if entry is None or entry[1] != "text":
-                if entry is not None:
-                    self._close(out, upstream)
-                index = self._open(out, upstream, {"type": "text", "text": ""})
-            else:
-                index = entry[0]
+            if not live or entry is None or entry[1] != "text":
+                self._close(out, upstream)
+                self._open(out, upstream, {"type": "text", "text": ""})
             if delta["text"]:
-                out.append({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": delta["text"]}})
+                writer.text(out, delta["text"])
             return
         use = delta.get("toolUse")
         if isinstance(use, dict):
-            if entry is None:
+            if entry is None or entry[1] != "tool_use":
+                self._close(out, upstream)
                 index = self._open(out, upstream, {"type": "tool_use", "id": "", "name": "", "input": {}})
             else:
                 index = entry[0]
             fragment = use.get("input")
             if isinstance(fragment, str) and fragment:
-                out.append(
-                    {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": fragment}}
-                )
+                writer.tool_input_at(out, index, fragment)
             return
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, dict):
             if reasoning.get("redactedContent") is not None:
-                if entry is not None:
-                    self._close(out, upstream)
+                self._close(out, upstream)
                 self._open(out, upstream, {"type": "redacted_thinking", "data": _opaque(reasoning["redactedContent"])})
                 return
-            if entry is None or entry[1] != "thinking":
-                if entry is not None:
-                    self._close(out, upstream)
-                index = self._open(out, upstream, {"type": "thinking", "thinking": "", "signature": ""})
-            else:
-                index = entry[0]
+            if not live or entry is None or entry[1] != "thinking":
+                self._close(out, upstream)
+                self._open(out, upstream, {"type": "thinking", "thinking": "", "signature": ""})
             if isinstance(reasoning.get("text"), str) and reasoning["text"]:
-                out.append(
-                    {"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": reasoning["text"]}}
-                )
+                writer.delta(out, {"type": "thinking_delta", "thinking": reasoning["text"]})
             if isinstance(reasoning.get("signature"), str) and reasoning["signature"]:
-                out.append(
-                    {"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": reasoning["signature"]}}
-                )
+                writer.delta(out, {"type": "signature_delta", "signature": reasoning["signature"]})
 
-    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if self._done:
+    def feed(self, event: dict[str, Any]) -> list[ir.StreamEvent]:
+        out: list[ir.StreamEvent] = []
+        if self._writer.ended:
             return out
         for name in _STREAM_EXCEPTIONS:
             if name in event:
                 detail = event[name]
                 message = detail.get("message") if isinstance(detail, dict) else None
                 self._start(out)
-                self._done = True
-                out.append(anthropic_error_event(name, str(message or name)))
+                self._writer.fail(out, anthropic_error_event(name, str(message or name)))
                 return out
         self._start(out)
         if "contentBlockStart" in event:
@@ -560,7 +550,8 @@ class ConverseToAnthropicStream:
             if self._stop_reason == "end_turn" and self._stop_sequence:
                 self._stop_reason = "stop_sequence"
             self._stopped = True
-            self._close_all(out)
+            self._blocks.clear()
+            self._writer.close(out)
         elif "metadata" in event:
             usage = (event["metadata"] or {}).get("usage")
             if isinstance(usage, dict):
@@ -570,10 +561,37 @@ class ConverseToAnthropicStream:
                 self._end(out)
         return out
 
-    def finish(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if self._done:
+    def finish(self) -> list[ir.StreamEvent]:
+        out: list[ir.StreamEvent] = []
+        if self._writer.ended:
             return out
         self._start(out)
         self._end(out)
         return out
+
+
+@implementer(IWireFormat)
+class ConverseWire(NoNativeClient):
+    """
+    Claude (or any Bedrock model) through Bedrock's C{Converse} API (L{sapproxy.interfaces.IWireFormat}).
+    """
+
+    name = "converse"
+
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
+        return WireRequest("converse", json_text(ir_request_to_converse(ir)), stream)
+
+    def stream_source(self, content_type: str) -> Any:
+        return SSEJsonSource(parse_converse_stream_line)
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [ConverseToAnthropicStream(model, message_id=message_id)]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
+        return converse_response_to_ir(response, model)
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        return Usage.from_converse(response.get("usage") or {})
+
+
+WIRE_FORMAT = ConverseWire()

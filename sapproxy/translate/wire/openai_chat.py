@@ -27,11 +27,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sapproxy.translate.anthropic_events import message_start
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
+from sapproxy.translate import ir
+from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import compact_json, json_text
 from sapproxy.translate.ids import message_id_from_chat_id, new_call_id
-from sapproxy.translate.framing.sse import Rendered, json_text, split_template
+from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire.openai_passthrough import OpenAIPassthrough, openai_response
 
 __all__ = [
     "ir_request_to_chat",
@@ -52,7 +60,6 @@ _STOP = {
     "content_filter": "refusal",
 }
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def anthropic_stop_reason(finish_reason: str | None) -> str:
@@ -213,7 +220,7 @@ def _assistant_message(content: Any, path: str) -> dict[str, Any] | None:
                 {
                     "id": block["id"],
                     "type": "function",
-                    "function": {"name": block["name"], "arguments": _dumps(block.get("input") or {})},
+                    "function": {"name": block["name"], "arguments": compact_json(block.get("input") or {})},
                 }
             )
         elif kind in ("thinking", "redacted_thinking", "server_tool_use", "web_search_tool_result"):
@@ -230,7 +237,7 @@ def _assistant_message(content: Any, path: str) -> dict[str, Any] | None:
     return message
 
 
-def ir_request_to_chat(body: dict[str, Any], *, reasoning_model: bool) -> dict[str, Any]:
+def ir_request_to_chat(body: ir.Request, *, reasoning_model: bool) -> dict[str, Any]:
     """
     An Anthropic Messages request body as an OpenAI Chat Completions request body.
 
@@ -350,7 +357,7 @@ def _parse_input(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def chat_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def chat_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
     """
     An OpenAI C{chat.completion} as an Anthropic Message naming C{model}.
 
@@ -360,7 +367,7 @@ def chat_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
     choices = resp.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
-    content: list[dict[str, Any]] = []
+    content: list[ir.ContentBlock] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
@@ -424,12 +431,10 @@ _ERROR_TYPES = {
     "overloaded_error": "overloaded_error",
 }
 
-_NONE, _TEXT, _THINKING, _TOOL = 0, 1, 2, 3
-
-
 class OpenAIToAnthropicStream:
     """
-    C{chat.completion.chunk} dicts in, the Anthropic stream event sequence out.
+    C{chat.completion.chunk} dicts in, the Anthropic stream event sequence out (written by an
+    L{AnthropicStreamWriter}).
 
     C{message_start} goes out with the first real chunk (Azure's leading C{choices: []} chunk with
     C{prompt_filter_results} and an empty id is skipped), with zero usage as a placeholder: OpenAI tells
@@ -440,71 +445,46 @@ class OpenAIToAnthropicStream:
     with the finish chunk when it carries usage itself, or at L{finish}.
 
     Tool calls interleaved by index (a fragment for a call whose block was already closed) are relayed to
-    that call's block index anyway: the Anthropic SDKs accumulate by index, and dropping them would
-    corrupt the arguments.
+    that call's block index anyway (L{AnthropicStreamWriter.tool_input_at}): the Anthropic SDKs accumulate
+    by index, and dropping them would corrupt the arguments.
     """
 
     __slots__ = (
         "model",
         "message_id",
         "usage",
-        "_started",
-        "_kind",
-        "_index",
-        "_next",
+        "_writer",
         "_tools",
         "_finish_reason",
         "_refused",
-        "_done",
         "_has_tools",
-        "_template",
     )
 
     def __init__(self, model: str, *, message_id: str | None = None) -> None:
         self.model = model
         self.message_id = message_id
         self.usage: Usage | None = None
-        self._started = False
-        self._kind = _NONE  # kind of the open block
-        self._index = -1  # Anthropic index of the open block
-        self._next = 0  # next Anthropic block index
+        self._writer = AnthropicStreamWriter()
         self._tools: dict[int, int] = {}  # OpenAI tool call index -> Anthropic block index
         self._finish_reason: str | None = None
         self._refused = False
-        self._done = False
         self._has_tools = False
-        #: (block index, the text delta's JSON before the text or None): see L{_text_delta}
-        self._template: tuple[int, bytes | None] = (-1, None)
 
-    def _start(self, out: list[dict[str, Any]], completion_id: Any) -> None:
-        self._started = True
+    def _start(self, out: list[ir.StreamEvent], completion_id: Any) -> None:
         if not self.message_id:
             self.message_id = message_id_from_chat_id(completion_id if isinstance(completion_id, str) else None)
-        out.append(message_start(self.message_id, self.model))
+        self._writer.start(out, self.message_id, self.model)
 
-    def _close_block(self, out: list[dict[str, Any]]) -> None:
-        if self._kind != _NONE:
-            out.append({"type": "content_block_stop", "index": self._index})
-            self._kind = _NONE
-
-    def _open(self, out: list[dict[str, Any]], kind: int, block: dict[str, Any]) -> int:
-        self._close_block(out)
-        index = self._next
-        self._next += 1
-        self._kind = kind
-        self._index = index
-        out.append({"type": "content_block_start", "index": index, "content_block": block})
-        return index
-
-    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
-        if self._done:
-            return []
-        out: list[dict[str, Any]] = []
+    def feed(self, chunk: dict[str, Any]) -> list[ir.StreamEvent]:
+        out: list[ir.StreamEvent] = []
+        if self._writer.ended:
+            return out
         error = chunk.get("error")
         if error is not None:
-            return self._error(error)
+            self._writer.fail(out, self._error(error))
+            return out
         choices = chunk.get("choices")
-        if not self._started:
+        if not self._writer.started:
             if not choices and not chunk.get("id"):
                 return out  # Azure's prompt_filter_results chunk
             self._start(out, chunk.get("id"))
@@ -518,7 +498,7 @@ class OpenAIToAnthropicStream:
             finish_reason = choice.get("finish_reason")
             if finish_reason:
                 self._finish_reason = finish_reason
-                self._close_block(out)
+                self._writer.close(out)
         usage = chunk.get("usage")
         if usage:
             learnt = Usage.from_openai(usage)
@@ -527,39 +507,24 @@ class OpenAIToAnthropicStream:
                 self._end(out)
         return out
 
-    def _text_delta(self, text: str) -> dict[str, Any]:
-        """
-        The open block's C{text_delta}: the hottest event of a stream, rendered from a template (L{Rendered}).
-        """
-        event = {"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": text}}
-        index, prefix = self._template
-        if index != self._index:
-            blank = {**event, "delta": {"type": "text_delta", "text": ""}}
-            prefix = split_template(json_text(blank), b'""', b"}}")
-            self._template = (self._index, prefix)
-        if prefix is None:
-            return event
-        return Rendered(event, prefix + json_text(text) + b"}}")
-
-    def _delta(self, delta: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def _delta(self, delta: dict[str, Any], out: list[ir.StreamEvent]) -> None:
+        writer = self._writer
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and isinstance(reasoning, str):
-            if self._kind != _THINKING:
-                self._open(out, _THINKING, {"type": "thinking", "thinking": "", "signature": ""})
-            out.append(
-                {"type": "content_block_delta", "index": self._index, "delta": {"type": "thinking_delta", "thinking": reasoning}}
-            )
+            if writer.open_type != "thinking":
+                writer.open(out, {"type": "thinking", "thinking": "", "signature": ""})
+            writer.delta(out, {"type": "thinking_delta", "thinking": reasoning})
         text = delta.get("content")
         if text and isinstance(text, str):
-            if self._kind != _TEXT:
-                self._open(out, _TEXT, {"type": "text", "text": ""})
-            out.append(self._text_delta(text))
+            if writer.open_type != "text":
+                writer.open(out, {"type": "text", "text": ""})
+            writer.text(out, text)
         refusal = delta.get("refusal")
         if refusal and isinstance(refusal, str):
             self._refused = True
-            if self._kind != _TEXT:
-                self._open(out, _TEXT, {"type": "text", "text": ""})
-            out.append({"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": refusal}})
+            if writer.open_type != "text":
+                writer.open(out, {"type": "text", "text": ""})
+            writer.delta(out, {"type": "text_delta", "text": refusal})
         calls = delta.get("tool_calls")
         if calls:
             for call in calls:
@@ -568,7 +533,7 @@ class OpenAIToAnthropicStream:
         if isinstance(legacy, dict):
             self._tool_call({"index": -1, "function": legacy}, out)
 
-    def _tool_call(self, call: dict[str, Any], out: list[dict[str, Any]]) -> None:
+    def _tool_call(self, call: dict[str, Any], out: list[ir.StreamEvent]) -> None:
         number = call.get("index")
         if not isinstance(number, int):
             number = 0
@@ -576,17 +541,14 @@ class OpenAIToAnthropicStream:
         index = self._tools.get(number)
         if index is None:
             self._has_tools = True
-            index = self._open(
+            index = self._writer.open(
                 out,
-                _TOOL,
                 {"type": "tool_use", "id": call.get("id") or new_call_id(), "name": function.get("name") or "", "input": {}},
             )
             self._tools[number] = index
         arguments = function.get("arguments")
         if arguments and isinstance(arguments, str):
-            out.append(
-                {"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": arguments}}
-            )
+            self._writer.tool_input_at(out, index, arguments)
 
     def _stop_reason(self) -> str:
         if self._refused and self._finish_reason in (None, "stop", "content_filter"):
@@ -596,18 +558,11 @@ class OpenAIToAnthropicStream:
             return "tool_use"
         return reason
 
-    def _end(self, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self._close_block(out)
-        usage = (self.usage or Usage()).to_anthropic()
-        out.append(
-            {"type": "message_delta", "delta": {"stop_reason": self._stop_reason(), "stop_sequence": None}, "usage": usage}
-        )
-        out.append({"type": "message_stop"})
-        self._done = True
-        return out
+    def _end(self, out: list[ir.StreamEvent]) -> None:
+        self._writer.finish(out, self._stop_reason(), (self.usage or Usage()).to_anthropic())
 
-    def _error(self, error: Any) -> list[dict[str, Any]]:
-        self._done = True
+    @staticmethod
+    def _error(error: Any) -> ir.ErrorEvent:
         kind = None
         message = None
         if isinstance(error, dict):
@@ -615,20 +570,67 @@ class OpenAIToAnthropicStream:
             message = error.get("message")
         elif isinstance(error, str):
             message = error
-        return [
-            {
-                "type": "error",
-                "error": {
-                    "type": _ERROR_TYPES.get(kind if isinstance(kind, str) else "", "api_error"),
-                    "message": message if isinstance(message, str) else "upstream error",
-                },
-            }
-        ]
+        return {
+            "type": "error",
+            "error": {
+                "type": _ERROR_TYPES.get(kind if isinstance(kind, str) else "", "api_error"),
+                "message": message if isinstance(message, str) else "upstream error",
+            },
+        }
 
-    def finish(self) -> list[dict[str, Any]]:
-        if self._done:
-            return []
-        out: list[dict[str, Any]] = []
-        if not self._started:
+    def finish(self) -> list[ir.StreamEvent]:
+        out: list[ir.StreamEvent] = []
+        if self._writer.ended:
+            return out
+        if not self._writer.started:
             self._start(out, None)
-        return self._end(out)
+        self._end(out)
+        return out
+
+
+@implementer(IWireFormat)
+class OpenAIChatWire:
+    """
+    The OpenAI Chat Completions wire format (L{sapproxy.interfaces.IWireFormat}), as Azure OpenAI serves it.
+    """
+
+    name = "openai_chat"
+
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
+        body = ir_request_to_chat(ir, reasoning_model=target.reasoning)
+        return WireRequest("chat/completions", json_text(body), stream)
+
+    def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
+        # The gateway always asks for usage, to account for the request; the client sees it only if it asked.
+        body = dict(call.body)
+        if call.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return WireRequest("chat/completions", json_text(body), call.stream)
+
+    def embeddings(self, body: dict[str, Any]) -> WireRequest:
+        return WireRequest("embeddings", json_text(body), False)
+
+    def stream_source(self, content_type: str) -> Any:
+        return SSEJsonSource()
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [OpenAIToAnthropicStream(model, message_id=message_id)]
+
+    def passthrough_stream(self, call: Any) -> list[Any]:
+        options = call.body.get("stream_options")
+        wants_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        return [OpenAIPassthrough(call.model, client_wants_usage=wants_usage)]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
+        return chat_response_to_ir(response, model)
+
+    def passthrough_response(self, response: dict[str, Any], call: Any) -> dict[str, Any]:
+        return openai_response(response, call.model)
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        usage = response.get("usage")
+        return Usage.from_openai(usage) if isinstance(usage, dict) else None
+
+
+WIRE_FORMAT = OpenAIChatWire()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sapproxy.translate.framing.sse import Rendered, json_text
+from sapproxy.translate.framing.sse import Rendered
+from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
 
 _loads = json.loads
@@ -36,6 +37,9 @@ class OpenAIPassthrough:
     """
 
     __slots__ = ("_model", "_model_json", "_client_wants_usage", "usage", "_needle")
+
+    #: How the pipeline's SSE source should parse for this translator: keeping each chunk's bytes.
+    keeps_bytes = staticmethod(parse_keeping_bytes)
 
     def __init__(self, model: str, *, client_wants_usage: bool) -> None:
         self._model = model

@@ -32,12 +32,51 @@ derived deterministically from the message id and the call's position (C{toolu_<
 C{functionResponse.name} is found from the matching tool_use earlier in the conversation.
 """
 
+from typing import Any
+
+from zope.interface import implementer
+
+from sapproxy.interfaces import IWireFormat
+from sapproxy.translate.framing.pipeline import SSEJsonSource
+from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
+from sapproxy.translate.jsontext import json_text
+from sapproxy.translate.usage import Usage
+from sapproxy.translate.wire import NoNativeClient, WireRequest, WireTarget
 from sapproxy.translate.wire.gemini.request import ir_request_to_gemini
 from sapproxy.translate.wire.gemini.response import gemini_error_event, gemini_response_to_ir, stop_reason, tool_use_id
 from sapproxy.translate.wire.gemini.schema import clean_schema
 from sapproxy.translate.wire.gemini.stream import GeminiToAnthropicStream, apply_partial_arg
 
 __all__ = [
+    "WIRE_FORMAT",
     "GeminiToAnthropicStream", "apply_partial_arg", "clean_schema", "gemini_error_event", "gemini_response_to_ir",
     "ir_request_to_gemini", "stop_reason", "tool_use_id",
 ]
+
+
+@implementer(IWireFormat)
+class GeminiWire(NoNativeClient):
+    """
+    Gemini's C{generateContent} / C{streamGenerateContent} (L{sapproxy.interfaces.IWireFormat}), as Vertex AI
+    and the Gemini API serve it.
+    """
+
+    name = "gemini"
+
+    def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
+        return WireRequest("generateContent", json_text(ir_request_to_gemini(ir, model=target.model)), stream)
+
+    def stream_source(self, content_type: str) -> Any:
+        return SSEJsonSource()
+
+    def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
+        return [GeminiToAnthropicStream(model, message_id=message_id)]
+
+    def response_to_ir(self, response: dict[str, Any], model: str) -> IRResponse:
+        return gemini_response_to_ir(response, model)
+
+    def usage(self, response: dict[str, Any]) -> Usage | None:
+        return Usage.from_gemini(response.get("usageMetadata") or {})
+
+
+WIRE_FORMAT = GeminiWire()

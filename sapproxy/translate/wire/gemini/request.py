@@ -9,6 +9,7 @@ import mimetypes
 import re
 from typing import Any
 
+from sapproxy.translate import ir
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.wire.gemini.schema import clean_schema
@@ -206,7 +207,7 @@ def _sign_function_calls(contents: list[dict[str, Any]]) -> None:
             calls[0]["thoughtSignature"] = SKIP_SIGNATURE
 
 
-def ir_request_to_gemini(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[str, Any]:
     """
     An IR (Anthropic Messages) request as a Gemini C{generateContent} body (model and stream are in the URL).
 

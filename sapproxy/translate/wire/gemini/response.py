@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sapproxy.translate import ir
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.usage import Usage
 
@@ -44,7 +45,7 @@ def _usage(resp: dict[str, Any]) -> Usage:
     return Usage.from_gemini(meta if isinstance(meta, dict) else {})
 
 
-def gemini_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
+def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
     """A Gemini C{generateContent} response as an IR (Anthropic Messages) response naming C{model}."""
     message_id = _message_id(resp)
     content: list[dict[str, Any]] = []
@@ -105,7 +106,7 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> dict[str, Any]:
         out["stop_details"] = refusal_details(str(block))
     elif out["stop_reason"] == "refusal":
         out["stop_details"] = refusal_details(str(finish))
-    return out
+    return ir.as_response(out)
 
 
 _ERROR_TYPES = {
@@ -122,7 +123,7 @@ _ERROR_TYPES = {
 }
 
 
-def gemini_error_event(error: dict[str, Any]) -> dict[str, Any]:
+def gemini_error_event(error: dict[str, Any]) -> ir.ErrorEvent:
     """A Google API error object (C{{"code", "message", "status"}}) as an Anthropic stream C{error} event."""
     status = error.get("status")
     kind = _ERROR_TYPES.get(status, "api_error") if isinstance(status, str) else "api_error"

@@ -9,7 +9,8 @@ import json
 import re
 from typing import Any
 
-from sapproxy.translate.anthropic_events import message_start
+from sapproxy.translate import ir
+from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire.gemini.response import refusal_details, gemini_error_event, stop_reason, tool_use_id
 
@@ -107,10 +108,7 @@ class GeminiToAnthropicStream:
         self.model = model
         self.message_id = message_id
         self.usage: Usage | None = None
-        self._started = False
-        self._finished = False
-        self._index = -1
-        self._open: str | None = None  # "text" | "thinking" | "tool_use"
+        self._writer = AnthropicStreamWriter()
         self._calls = 0
         self._call_args: dict[str, Any] | None = None  # a streamed (partialArgs) call in progress
         self._finish_reason: str | None = None
@@ -120,49 +118,37 @@ class GeminiToAnthropicStream:
 
     # -- helpers
 
-    def _start(self, out: list[dict[str, Any]]) -> None:
-        if self._started:
+    def _start(self, out: list[ir.StreamEvent]) -> None:
+        if self._writer.started:
             return
-        self._started = True
         usage = (self.usage or Usage()).to_anthropic()
         usage["output_tokens"] = 0
-        out.append(message_start(self.message_id, self.model, usage))
+        self._writer.start(out, self.message_id, self.model, usage)
 
-    def _close(self, out: list[dict[str, Any]]) -> None:
-        if self._open is None:
+    def _close(self, out: list[ir.StreamEvent]) -> None:
+        writer = self._writer
+        if writer.open_type is None:
             return
-        if self._open == "tool_use" and self._call_args is not None:
-            out.append(self._json_delta(self._call_args))
+        if writer.open_type == "tool_use" and self._call_args is not None:
+            writer.delta(out, {"type": "input_json_delta", "partial_json": json.dumps(self._call_args, ensure_ascii=False)})
             self._call_args = None
-        out.append({"type": "content_block_stop", "index": self._index})
-        self._open = None
+        writer.close(out)
         if self._pending_signatures:
             pending, self._pending_signatures = self._pending_signatures, []
             for sig in pending:
                 self._signature(out, sig)
 
-    def _open_block(self, out: list[dict[str, Any]], block: dict[str, Any]) -> None:
+    def _open_block(self, out: list[ir.StreamEvent], block: ir.ContentBlock) -> None:
         self._close(out)
-        self._index += 1
-        self._open = block["type"]
-        out.append({"type": "content_block_start", "index": self._index, "content_block": block})
+        self._writer.open(out, block)
 
-    def _json_delta(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "content_block_delta",
-            "index": self._index,
-            "delta": {"type": "input_json_delta", "partial_json": json.dumps(args, ensure_ascii=False)},
-        }
-
-    def _signature(self, out: list[dict[str, Any]], sig: str) -> None:
-        if self._open != "thinking":
+    def _signature(self, out: list[ir.StreamEvent], sig: str) -> None:
+        if self._writer.open_type != "thinking":
             self._open_block(out, {"type": "thinking", "thinking": "", "signature": ""})
-        out.append(
-            {"type": "content_block_delta", "index": self._index, "delta": {"type": "signature_delta", "signature": sig}}
-        )
+        self._writer.delta(out, {"type": "signature_delta", "signature": sig})
         self._close(out)
 
-    def _start_call(self, out: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    def _start_call(self, out: list[ir.StreamEvent], call: dict[str, Any]) -> None:
         self._open_block(
             out,
             {
@@ -175,13 +161,13 @@ class GeminiToAnthropicStream:
         self._calls += 1
         self._saw_tool_use = True
 
-    def _function_call(self, out: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    def _function_call(self, out: list[ir.StreamEvent], call: dict[str, Any]) -> None:
         name = call.get("name")
         if name:
             self._start_call(out, call)
             args = call.get("args")
             self._call_args = dict(args) if isinstance(args, dict) else {}
-        elif self._open != "tool_use" or self._call_args is None:
+        elif self._writer.open_type != "tool_use" or self._call_args is None:
             # A continuation or terminator with no call in progress: nothing to attach it to.
             return
         partials = call.get("partialArgs")
@@ -193,24 +179,22 @@ class GeminiToAnthropicStream:
             # A whole call, or the end (often the empty functionCall{} terminator) of a streamed one.
             self._close(out)
 
-    def _part(self, out: list[dict[str, Any]], part: dict[str, Any]) -> None:
+    def _part(self, out: list[ir.StreamEvent], part: dict[str, Any]) -> None:
         sig = part.get("thoughtSignature")
         sig = sig if isinstance(sig, str) and sig else None
         if part.get("thought") is True:
             text = part.get("text")
-            if self._open != "thinking":
+            if self._writer.open_type != "thinking":
                 self._open_block(out, {"type": "thinking", "thinking": "", "signature": ""})
             if isinstance(text, str) and text:
-                out.append(
-                    {"type": "content_block_delta", "index": self._index, "delta": {"type": "thinking_delta", "thinking": text}}
-                )
+                self._writer.delta(out, {"type": "thinking_delta", "thinking": text})
             if sig:
                 self._signature(out, sig)
             return
         call = part.get("functionCall")
         if isinstance(call, dict):
             if sig:
-                if call.get("name") or self._open != "tool_use":
+                if call.get("name") or self._writer.open_type != "tool_use":
                     self._signature(out, sig)
                 else:
                     # A signature on the continuation of a streamed call: sent once the call is complete.
@@ -221,15 +205,15 @@ class GeminiToAnthropicStream:
             self._signature(out, sig)
         text = part.get("text")
         if isinstance(text, str) and text:
-            if self._open != "text":
+            if self._writer.open_type != "text":
                 self._open_block(out, {"type": "text", "text": ""})
-            out.append({"type": "content_block_delta", "index": self._index, "delta": {"type": "text_delta", "text": text}})
+            self._writer.text(out, text)
 
     # -- the state machine
 
-    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if self._finished:
+    def feed(self, chunk: dict[str, Any]) -> list[ir.StreamEvent]:
+        out: list[ir.StreamEvent] = []
+        if self._writer.ended:
             return out
         meta = chunk.get("usageMetadata")
         if isinstance(meta, dict) and ("promptTokenCount" in meta or "candidatesTokenCount" in meta):
@@ -240,8 +224,7 @@ class GeminiToAnthropicStream:
         if isinstance(error, dict) and not chunk.get("candidates"):
             # Vertex / Gemini report a failure mid-stream as a chunk holding only a Google error object.
             self._close(out)
-            self._finished = True
-            out.append(gemini_error_event(error))
+            self._writer.fail(out, gemini_error_event(error))
             return out
         feedback = chunk.get("promptFeedback")
         if isinstance(feedback, dict) and feedback.get("blockReason"):
@@ -260,22 +243,17 @@ class GeminiToAnthropicStream:
                 self._close(out)
         return out
 
-    def finish(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if self._finished:
+    def finish(self) -> list[ir.StreamEvent]:
+        out: list[ir.StreamEvent] = []
+        if self._writer.ended:
             return out
         self._start(out)
         self._close(out)
-        self._finished = True
         if self._block_reason and self._finish_reason is None:
             reason = "refusal"
             details: dict[str, Any] | None = refusal_details(self._block_reason)
         else:
             reason = stop_reason(self._finish_reason, self._saw_tool_use)
             details = refusal_details(str(self._finish_reason)) if reason == "refusal" else None
-        delta: dict[str, Any] = {"stop_reason": reason, "stop_sequence": None}
-        if details is not None:
-            delta["stop_details"] = details
-        out.append({"type": "message_delta", "delta": delta, "usage": (self.usage or Usage()).to_anthropic()})
-        out.append({"type": "message_stop"})
+        self._writer.finish(out, reason, (self.usage or Usage()).to_anthropic(), stop_details=details)
         return out

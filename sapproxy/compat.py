@@ -1,0 +1,74 @@
+"""
+Every reach into a private name of Twisted, Klein or treq, in one place, each pinned by
+C{tests/test_compat.py} so an upgrade that moves one fails a test instead of a request.
+
+Each is used because the public API has no way to do the same thing:
+
+  - twisted.web's HTTP/1.1 client protocol and factory, to subclass them (L{sapproxy.upstreams.http}: no
+    reference cycle after a response; no log line per connection), and the pool's factory attribute to install
+    them;
+  - the request-generation and transmission failures of twisted.web's client, to tell a stale pooled
+    connection (retry once) from other failures (L{sapproxy.dispatch.forward});
+  - the path of a request whose body is still arriving (its channel has it before the request exists), to
+    answer a 413 in the dialect of the route;
+  - whether a request's client has gone (Klein cancels the route's Deferred either way);
+  - Klein's per-request component cache, released when a request finishes (a reference cycle otherwise);
+  - treq's synchronous body producer, for an in-memory treq client that needs no cooperator
+    (L{sapproxy.testing});
+  - twisted.web's chunked body decoder, to subclass it, and the client parser's table of body decoders, to
+    give one request's parser the subclass (L{sapproxy.upstreams.chunked}: whole chunks cut out of a read in
+    one loop).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from treq.testing import _SynchronousProducer as SynchronousBodyProducer
+from twisted.web._newclient import HTTP11ClientProtocol, RequestGenerationFailed, RequestTransmissionFailed
+from twisted.web.client import _HTTP11ClientFactory as HTTP11ClientFactory
+from twisted.web.http import _ChunkedTransferDecoder as ChunkedTransferDecoder
+
+__all__ = [
+    "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "RequestGenerationFailed", "RequestTransmissionFailed",
+    "SynchronousBodyProducer", "channel_path", "client_disconnected", "forget_klein_component",
+    "install_pool_factory",
+]
+
+
+def install_pool_factory(pool: Any, factory: type[HTTP11ClientFactory]) -> None:
+    """
+    Make C{pool} build its connections' protocols with C{factory}.
+    """
+    pool._factory = factory
+
+
+def use_transfer_decoders(protocol: HTTP11ClientProtocol, request: Any, decoders: dict[bytes, type]) -> None:
+    """
+    Make the response parser that C{protocol} has just made for C{request} decode bodies with C{decoders}
+    (by Transfer-Encoding); a protocol that refused the request (and so made no parser for it) is left alone.
+    """
+    parser = protocol._parser
+    if parser is not None and parser.request is request:
+        parser._transferDecoders = decoders
+
+
+def channel_path(channel: Any) -> bytes:
+    """
+    The path of the request a channel is receiving (known from the request line, before the body).
+    """
+    return getattr(channel, "_path", b"") or b""
+
+
+def client_disconnected(request: Any) -> bool:
+    """
+    Whether the client of C{request} has gone away.
+    """
+    return bool(getattr(request, "_disconnected", False))
+
+
+def forget_klein_component(request: Any) -> None:
+    """
+    Drop Klein's per-request component cache (its URL map adapter), which closes a reference cycle.
+    """
+    request._adapterCache = {}

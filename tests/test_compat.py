@@ -1,0 +1,117 @@
+"""
+Each private name of Twisted, Klein or treq that L{sapproxy.compat} reaches for is still there and means what
+it did: an upgrade that moves one fails here, not in a request.
+"""
+
+from __future__ import annotations
+
+from klein import Klein
+from treq.testing import StubTreq
+from twisted.internet.testing import MemoryReactorClock
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
+
+from sapproxy import compat
+
+
+def test_pool_factory_is_installed_and_used() -> None:
+    pool = HTTPConnectionPool(MemoryReactorClock())
+
+    class Factory(compat.HTTP11ClientFactory):
+        pass
+
+    compat.install_pool_factory(pool, Factory)
+    assert pool._factory is Factory
+    protocol = Factory(lambda _: None, repr).buildProtocol(None)
+    assert isinstance(protocol, compat.HTTP11ClientProtocol)
+
+
+def test_client_failures_are_the_client_protocols_own() -> None:
+    from twisted.web import _newclient
+
+    assert compat.RequestGenerationFailed is _newclient.RequestGenerationFailed
+    assert compat.RequestTransmissionFailed is _newclient.RequestTransmissionFailed
+    assert issubclass(compat.RequestTransmissionFailed, _newclient._WrapperException)
+
+
+def test_channel_path_before_the_request_exists() -> None:
+    from twisted.internet.testing import StringTransport
+    from twisted.web.http import HTTPChannel
+
+    channel = HTTPChannel()
+    channel.makeConnection(StringTransport())
+    channel.lineReceived(b"POST /v1/messages HTTP/1.1")
+    assert compat.channel_path(channel) == b"/v1/messages"
+    assert compat.channel_path(object()) == b""
+
+
+def test_client_disconnected_follows_the_connection() -> None:
+    request = Request(DummyChannel())
+    assert not compat.client_disconnected(request)
+    request.connectionLost(Exception("gone"))
+    assert compat.client_disconnected(request)
+
+
+def test_klein_component_cache_is_what_forget_clears() -> None:
+    app = Klein()
+
+    @app.route("/")
+    def root(request: Request) -> bytes:
+        return b"ok"
+
+    client = StubTreq(app.resource())
+    seen = []
+    original = Request.finish
+
+    def finish(self: Request) -> None:
+        seen.append(dict(self._adapterCache))
+        compat.forget_klein_component(self)
+        assert self._adapterCache == {}
+        original(self)
+
+    Request.finish = finish  # type: ignore[method-assign]
+    try:
+        response = client.get("http://x/")
+        client.flush()
+    finally:
+        Request.finish = original  # type: ignore[method-assign]
+    assert seen and seen[0], "Klein keeps its URL map adapter in the request's component cache"
+    assert response.called
+
+
+def test_synchronous_body_producer_writes_at_once() -> None:
+    producer = compat.SynchronousBodyProducer(b"abc")
+    written: list[bytes] = []
+
+    class Consumer:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    d = producer.startProducing(Consumer())
+    assert d.called and written == [b"abc"]
+
+
+def test_chunked_decoder_and_the_parsers_decoder_table() -> None:
+    from twisted.internet.testing import StringTransport
+    from twisted.web import _newclient, http
+    from twisted.web.http_headers import Headers
+
+    assert compat.ChunkedTransferDecoder is http._ChunkedTransferDecoder
+    decoder = compat.ChunkedTransferDecoder(lambda _: None, lambda _: None)
+    assert decoder.state == "CHUNK_LENGTH" and decoder._buffer == bytearray()  # what the subclass reads
+    assert _newclient.HTTPClientParser._transferDecoders == {b"chunked": http._ChunkedTransferDecoder}
+
+    class Mine(compat.ChunkedTransferDecoder):
+        pass
+
+    protocol = compat.HTTP11ClientProtocol()
+    protocol.makeConnection(StringTransport())
+    request = _newclient.Request(b"GET", b"/", Headers({b"host": [b"example"]}), None)
+    protocol.request(request)
+    compat.use_transfer_decoders(protocol, request, {b"chunked": Mine})
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert type(protocol._parser.bodyDecoder) is Mine
+    other = _newclient.Request(b"GET", b"/", Headers({b"host": [b"example"]}), None)
+    compat.use_transfer_decoders(protocol, other, {})  # not this parser's request: left alone
+    assert protocol._parser._transferDecoders == {b"chunked": Mine}
