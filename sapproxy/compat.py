@@ -43,7 +43,8 @@ def install_pool_factory(pool: Any, factory: type[HTTP11ClientFactory]) -> None:
     pool._factory = factory
 
 
-def use_transfer_decoders(protocol: HTTP11ClientProtocol, request: Any, decoders: dict[bytes, type]) -> None:
+def use_transfer_decoders(protocol: HTTP11ClientProtocol, request: Any,
+                          decoders: dict[bytes, type[ChunkedTransferDecoder]]) -> None:
     """
     Make the response parser that C{protocol} has just made for C{request} decode bodies with C{decoders}
     (by Transfer-Encoding); a protocol that refused the request (and so made no parser for it) is left alone.

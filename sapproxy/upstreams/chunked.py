@@ -60,4 +60,4 @@ class FastChunkedDecoder(ChunkedTransferDecoder):
 
 
 #: The body decoders of each upstream response parser (L{sapproxy.compat.use_transfer_decoders}).
-TRANSFER_DECODERS = {b"chunked": FastChunkedDecoder}
+TRANSFER_DECODERS: dict[bytes, type[ChunkedTransferDecoder]] = {b"chunked": FastChunkedDecoder}
