@@ -10,17 +10,16 @@ optional space after the colon.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
-from attrs import frozen
 
 from sapproxy.translate.jsontext import compact_json, json_text  # json_text: re-exported, the encoders here use it
 
 
-@frozen
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """
-    One dispatched event.
+    One dispatched event (a named tuple: a stream makes one per event, and a tuple is the cheapest value to
+    make).
 
     @ivar event: the C{event:} field, or L{None} where the event had none (OpenAI streams).
     @ivar data: the C{data:} lines joined by LF.
@@ -85,7 +84,7 @@ class SSEDecoder:
         self._tail = blocks.pop()
         events: list[SSEEvent] = []
         for block in blocks:
-            if block[:6] == b"data: " and b"\n" not in block:
+            if block.startswith(b"data: ") and b"\n" not in block:
                 events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
                 continue
             for line in block.split(b"\n"):
