@@ -202,6 +202,15 @@ def sapproxy_config(rundir: Path) -> Path:
         "port": PORTS["sapproxy"],
         "usage_store": "sqlite:///" + str(rundir / "usage.db"),
         "metrics_token": "bench-metrics",
+        # Vendor providers on the same lean upstream: an OpenAI-compatible server (the model named in the body,
+        # a bearer key) and Bedrock (every request SigV4-signed with credentials from boto3's chain; the lean
+        # upstream does not check the signature, the gateway's cost of making it is what is measured).
+        "providers": {
+            "vendor-openai": {"kind": "openai", "base_url": up + "/v1", "api_key": "sk-bench-vendor",
+                              "models": {"gpt-vendor": "gpt-4.1"}},
+            "vendor-aws": {"kind": "bedrock", "region": "eu-central-1", "endpoint_url": up,
+                           "models": {"claude-bedrock": "anthropic.claude-sonnet-4-5-20250929-v1:0"}},
+        },
     }
     path = rundir / "sapproxy.json"
     path.write_text(json.dumps(config, indent=2))
@@ -335,6 +344,10 @@ STREAM_CASES: list[tuple[str, str, str, str, bool, dict[str, Any], str]] = [
      "/v1/chat/completions", False, {}, "sapproxy"),
     ("gpt_to_anthropic", "Anthropic client /v1/messages -> gpt (Azure chunks -> Anthropic events)", "gpt-4.1",
      "/v1/messages", True, {"shape": "azure"}, "sapproxy"),
+    ("vendor_openai_passthrough", "OpenAI client -> OpenAI-compatible provider, OpenAI chunks (pass-through)",
+     "gpt-vendor", "/v1/chat/completions", False, {"shape": "openai"}, "sapproxy"),
+    ("bedrock_signed", "OpenAI client -> Bedrock provider (SigV4-signed, event-stream -> OpenAI chunks)",
+     "claude-bedrock", "/v1/chat/completions", False, {}, "sapproxy"),
 ]
 #: The GPT pass-through cases every target runs; the floor for the translated cases is bare's on Azure chunks.
 PASSTHROUGH_CASES = [c[0] for c in STREAM_CASES if c[0].startswith("gpt_") and c[0] != "gpt_to_anthropic"]
@@ -521,8 +534,11 @@ def main() -> int:
         twistd = str(Path(PY).parent / "twistd")
         extra = {k: (str((ROOT / v).resolve()) if k == "PYTHONPATH" else v)
                  for k, _, v in (e.partition("=") for e in a.sapproxy_env)}
+        # The Bedrock provider's credentials, from the environment as boto3's chain reads them (test values).
+        aws = {"AWS_ACCESS_KEY_ID": "AKIABENCHEXAMPLE", "AWS_SECRET_ACCESS_KEY": "bench/secret/EXAMPLE",
+               "AWS_EC2_METADATA_DISABLED": "true"}
         sap = procs.start("sapproxy", [twistd, "-n", "--pidfile=", "sapproxy", "--config",
-                                       str(sapproxy_config(rundir))], "gateway", env=checkout_env(extra))
+                                       str(sapproxy_config(rundir))], "gateway", env=checkout_env({**aws, **extra}))
         if a.sapproxy_env:
             notes.append("sapproxy ran with extra environment: " + " ".join(a.sapproxy_env))
         targets = ["direct", "bare", "sapproxy"]
@@ -856,8 +872,9 @@ def report(results: dict[str, Any], targets: list[str], concs: list[int], stream
             continue
         s = sm(key, "sapproxy", "streams_per_s")
         ratios = paired_streams(key, "sapproxy", FLOOR_CASE, "bare")
-        ok = med(ratios) >= 0.9 if ratios else None
-        rows.append((f"{key} streams/s >= 90% of bare's GPT pass-through (Azure chunks)",
+        want = 1.0 if "passthrough" in key else 0.9  # a pass-through on another provider, or a translation
+        ok = med(ratios) >= want if ratios else None
+        rows.append((f"{key} streams/s >= {100 * want:.0f}% of bare's GPT pass-through (Azure chunks)",
                      ratio_text(s, floor, ratios, True), ok))
     if "portkey" in targets:
         for key in PASSTHROUGH_CASES:

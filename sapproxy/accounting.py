@@ -69,6 +69,9 @@ class Accounting:
         # would parse the format for every request, a third of the line's cost.  Its fields are still in the
         # event for the JSON observer.
         line = f"{record.method} {record.endpoint} {record.status} {record.model_requested or '-'} {latency * 1000:.1f}ms"
+        if outcome.provider:
+            # Which upstream served (or last failed) it, and whether it fell over to get there.
+            line += f" via {outcome.provider}" + (f" after {outcome.failovers} failover(s)" if outcome.failovers else "")
         if "{" in line or "}" in line:
             line = line.replace("{", "{{").replace("}", "}}")
         log.info(

@@ -61,6 +61,13 @@ def channel_path(channel: Any) -> bytes:
     return getattr(channel, "_path", b"") or b""
 
 
+def channel_method(channel: Any) -> bytes:
+    """
+    The method of the request a channel is receiving (known from the request line, before the body).
+    """
+    return getattr(channel, "_command", b"") or b""
+
+
 def client_disconnected(request: Any) -> bool:
     """
     Whether the client of C{request} has gone away.
@@ -73,3 +80,24 @@ def forget_klein_component(request: Any) -> None:
     Drop Klein's per-request component cache (its URL map adapter), which closes a reference cycle.
     """
     request._adapterCache = {}
+
+
+def twistd_log_options() -> tuple[str, bool] | None:
+    """
+    C{(--logfile, --nodaemon)} as twistd parsed them, when a twistd L{AppLogger} is on the call stack (it calls
+    a C{--logger} factory from its C{start}); L{None} otherwise.  twistd hands the factory nothing, and
+    C{--logger} replaces twistd's own choice of file, so a factory that honours C{--logfile} reads them here.
+    """
+    import sys
+
+    from twisted.application.app import AppLogger
+
+    frame: Any = sys._getframe(1)
+    for _ in range(10):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, AppLogger):
+            return str(getattr(candidate, "_logfilename", "") or ""), bool(getattr(candidate, "_nodaemon", True))
+        frame = frame.f_back
+    return None

@@ -168,6 +168,15 @@ class IProvider(Interface):
     name = Attribute("str: the provider's name in the config (a subaccount's name for SAP AI Core).")
     kind = Attribute("str: the provider kind (its key in L{sapproxy.registry.PROVIDER_KINDS}).")
     credential_span = Attribute("str: the name of the tracing span of a credential fetch (C{sap.token}).")
+    generation = Attribute(
+        "int: changes whenever the models or deployments it serves change at run time (discovery), so those who "
+        "cache them (the picker, the model catalog) know to look again; constant for a static provider.")
+
+    def start() -> None:
+        """
+        Start background work (check credentials, discover deployments).  Nothing waits for it, and a failure
+        is logged and retried, never a reason not to serve.
+        """
 
     def models() -> list[str]:
         """
@@ -209,6 +218,13 @@ class IProvider(Interface):
         """
         The upstream answered 401 to an attempt made with C{headers}: forget what was used and say whether
         one more attempt with fresh credentials makes sense.
+        """
+
+    def deployment_gone(deployment: Deployment, message: str) -> bool:
+        """
+        The deployment answered 404 with C{message}: whether that means the deployment itself is gone (and not
+        that the client asked for something that does not exist).  A provider that can look for its deployments
+        again starts doing so.
         """
 
     def health() -> dict[str, Any]:

@@ -3,11 +3,15 @@ Structured logs: one JSON object per line, for log shippers.
 
 Use with twistd's C{--logger} option, which takes an observer factory::
 
-    twistd --logger=sapproxy.logs.json_observer sapproxy --config config.json
+    twistd --logger=sapproxy.logs.json_observer --logfile=/var/log/sapproxy.json sapproxy --config config.json
 
-Lines go to the file named by C{SAPPROXY_LOG_FILE}, or to standard output (containers).  Each request's line
-carries its fields (request id, key name, model, status, tokens, latency...) as JSON members, from the
-C{sapproxy.request} namespace; no secret is ever a field of a log event.
+Lines go where twistd would have written its own text log: the file named by C{--logfile} (rotated like
+twistd's own, at 1 MB and on C{SIGUSR1}), standard output for C{--logfile=-} or C{-n} without C{--logfile}
+(containers), and C{twistd.log} for a daemon given no C{--logfile}.  C{SAPPROXY_LOG_FILE}, when set, names the
+file instead.  Every line's C{time} is RFC 3339 in UTC with milliseconds (C{2026-12-06T05:17:01.123Z}).
+
+Each request's line carries its fields (request id, key name, model, status, tokens, latency...) as JSON
+members, from the C{sapproxy.request} namespace; no secret is ever a field of a log event.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import time
 from typing import IO, Any
@@ -22,7 +27,23 @@ from typing import IO, Any
 from twisted.logger import ILogObserver, formatEvent
 from zope.interface import implementer
 
-_SKIP = {"log_logger", "log_source", "log_io", "log_trace", "log_format", "log_flattened", "log_legacy"}
+from sapproxy.compat import twistd_log_options
+
+_SKIP = {"log_logger", "log_source", "log_io", "log_trace", "log_format", "log_flattened", "log_legacy",
+         "log_time", "log_level", "log_namespace", "log_failure", "log_text",
+         # twisted.python.log's own copy of log_time, as an epoch float: one time format per line.
+         "time"}
+#: The members every line starts with; an event's own field of the same name is kept as C{field_<name>}.
+_RESERVED = ("time", "level", "namespace", "message", "error", "traceback")
+
+
+def rfc3339(epoch: float) -> str:
+    """
+    C{epoch} as RFC 3339 in UTC with milliseconds: the one time format of the gateway's logs.
+    """
+    millis = int(round(epoch * 1000))
+    seconds, ms = divmod(millis, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
 
 
 @implementer(ILogObserver)
@@ -30,15 +51,18 @@ class JSONLineObserver:
     """
     Write each event as one line of JSON: C{time}, C{level}, C{namespace}, C{message}, then the event's own
     fields that serialise (a failure becomes its one-line summary and its traceback text).
+
+    @param out: a text file, or a binary one such as twistd's L{twisted.python.logfile.LogFile} (which takes
+        either and rotates itself).
     """
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str] | Any) -> None:
         self._out = out
 
     def __call__(self, event: dict[str, Any]) -> None:
         level = event.get("log_level")
         record: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.get("log_time", time.time()))) + "Z",
+            "time": rfc3339(event.get("log_time") or time.time()),
             "level": getattr(level, "name", "info"),
             "namespace": event.get("log_namespace", ""),
             "message": formatEvent(event),
@@ -48,19 +72,58 @@ class JSONLineObserver:
             record["error"] = failure.getErrorMessage()
             record["traceback"] = failure.getTraceback()
         for key, value in event.items():
-            if key in _SKIP or key in ("log_time", "log_level", "log_namespace", "log_failure", "log_text"):
+            if key in _SKIP:
                 continue
             if isinstance(value, (str, int, float, bool)) or value is None:
-                record[key.removeprefix("log_")] = value
+                name = key.removeprefix("log_")
+                record["field_" + name if name in _RESERVED else name] = value
         self._out.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._out.flush()
 
 
+def _stdout() -> IO[str]:
+    if hasattr(sys.stdout, "buffer"):
+        return io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    return sys.stdout
+
+
+def log_destination(logfile: str | None, nodaemon: bool) -> str | None:
+    """
+    Where twistd would write its log for these options: a path, or L{None} for standard output.
+
+    @raise SystemExit: a daemon told to log to standard output (which it is about to close), as twistd says.
+    """
+    override = os.environ.get("SAPPROXY_LOG_FILE")
+    if override:
+        return override
+    if logfile == "-":
+        if not nodaemon:
+            raise SystemExit("Daemons cannot log to stdout, exiting!")
+        return None
+    if not logfile:
+        return None if nodaemon else "twistd.log"
+    return logfile
+
+
 def json_observer() -> ILogObserver:
     """
-    The factory twistd's C{--logger} calls.
+    The factory twistd's C{--logger} calls: a L{JSONLineObserver} writing where C{--logfile} says.
     """
-    path = os.environ.get("SAPPROXY_LOG_FILE")
-    out: IO[str] = open(path, "a", encoding="utf-8") if path else io.TextIOWrapper(
-        sys.stdout.buffer, encoding="utf-8", line_buffering=True) if hasattr(sys.stdout, "buffer") else sys.stdout
+    options = twistd_log_options()
+    if options is None:
+        path = os.environ.get("SAPPROXY_LOG_FILE")
+        return JSONLineObserver(open(path, "a", encoding="utf-8") if path else _stdout())
+    path = log_destination(*options)
+    if path is None:
+        return JSONLineObserver(_stdout())
+    from twisted.python.logfile import LogFile
+
+    out = LogFile.fromFullPath(path)
+    if not signal.getsignal(signal.SIGUSR1):
+        def rotate(*_: Any) -> None:
+            from twisted.internet import reactor
+
+            reactor.callFromThread(out.rotate)  # type: ignore[attr-defined]
+
+        signal.signal(signal.SIGUSR1, rotate)
     return JSONLineObserver(out)

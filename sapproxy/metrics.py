@@ -71,6 +71,22 @@ class GatewayMetrics:
         self._rows_dropped = Counter(
             "sapproxy_usage_rows_dropped", "Usage rows given up on (store unreachable for too long).", registry=r,
         )
+        self._auth_failures = Counter(
+            "sapproxy_upstream_auth_failures", "SAP credentials refused (token endpoint 401/403, or a fresh token "
+            "refused by a deployment), by subaccount.", ("subaccount",), registry=r,
+        )
+        self._stale = Counter(
+            "sapproxy_stale_deployments", "Deployments that answered 'not found' (gone), by subaccount.",
+            ("subaccount",), registry=r,
+        )
+        self._discovery = Counter(
+            "sapproxy_discovery_refreshes", "Deployment discoveries from the AI API, by subaccount and outcome.",
+            ("subaccount", "outcome"), registry=r,
+        )
+        self._affinity = Counter(
+            "sapproxy_session_affinity", "Requests with a session key: served by the session's deployment (hit) "
+            "or by another one because it was unhealthy (move).", ("outcome",), registry=r,
+        )
         Info("sapproxy_build", "The gateway's version.", registry=r).info({"version": version or _version()})
         self._request_children: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         self._token_children: dict[str, tuple[Any, Any, Any]] = {}
@@ -135,6 +151,18 @@ class GatewayMetrics:
 
     def rate_limited(self, key_name: str, reason: str) -> None:
         self._rate_limited.labels(key_name, reason).inc()
+
+    def upstream_auth_failed(self, subaccount: str) -> None:
+        self._auth_failures.labels(subaccount).inc()
+
+    def stale_deployment(self, subaccount: str) -> None:
+        self._stale.labels(subaccount).inc()
+
+    def discovery(self, subaccount: str, outcome: str) -> None:
+        self._discovery.labels(subaccount, outcome).inc()
+
+    def session_affinity(self, outcome: str) -> None:
+        self._affinity.labels(outcome).inc()
 
     def usage_rows_dropped(self, n: int = 1) -> None:
         """

@@ -63,11 +63,31 @@ def _version(name: str) -> tuple[int, ...]:
 
 class ModelCatalog:
     def __init__(self, configured: Iterable[str], settings: Mapping[str, ModelSettings],
-                 aliases: Mapping[str, str]) -> None:
+                 aliases: Mapping[str, str], *, strict: bool = False) -> None:
+        """
+        @param strict: refuse names that only another generation of the model would serve
+            (C{strict_model_names}), instead of serving them with a warning.
+        """
         self._configured = sorted(set(configured))
         self._settings = settings
         self._aliases = aliases
+        self._strict = strict
         self._cache: dict[str, ResolvedModel | None] = {}
+
+    def update(self, configured: Iterable[str]) -> None:
+        """
+        The served names changed (discovery found or lost a model): resolve every name afresh.
+        """
+        names = sorted(set(configured))
+        if names != self._configured:
+            self._configured = names
+            self._cache = {}
+
+    def other_generation(self) -> dict[str, str]:
+        """
+        Client names served by another generation of their model (for C{/v1/models} and C{/health}).
+        """
+        return {name: hit.name for name, hit in self._cache.items() if hit is not None and _other_generation(hit)}
 
     @property
     def names(self) -> list[str]:
@@ -88,9 +108,16 @@ class ModelCatalog:
         except KeyError:
             pass
         found = self._resolve(requested)
+        if found is not None and self._strict and _other_generation(found):
+            log.warn("model name {requested} refused: only {name} (another generation) serves it and "
+                     "strict_model_names is on", requested=requested, name=found.name)
+            found = None
         if len(self._cache) < 10_000:
             self._cache[requested] = found
-            if found is not None and found.how != "exact":
+            if found is not None and _other_generation(found):
+                log.warn("model name {requested} is served by {name}, another generation ({how}); add an alias or "
+                         "set strict_model_names to refuse it", requested=requested, name=found.name, how=found.how)
+            elif found is not None and found.how != "exact":
                 log.info("model name {requested} resolves to {name} ({how})", requested=requested, name=found.name,
                          how=found.how)
         return found
@@ -124,3 +151,11 @@ class ModelCatalog:
         exact = [m for m in same_tier if _version(m) == wanted]
         pick = exact[0] if exact else max(same_tier, key=_version)
         return ResolvedModel(requested, pick, "claude", "same version" if exact else f"newest {tier}")
+
+
+def _other_generation(hit: ResolvedModel) -> bool:
+    """
+    Whether a Claude name resolved to a model of its tier with another version (C{claude-opus-4-8} served by
+    an Opus 4.1): the client gets a different generation from the one it asked for.
+    """
+    return hit.how.startswith("newest ") and _version(re.sub(r"\[[^\]]*\]$", "", hit.requested)) != _version(hit.name)

@@ -13,8 +13,14 @@ from typing import Any
 
 from sapproxy.interfaces import IClientAPI, IProvider, IWireFormat
 from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models
-from sapproxy.translate.wire import bedrock_invoke, converse, gemini, openai_chat as openai_chat_wire
-from sapproxy.upstreams import ProviderContext, sap_aicore
+from sapproxy.translate.wire import (
+    anthropic_messages as anthropic_messages_wire, bedrock_invoke, converse, gemini, openai_chat as openai_chat_wire,
+    openai_compatible,
+)
+from sapproxy.upstreams import (
+    ProviderContext, anthropic as anthropic_provider, azure_openai, bedrock, gemini as gemini_provider, openai,
+    sap_aicore,
+)
 
 #: Surface modules, each with C{install(app, ref)}, C{CLIENT_API} and the C{PATH_PREFIX} its routes live under.
 SURFACES: tuple[ModuleType, ...] = (openai_chat, openai_embeddings, openai_models, anthropic_messages)
@@ -22,12 +28,17 @@ SURFACES: tuple[ModuleType, ...] = (openai_chat, openai_embeddings, openai_model
 #: Wire formats by name (what a provider's C{wire_format(model)} answers).
 WIRE_FORMATS: dict[str, IWireFormat] = {
     wire.name: wire for wire in (openai_chat_wire.WIRE_FORMAT, bedrock_invoke.WIRE_FORMAT, converse.WIRE_FORMAT,
-                                 gemini.WIRE_FORMAT)
+                                 gemini.WIRE_FORMAT, openai_compatible.WIRE_FORMAT, anthropic_messages_wire.WIRE_FORMAT)
 }
 
 #: Provider kinds: C{build(settings, context, previous)} for one configured upstream of that kind.
 PROVIDER_KINDS: dict[str, Any] = {
     "sap_aicore": sap_aicore.build,
+    "openai": openai.build,
+    "azure-openai": azure_openai.build,
+    "anthropic": anthropic_provider.build,
+    "bedrock": bedrock.build,
+    "gemini": gemini_provider.build,
 }
 
 #: The dialect of a path no surface claims (errors for unknown routes are written in it).
@@ -49,10 +60,13 @@ def client_api_for(path: bytes) -> IClientAPI:
 def build_providers(config: Any, context: ProviderContext, previous: dict[str, IProvider] | None = None
                     ) -> dict[str, IProvider]:
     """
-    Every configured upstream as a provider, by name, in failover order: SAP AI Core subaccounts first.
+    Every configured upstream as a provider, by name, in failover order: SAP AI Core subaccounts first, then
+    the C{providers} of the config in their order.
     """
     previous = previous or {}
     providers: dict[str, IProvider] = {}
     for name, account in config.subaccounts.items():
         providers[name] = PROVIDER_KINDS["sap_aicore"](account, context, previous.get(name))
+    for name, settings in getattr(config, "providers", {}).items():
+        providers[name] = PROVIDER_KINDS[settings.kind](settings, context, previous.get(name))
     return providers

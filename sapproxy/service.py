@@ -3,12 +3,14 @@ The daemon: every long-lived part of the gateway, started and stopped in order.
 
 Start: the embedded simulator (when configured), the usage store and key ring, then the listening port.
 Stop (SIGTERM): stop accepting, let in-flight requests finish for up to C{drain_timeout} seconds, close what
-is left (streams get an error event through their relay as their upstream closes), flush the usage rows,
-close the upstream pool.
+is left (streams get an error event through their relay as their upstream closes), close the rate limiter's
+Redis connection, flush the usage rows, close the upstream pool.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 from pathlib import Path
 from typing import Any, cast
@@ -32,10 +34,14 @@ from sapproxy.models import ModelCatalog
 from sapproxy.ratelimit import make_rate_limiter
 from sapproxy.registry import WIRE_FORMATS, build_providers
 from sapproxy.site import GatewaySite, Listener
+from sapproxy.startup import announce
 from sapproxy.tracing import make_tracing
 from sapproxy.upstreams import ProviderContext
+from sapproxy.upstreams.sap_discovery import follow_models
+from sapproxy.web.admin import AdminBackend
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
+from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 
@@ -48,7 +54,8 @@ class GatewayService(MultiService):
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect)
+        self.clients = make_http_client(reactor, pool_size=config.pool_size, connect_timeout=config.timeouts.connect,
+                                        environ=os.environ)
         self.pool = self.clients.pool
         self.metrics = GatewayMetrics(version=__version__)
         self.store = open_usage_store(config.usage_store, reactor=reactor)
@@ -57,7 +64,10 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
-        self.site = GatewaySite(build_app(self.ref).resource(), max_body_bytes=config.max_body_bytes, reactor=reactor)
+        admin = AdminBackend(store=self.store, keyring=self.keyring, reactor=reactor)
+        self.site = GatewaySite(build_app(self.ref, admin).resource(), max_body_bytes=config.max_body_bytes,
+                                reactor=reactor)
+        self.site.metrics = self.metrics
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
@@ -74,10 +84,14 @@ class GatewayService(MultiService):
         gateway = Gateway(config, self.reactor, self.clients.upstream, providers=providers,
                           planner=Planner(WIRE_FORMATS), metrics=self.metrics, previous=previous,
                           tracing=previous.tracing if previous is not None else make_tracing(config.tracing))
-        configured = [model for provider in providers.values() for model in provider.models()]
+        def served() -> list[str]:
+            return [model for provider in providers.values() for model in provider.models()]
+
+        catalog = ModelCatalog(served(), config.catalog_settings(), config.aliases, strict=config.strict_model_names)
+        follow_models(providers.values(), lambda: catalog.update(served()))
         return Services(
             gateway=gateway,
-            catalog=ModelCatalog(configured, config.models, config.aliases),
+            catalog=catalog,
             authenticator=Authenticator(config.secret_authentication_tokens, self.keyring),
             accounting=Accounting(self.reactor, metrics=self.metrics, store=self.store),
             rate_limiter=self.rate_limiter,
@@ -106,6 +120,8 @@ class GatewayService(MultiService):
         previous = self.gateway
         self.ref.current = self._services(config, previous)
         previous.stop(keep=self.gateway)
+        if self.running:
+            self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
@@ -123,6 +139,7 @@ class GatewayService(MultiService):
         simulator = make_simulator(attrs.evolve(default_simulator_config(), event_delay=settings.event_delay),
                                    self.reactor)
         site = Site(simulator.resource())
+        site.requestFactory = PhrasedRequest
         site.noisy = False
         server = TCPServer(settings.port, site, interface=settings.host)
         server.setName("simulator")
@@ -130,10 +147,15 @@ class GatewayService(MultiService):
         log.info("embedded simulated SAP AI Core on http://{host}:{port}", host=settings.host, port=settings.port)
 
     def startService(self) -> None:
-        if not self.config.secret_authentication_tokens:
-            log.warn("*** secret_authentication_tokens is empty: AUTHENTICATION IS DISABLED until a key is created "
-                     "with sapproxy-admin keys create; anyone who can reach this port can use it ***")
+        if self.config.ignored_keys:
+            log.warn("config: ignoring {keys} (keys of the original proxy that sapproxy has no use for)",
+                     keys=", ".join(self.config.ignored_keys))
+        proxies = {k: v for k, v in os.environ.items() if k.lower() in ("https_proxy", "http_proxy", "no_proxy")}
+        if proxies:
+            log.info("outbound calls honour {proxies}", proxies=", ".join(
+                f"{k}={re.sub(r'//[^@/]*@', '//', v)}" for k, v in sorted(proxies.items())))
         super().startService()
+        self.gateway.start()
         try:
             signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
         except ValueError:
@@ -142,6 +164,9 @@ class GatewayService(MultiService):
         # could be judged, and a client would see 401s that vanish a moment later.
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
         self.keyring_started.addErrback(lambda f: log.failure("usage store did not start", f))
+        self.keyring_started.addCallback(lambda _: announce(self.config, self.ref.current.catalog,
+                                                            self.ref.current.authenticator, self.keyring))
+        self.keyring_started.addErrback(lambda f: log.failure("start-up summary failed", f))
         self.keyring_started.addBoth(lambda _: self.listener.listen())
 
     def stopService(self) -> Deferred[None]:
@@ -180,5 +205,6 @@ class GatewayService(MultiService):
             await self._settle(2.0)
         self.keyring.stop()
         self.gateway.stop()
+        await self.rate_limiter.disconnect()
         await MultiService.stopService(self)
         await self.pool.closeCachedConnections()

@@ -17,9 +17,11 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
-from sapproxy.compat import channel_path, forget_klein_component
+from sapproxy.compat import channel_method, channel_path, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
+from sapproxy.web.reasons import PhrasedRequest
+from sapproxy.web.requestlog import request_done
 
 log = Logger()
 
@@ -45,7 +47,7 @@ class _Discard:
         pass
 
 
-class TrackingRequest(Request):
+class TrackingRequest(PhrasedRequest):
     """
     A request the site remembers until it finishes, so shutdown can wait for it; and whose body, when larger
     than the site's limit, is never stored (decided from Content-Length before reading, when it is given).
@@ -54,6 +56,8 @@ class TrackingRequest(Request):
     """
 
     body_too_large: int | None = None
+    #: Set by an API route's frame, which logs and counts the request itself (with model, key and tokens).
+    accounted: bool = False
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         # JSON APIs only: never parse form uploads into request.args (nor, for that, every POST's
@@ -76,6 +80,9 @@ class TrackingRequest(Request):
                 b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             channel.transport.loseConnection()
+            method = channel_method(channel).decode("latin-1", "replace")
+            request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], 413,
+                         0.0, (self.requestHeaders.getRawHeaders(b"user-agent") or [b""])[0].decode("latin-1"))
         else:
             super().gotLength(length)
 
@@ -90,6 +97,7 @@ class TrackingRequest(Request):
 
     def process(self) -> None:
         site = cast(Any, self.channel).site
+        self.started = site.reactor.seconds()
         site.inflight.add(self)
         self.notifyFinish().addBoth(self._finished, site)
         super().process()
@@ -115,14 +123,23 @@ class GatewaySite(Site):
     def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, **kwargs: Any) -> None:
         super().__init__(resource, reactor=reactor, **kwargs)
         self.max_body_bytes = max_body_bytes
+        #: L{sapproxy.metrics.GatewayMetrics} for the requests no API route accounts for, or L{None}.
+        self.metrics: Any = None
         self.inflight: set[Request] = set()
         #: Requests finished since start (for L{sapproxy.memory.IdleCollector}).
         self.finished = 0
         self.noisy = False
 
     def log(self, request: http.Request) -> None:
-        # Every API request gets one structured line from the accounting instead of a combined-log line.
-        pass
+        # An API request gets its structured line from the accounting; every other one (404, 405, the
+        # operator pages) gets its line here, instead of a combined-log line.
+        if getattr(request, "accounted", False):
+            return
+        started = getattr(request, "started", None)
+        latency = self.reactor.seconds() - started if started is not None else 0.0
+        request_done(self.metrics, request.method.decode("latin-1", "replace"),
+                     request.path.decode("latin-1", "replace"), request.code, latency,
+                     (request.getHeader(b"user-agent") or b"").decode("latin-1"))
 
 
 class Listener(Service):

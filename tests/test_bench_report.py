@@ -77,7 +77,7 @@ def test_ten_thousand_streams_are_extrapolated_from_the_most_that_fit(run: Any) 
 
 def _streams(per_target: dict[str, list[float]], cpu: float = 95.0) -> dict[str, list[dict[str, Any]]]:
     keys = ["gpt_azure", "gpt_openai", "gpt_azure_400b", "gpt_minimal", "claude_to_openai", "converse_to_openai",
-            "gemini_to_openai", "gpt_to_anthropic"]
+            "gemini_to_openai", "gpt_to_anthropic", "vendor_openai_passthrough", "bedrock_signed"]
     return {f"{key}|{target}": [{"streams_per_s": v, "cpu_pct": cpu, "events_per_s": 50 * v} for v in values]
             for key in keys for target, values in per_target.items()}
 
@@ -121,3 +121,16 @@ def test_a_starved_gateway_is_called_out(run: Any) -> None:
     md = _report(run, plain, _streams({"direct": [2000] * 3, "bare": [300] * 3, "sapproxy": [330] * 3,
                                        "portkey": [150] * 3, "litellm": [10] * 3}, cpu=30.0))
     assert "the load side (CPU 0) was the limit there" in md
+
+
+def test_a_pass_through_on_another_provider_is_held_to_the_floor(run: Any) -> None:
+    plain = _plain({"direct": [9000] * 3, "bare": [1000] * 3, "sapproxy": [1000] * 3, "portkey": [500] * 3,
+                    "litellm": [80] * 3})
+    streams = _streams({"direct": [2000] * 3, "bare": [300] * 3, "sapproxy": [285] * 3, "portkey": [150] * 3,
+                        "litellm": [10] * 3})
+    rows = {line.split(" | ")[0][2:]: line for line in _report(run, plain, streams).splitlines()
+            if line.startswith("| ")}
+    # 95% of the floor: enough for a translation (>= 90%), not for a pass-through (>= 100%).
+    assert rows["vendor_openai_passthrough streams/s >= 100% of bare's GPT pass-through (Azure chunks)"].endswith(
+        "**FAIL** |")
+    assert rows["bedrock_signed streams/s >= 90% of bare's GPT pass-through (Azure chunks)"].endswith("**PASS** |")

@@ -5,6 +5,8 @@ it did: an upgrade that moves one fails here, not in a request.
 
 from __future__ import annotations
 
+from typing import Any
+
 from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
@@ -44,6 +46,8 @@ def test_channel_path_before_the_request_exists() -> None:
     channel.lineReceived(b"POST /v1/messages HTTP/1.1")
     assert compat.channel_path(channel) == b"/v1/messages"
     assert compat.channel_path(object()) == b""
+    assert compat.channel_method(channel) == b"POST"
+    assert compat.channel_method(object()) == b""
 
 
 def test_client_disconnected_follows_the_connection() -> None:
@@ -115,3 +119,16 @@ def test_chunked_decoder_and_the_parsers_decoder_table() -> None:
     other = _newclient.Request(b"GET", b"/", Headers({b"host": [b"example"]}), None)
     compat.use_transfer_decoders(protocol, other, {})  # not this parser's request: left alone
     assert protocol._parser._transferDecoders == {b"chunked": Mine}
+
+
+def test_twistd_log_options_from_the_app_logger_calling_the_factory() -> None:
+    from twisted.scripts._twistd_unix import UnixAppLogger
+
+    def factory_called_by(logger: Any) -> Any:
+        self = logger  # noqa: F841 -- as in AppLogger.start, the caller's frame holds the logger as self
+        return compat.twistd_log_options()
+
+    options = {"logfile": "/var/log/gw.json", "nodaemon": False, "syslog": False, "prefix": "twisted"}
+    assert factory_called_by(UnixAppLogger(options)) == ("/var/log/gw.json", False)
+    assert factory_called_by(UnixAppLogger({**options, "logfile": "", "nodaemon": True})) == ("", True)
+    assert compat.twistd_log_options() is None

@@ -11,16 +11,25 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 from urllib.parse import urlsplit
 
 import cattrs
 from attrs import Factory, field, frozen
 from cattrs.gen import make_dict_structure_fn, override
 
-#: api-version for Azure-OpenAI-style chat deployments, and for reasoning models that need a newer one.
-DEFAULT_API_VERSION = "2023-05-15"
-REASONING_API_VERSION = "2024-12-01-preview"
+from sapproxy.config.providers import (
+    ProviderConfig, ProviderError, check_provider, format_exception, models_of, register_provider_hooks, split_key,
+)
+from sapproxy.ratelimit.address import parse_redis_url
+
+#: api-version for Azure-OpenAI-style chat and embeddings deployments: the current GA version (the one SAP's own
+#: AI SDK sends), which accepts every field the gateway sends (tools, parallel_tool_calls, stream_options,
+#: response_format json_schema); 2023-05-15 predates all four.
+DEFAULT_API_VERSION = "2024-10-21"
+#: o-series and gpt-5: the version Azure documents for the reasoning models' current parameters
+#: (reasoning_effort, max_completion_tokens, the developer role).
+REASONING_API_VERSION = "2025-04-01-preview"
 _REASONING = re.compile(r"(^|[^a-z])(o1|o3|o4|gpt-5)", re.IGNORECASE)
 
 
@@ -41,18 +50,36 @@ class ServiceKey:
     url: str
     identityzoneid: str | None = None
     ai_api_url: str | None = None
+    #: C{"x509"} for a key whose client authenticates with a certificate (C{certificate}, C{key}, C{certurl})
+    #: instead of a secret: its tokens come from C{certurl} over mutual TLS.
+    credential_type: str = "binding-secret"
+    certificate: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    certurl: str | None = None
+
+    @property
+    def x509(self) -> bool:
+        return self.credential_type == "x509"
 
     @property
     def token_url(self) -> str:
-        return self.url.rstrip("/") + "/oauth/token?grant_type=client_credentials"
+        base = self.certurl if self.x509 and self.certurl else self.url
+        return base.rstrip("/") + "/oauth/token?grant_type=client_credentials"
 
 
 @frozen
 class SubAccount:
+    """
+    @ivar deployment_models: configured deployment URLs per model (including those C{deployment_ids} named).
+    @ivar discover: whether the deployments of this subaccount are also read from its AI API
+        (C{GET /v2/lm/deployments}); true when C{deployment_models} is absent or empty.
+    """
+
     name: str
     service_key: ServiceKey
     deployment_models: Mapping[str, tuple[str, ...]]
     resource_group: str = "default"
+    discover: bool = False
 
 
 @frozen
@@ -127,6 +154,49 @@ class TracingSettings:
 
 
 @frozen
+class ModelFilters:
+    """
+    Regular expressions (searched, as the FastAPI fork does) over model names, configured and discovered alike:
+    when C{include_filters} is given only names matching one of them stay; then names matching any of
+    C{exclude_filters} go.
+    """
+
+    include_filters: tuple[str, ...] = ()
+    exclude_filters: tuple[str, ...] = ()
+
+    def allows(self, name: str) -> bool:
+        if self.include_filters and not any(re.search(p, name) for p in self.include_filters):
+            return False
+        return not any(re.search(p, name) for p in self.exclude_filters)
+
+
+@frozen
+class DiscoverySettings:
+    """
+    Deployment discovery from the AI API: every C{refresh_seconds} (jittered by up to C{jitter} of it), at
+    once when a deployment answers 404 (no more often than every C{min_interval} seconds), and C{retry_seconds}
+    after a failed refresh.
+    """
+
+    refresh_seconds: float = 300.0
+    jitter: float = 0.2
+    min_interval: float = 5.0
+    retry_seconds: float = 30.0
+    scenario: str = "foundation-models"
+
+
+@frozen
+class AffinitySettings:
+    """
+    Session affinity: requests that carry a session key go to the same healthy deployment.  C{header} names an
+    extra request header to read a session key from (besides Claude Code's and Codex's own).
+    """
+
+    enabled: bool = True
+    header: str | None = None
+
+
+@frozen
 class GatewayConfig:
     # path and subaccounts are filled in after the optional keys are structured (see _structure).
     path: Path = Path("config.json")
@@ -157,10 +227,56 @@ class GatewayConfig:
     #: Extra regular expressions whose matches are masked in logged bodies.
     redact_patterns: tuple[str, ...] = ()
     tracing: TracingSettings | None = None
+    #: Upstreams beside SAP AI Core (L{sapproxy.config.providers}), by name, in config order.
+    providers: Mapping[str, ProviderConfig] = Factory(dict)
+    #: Failover order per model: subaccount and provider names; without it, SAP first, then providers.
+    routing: Mapping[str, tuple[str, ...]] = Factory(dict)
+    model_filters: ModelFilters = ModelFilters()
+    discovery: DiscoverySettings = DiscoverySettings()
+    session_affinity: AffinitySettings = AffinitySettings()
+    #: Refuse (404) client model names that would be served by another generation of the model.
+    strict_model_names: bool = False
+    #: Keys of the original Flask proxy's or the FastAPI fork's configs that sapproxy accepts but has no use for.
+    ignored_keys: tuple[str, ...] = ()
+    #: Turns on the admin web page at C{/admin}; the token signs in (it is never put in a URL or a log).
+    admin_token: str | None = None
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def served_by(self) -> dict[str, list[str]]:
+        """
+        Each configured model name and the subaccounts and providers that serve it, SAP first, in config order.
+        """
+        owners: dict[str, list[str]] = {}
+        for account in self.subaccounts.values():
+            for model in account.deployment_models:
+                owners.setdefault(model, []).append(account.name)
+        for name, provider in self.providers.items():
+            for model in models_of(provider):
+                owners.setdefault(model, []).append(name)
+        return owners
+
+    def route(self, model: str) -> list[str]:
+        """
+        The failover order for C{model}: the C{routing} entry, or SAP subaccounts first then providers.
+        """
+        return list(self.routing.get(model) or self.served_by.get(model, []))
+
+    def catalog_settings(self) -> dict[str, ModelSettings]:
+        """
+        Per-model settings for the model catalog: the top-level C{models}, and the family a provider's model
+        names for itself (its other settings are the provider's business).
+        """
+        out: dict[str, ModelSettings] = {}
+        for provider in self.providers.values():
+            for model, settings in models_of(provider).items():
+                if settings.family:
+                    out.setdefault(model, ModelSettings(family=settings.family))
+        out.update(self.models)
+        return out
 
     def model_settings(self, model: str) -> ModelSettings:
         return self.models.get(model) or ModelSettings()
@@ -180,10 +296,17 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
-    "log_bodies", "redact_patterns", "tracing",
+    "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery", "session_affinity",
+    "strict_model_names", "admin_token", "providers", "routing",
     # The legacy single-account form.
-    "service_key_json", "deployment_models", "resource_group",
+    "service_key_json", "deployment_models", "resource_group", "deployment_ids",
 }
+
+_SUBACCOUNT_KEYS = ("service_key_json", "deployment_models", "resource_group", "deployment_ids")
+
+#: Keys of the original Flask proxy's and the FastAPI fork's example configs that sapproxy has no use for:
+#: accepted (so their config works unchanged) and named in one warning at start.
+IGNORED_KEYS = {"hostLocal"}
 
 
 def _converter() -> cattrs.Converter:
@@ -212,36 +335,82 @@ def _converter() -> cattrs.Converter:
     c.register_structure_hook(float, number)
     c.register_structure_hook(str, string)
     c.register_structure_hook(bool, boolean)
+    register_provider_hooks(c)
     # After the scalar hooks: structure functions are generated against the hooks registered so far.
-    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings):
+    for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings, DiscoverySettings,
+                AffinitySettings):
         c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
     c.register_structure_hook(
         GatewayConfig,
         make_dict_structure_fn(
             GatewayConfig, c, _cattrs_forbid_extra_keys=False, path=override(omit=True),
-            subaccounts=override(omit=True),
+            subaccounts=override(omit=True), ignored_keys=override(omit=True), model_filters=override(omit=True),
         ),
     )
     return c
 
 
+def _model_filters(raw: Any) -> ModelFilters:
+    """
+    C{model_filters}: C{include_filters}/C{exclude_filters} (the fork's current names) or C{include}/C{exclude}
+    (its first ones), each a list of regular expressions.
+    """
+    if not isinstance(raw, dict):
+        raise _PathError("model_filters", "expected an object with include_filters and/or exclude_filters")
+    found: dict[str, tuple[str, ...]] = {"include_filters": (), "exclude_filters": ()}
+    for key, value in raw.items():
+        name = {"include": "include_filters", "exclude": "exclude_filters"}.get(key, key)
+        if name not in found:
+            raise _PathError(f"model_filters.{key}", "unknown key (check its spelling)")
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise _PathError(f"model_filters.{key}", "expected a list of regular expressions")
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise _PathError(f"model_filters.{key}[{i}]", f"not a regular expression: {e}") from None
+        found[name] = found[name] + tuple(value)
+    return ModelFilters(**found)
+
+
 def _structure_service_key(raw: Any, _: type) -> ServiceKey:
     if not isinstance(raw, dict):
         raise ValueError("expected an object")
-    missing = [k for k in ("clientid", "clientsecret", "url") if not raw.get(k)]
+    # A key as BTP shows it in a binding may nest its credentials one level down.
+    if "clientid" not in raw and isinstance(raw.get("credentials"), dict):
+        raw = raw["credentials"]
+    credential_type = raw.get("credential-type") or "binding-secret"
+    x509 = credential_type == "x509"
+    required = ("clientid", "url", "certificate", "key", "certurl") if x509 else ("clientid", "clientsecret", "url")
+    missing = [k for k in required if not raw.get(k)]
     if missing:
-        raise _KeyError(missing[0], "missing")
-    for k in ("clientid", "clientsecret", "url"):
+        raise _KeyError(missing[0], "missing" + (" (an X.509 service key needs certificate, key and certurl)"
+                                                  if x509 else ""))
+    for k in required:
         if not isinstance(raw[k], str):
             raise _KeyError(k, "expected a string")
     _check_url(raw["url"], "url")
+    if x509:
+        _check_url(raw["certurl"], "certurl")
+        for k in ("certificate", "key"):
+            if "-----BEGIN" not in raw[k]:
+                raise _KeyError(k, "expected a PEM block (-----BEGIN ...)")
     urls = raw.get("serviceurls") or {}
+    ai_api_url = urls.get("AI_API_URL") if isinstance(urls, dict) else None
+    if ai_api_url is not None:
+        _check_url(ai_api_url, "serviceurls.AI_API_URL")
     return ServiceKey(
         clientid=raw["clientid"],
-        clientsecret=raw["clientsecret"],
+        clientsecret=raw.get("clientsecret") or "",
         url=raw["url"],
         identityzoneid=raw.get("identityzoneid") or None,
-        ai_api_url=urls.get("AI_API_URL") if isinstance(urls, dict) else None,
+        ai_api_url=ai_api_url.rstrip("/") if ai_api_url else None,
+        credential_type=credential_type,
+        certificate=raw.get("certificate") if x509 else None,
+        private_key=raw.get("key") if x509 else None,
+        certurl=raw.get("certurl") if x509 else None,
     )
 
 
@@ -279,6 +448,10 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         raise ConfigError(f"{label}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: expected a JSON object at the top level")
+    try:
+        raw = _with_simulator_origin(raw)
+    except _PathError as e:
+        raise ConfigError(f"{label}: {e.path}: {e}") from None
     if host is not None:
         raw["host"] = host
     if port is not None:
@@ -289,6 +462,43 @@ def load_config(path: str | Path, *, host: str | None = None, port: int | None =
         raise ConfigError(f"{label}: {e.path}: {e}") from None
 
 
+#: Stands, in any URL of the config, for the embedded simulator's origin (C{http://host:port} of its C{simulator}
+#: block), so that the simulator's port is written in one place.
+SIMULATOR_ORIGIN = "${SIMULATOR}"
+
+
+def _with_simulator_origin(raw: dict[str, Any]) -> dict[str, Any]:
+    """
+    C{raw} with every C{${SIMULATOR}} in a string replaced by the simulator's origin.  The config keeps the
+    original proxy's shape (service keys and deployment URLs are still URL strings); only their origin is
+    written once.
+    """
+    if SIMULATOR_ORIGIN not in json.dumps(raw):
+        return raw
+    settings = raw.get("simulator")
+    if not isinstance(settings, dict):
+        raise _PathError("simulator", f"missing, but {SIMULATOR_ORIGIN} is used in a URL (it stands for the "
+                         "embedded simulator's http://host:port)")
+    host = settings.get("host", SimulatorSettings().host)
+    port = settings.get("port", SimulatorSettings().port)
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+        raise _PathError("simulator", "host must be a string and port a whole number")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    origin = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+    def substitute(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(SIMULATOR_ORIGIN, origin)
+        if isinstance(value, list):
+            return [substitute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: substitute(v) if k != "simulator" else v for k, v in value.items()}
+        return value
+
+    return cast(dict[str, Any], substitute(raw))
+
+
 class _PathError(ValueError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(message)
@@ -296,17 +506,21 @@ class _PathError(ValueError):
 
 
 def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
-    unknown = sorted(set(raw) - _TOP_LEVEL)
+    unknown = sorted(set(raw) - _TOP_LEVEL - IGNORED_KEYS)
     if unknown:
         raise _PathError(unknown[0], "unknown key (check its spelling)")
+    ignored = tuple(sorted(set(raw) & IGNORED_KEYS))
+    raw = {k: v for k, v in raw.items() if k not in IGNORED_KEYS}
+    filters = _model_filters(raw.pop("model_filters")) if raw.get("model_filters") is not None else ModelFilters()
+    raw.pop("model_filters", None)
     accounts_raw = raw.get("subAccounts")
-    legacy = {k: raw[k] for k in ("service_key_json", "deployment_models", "resource_group") if k in raw}
+    legacy = {k: raw[k] for k in _SUBACCOUNT_KEYS if k in raw}
     if accounts_raw is not None and legacy:
         raise _PathError(next(iter(legacy)), "give either subAccounts or the single-account keys, not both")
     if accounts_raw is None:
-        if not legacy:
+        if not legacy and not raw.get("providers"):
             raise _PathError("subAccounts", "missing (no subaccount is configured)")
-        accounts_raw = {"default": legacy}
+        accounts_raw = {"default": legacy} if legacy else {}
         prefix = ""
     else:
         prefix = "subAccounts."
@@ -327,7 +541,9 @@ def _structure(raw: dict[str, Any], path: Path) -> GatewayConfig:
     except cattrs.BaseValidationError as e:
         where, message = _first_error(e)
         raise _PathError(where, message) from None
-    config = _evolve(config, path=path, subaccounts=subaccounts)
+    config = _evolve(config, path=path, subaccounts=subaccounts, ignored_keys=ignored, model_filters=filters,
+                     providers={name: evolve_name(p, name) for name, p in config.providers.items()})
+    _check_providers(config)
     _check_semantics(config)
     return config
 
@@ -340,11 +556,43 @@ def _evolve(config: GatewayConfig, **changes: Any) -> GatewayConfig:
     return evolve(config, **changes)
 
 
+def evolve_name(provider: Any, name: str) -> Any:
+    from attrs import evolve
+
+    return evolve(provider, name=name)
+
+
+def _check_providers(config: GatewayConfig) -> None:
+    for name, provider in config.providers.items():
+        if name in config.subaccounts:
+            raise _PathError(f"providers.{name}", "a subaccount has the same name; names must be unique")
+        try:
+            check_provider(provider, config.directory)
+        except ProviderError as e:
+            raise _PathError(f"providers.{name}.{e.key}", str(e)) from None
+    owners = config.served_by
+    # A subaccount that discovers its deployments serves models known only at run time.
+    discovering = {name for name, account in config.subaccounts.items() if account.discover}
+    for model, names in config.routing.items():
+        if model not in owners and not discovering:
+            raise _PathError(f"routing.{model}", "no subaccount or provider serves this model")
+        if not names:
+            raise _PathError(f"routing.{model}", "expected a non-empty list of subaccount or provider names")
+        for i, name in enumerate(names):
+            if name not in config.subaccounts and name not in config.providers:
+                raise _PathError(f"routing.{model}[{i}]", f"{name} is neither a subaccount nor a provider")
+            if name not in owners.get(model, ()) and name not in discovering:
+                raise _PathError(f"routing.{model}[{i}]", f"{name} does not serve {model}")
+
+
 def _first_error(e: cattrs.BaseValidationError) -> tuple[str, str]:
-    for line in cattrs.transform_error(e, path="$"):
+    for line in cattrs.transform_error(e, path="$", format_exception=format_exception):
         message, _, where = line.rpartition(" @ ")
         where = where.removeprefix("$").lstrip(".")
         where = re.sub(r"\['([^']*)'\]", r".\1", where).lstrip(".")
+        key, message = split_key(message)
+        if key is not None:
+            where = f"{where}.{key}" if where else key
         if "extra fields found" in message:
             extra = message.split("(", 1)[-1].rstrip(")")
             return (f"{where}.{extra}" if where else extra), "unknown key (check its spelling)"
@@ -355,7 +603,7 @@ def _first_error(e: cattrs.BaseValidationError) -> tuple[str, str]:
 def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccount:
     if not isinstance(body, dict):
         raise _PathError(prefix.rstrip(".") or name, "expected an object")
-    allowed = {"service_key_json", "deployment_models", "resource_group"}
+    allowed = set(_SUBACCOUNT_KEYS)
     for key in body:
         if key not in allowed:
             raise _PathError(prefix + key, "unknown key (check its spelling)")
@@ -382,7 +630,9 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
         raise _PathError(where, str(e)) from None
     models_raw = body.get("deployment_models")
     where = prefix + "deployment_models"
-    if not isinstance(models_raw, dict) or not models_raw:
+    if models_raw is None:
+        models_raw = {}
+    if not isinstance(models_raw, dict):
         raise _PathError(where, "expected an object mapping model names to deployment URLs")
     models: dict[str, tuple[str, ...]] = {}
     for model, urls in models_raw.items():
@@ -396,20 +646,41 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
             except _KeyError as e:
                 raise _PathError(f"{where}.{model}[{i}]", str(e)) from None
         models[model] = tuple(u.rstrip("/") for u in urls)
+    ids_raw = body.get("deployment_ids") or {}
+    where = prefix + "deployment_ids"
+    if not isinstance(ids_raw, dict):
+        raise _PathError(where, "expected an object mapping model names to deployment ids")
+    for model, ids in ids_raw.items():
+        if isinstance(ids, str):
+            ids = [ids]
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and re.fullmatch(r"[\w.-]+", i)
+                                                            for i in ids):
+            raise _PathError(f"{where}.{model}", "expected a non-empty list of deployment ids (like d1a2b3c4)")
+        if not service_key.ai_api_url:
+            raise _PathError(f"{where}.{model}", "deployment ids need serviceurls.AI_API_URL in the service key")
+        urls = tuple(f"{service_key.ai_api_url}/v2/inference/deployments/{i}" for i in ids)
+        models[model] = tuple(dict.fromkeys(models.get(model, ()) + urls))
+    discover = not models_raw
+    if discover and not service_key.ai_api_url:
+        raise _PathError(prefix + "deployment_models", "missing, and the service key has no serviceurls.AI_API_URL "
+                         "to discover deployments from")
     group = body.get("resource_group", "default")
     if not isinstance(group, str) or not group:
         raise _PathError(prefix + "resource_group", "expected a non-empty string")
-    return SubAccount(name=name, service_key=service_key, deployment_models=models, resource_group=group)
+    return SubAccount(name=name, service_key=service_key, deployment_models=models, resource_group=group,
+                      discover=discover)
 
 
 def _check_semantics(config: GatewayConfig) -> None:
-    served = {m for account in config.subaccounts.values() for m in account.deployment_models}
+    served = set(config.served_by)
+    discovering = any(account.discover for account in config.subaccounts.values())
     for model, settings in config.models.items():
         if settings.family not in (None, "openai", "claude", "gemini"):
             raise _PathError(f"models.{model}.family", "expected openai, claude or gemini")
     for alias, target in config.aliases.items():
-        if target not in served:
-            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount serves")
+        # Discovered names are known only at run time; an alias to one is checked when it is used.
+        if target not in served and not discovering:
+            raise _PathError(f"aliases.{alias}", f"names {target}, which no subaccount or provider serves")
     if not 0 < config.port < 65536:
         raise _PathError("port", f"expected a TCP port, got {config.port}")
     for i, pattern in enumerate(config.redact_patterns):
@@ -419,8 +690,15 @@ def _check_semantics(config: GatewayConfig) -> None:
             raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
     if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
         raise _PathError("tracing.exporter", "expected otlp or console")
+    if config.admin_token is not None and len(config.admin_token) < 16:
+        raise _PathError("admin_token", "too short: use at least 16 characters (e.g. from: openssl rand -hex 24)")
     if config.on_client_hangup not in ("close", "drain"):
         raise _PathError("on_client_hangup", "expected close or drain")
     store = config.usage_store
     if not (store.startswith("sqlite:///") or store.startswith(("postgresql://", "postgres://"))):
         raise _PathError("usage_store", "expected sqlite:///PATH or postgresql://...")
+    if config.redis_url:
+        try:
+            parse_redis_url(config.redis_url)
+        except ValueError as e:
+            raise _PathError("redis_url", str(e)) from None

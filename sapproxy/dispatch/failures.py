@@ -106,3 +106,16 @@ def error_message(raw: bytes) -> str | None:
             if isinstance(body.get(key), str):
                 return body[key]
     return None
+
+
+
+def refuses_gateway(provider: Any, deployment: Any, headers: Any, status: int) -> bool:
+    """
+    Whether a 403 means the upstream refused the gateway's own credentials (Bedrock's signature and key
+    errors) rather than something the client should hear about: a provider says so with
+    C{refuses_credentials_with} (the statuses its API uses for that); it is told, to forget them.
+    """
+    if status not in getattr(provider, "refuses_credentials_with", ()):
+        return False
+    provider.credentials_rejected(deployment, headers)
+    return True

@@ -23,9 +23,14 @@ from twisted.web.iweb import IResponse
 
 from sapproxy.config import GatewayConfig
 from sapproxy.dispatch.failures import (
-    NETWORK_ERRORS, HeadersTimeout, cancelled, discard, network_error, stale_connection, upstream_error,
+    NETWORK_ERRORS, HeadersTimeout, cancelled, discard, network_error, refuses_gateway, stale_connection,
+    upstream_error,
 )
+from sapproxy.dispatch.affinity import session_route
 from sapproxy.dispatch.picker import Deployment, DeploymentPicker
+from sapproxy.dispatch.upstream_faults import (
+    UPSTREAM_AUTH_FAILED, StaleDeployments, stale_error, upstream_auth_failed, without_provider,
+)
 from sapproxy.dispatch.plan import ClientRequest, Exchange, Planner
 from sapproxy.dispatch.relay import FailedBeforeFirstByte, StreamRelay
 from sapproxy.errors import GatewayError
@@ -34,7 +39,7 @@ from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
-from sapproxy.upstreams.http import UpstreamClient, sleep
+from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 
 log = Logger()
 
@@ -84,8 +89,18 @@ class Gateway:
         self.metrics = metrics
         self.tracing = tracing or Tracing(None)
         self.picker = DeploymentPicker(list(providers.values()), reactor, cooldown=config.retry.cooldown,
-                                       failures=config.retry.breaker_failures)
+                                       failures=config.retry.breaker_failures, routing=config.routing)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
+        #: Deployments that answered "not found": breaker, one log line, rediscovery.
+        self.stale = StaleDeployments(self.picker, metrics=metrics)
+
+    def start(self) -> None:
+        """
+        Start the providers' background work (SAP AI Core: check the service key, discover deployments);
+        nothing waits for it, and it never stops the gateway from serving.
+        """
+        for provider in self.providers.values():
+            provider.start()
 
     def stop(self, keep: Gateway | None = None) -> None:
         """
@@ -126,6 +141,13 @@ class Gateway:
         deployments = self.picker.candidates(model)
         if not deployments:
             raise GatewayError("not_found", f"no deployment serves model {model}")
+        # Affinity chooses within the first tier (the balanced SAP subaccounts, or a routed model's first
+        # provider): a session never skips SAP for a vendor fallback while SAP is healthy.
+        tier, fallbacks = self.picker.tiers(model, deployments)
+        session = session_route(request, client_request.call.body, tier, self.picker.healthy,
+                                self.config.session_affinity)
+        if session is not None:
+            deployments = self.picker.healthy_first(session.order + fallbacks)
         exchange_for = self.planner.exchanges(client_request, model)
         deadline_wait = policy.max_wait
         waited = 0.0
@@ -156,12 +178,22 @@ class Gateway:
             try:
                 headers = await provider.authorize(deployment, url, exchange.request.body, traceparent)
                 Tracing.end(credential_span)
+                if exchange.request.headers:
+                    headers = with_headers(headers, exchange.request.headers)
             except GatewayError as e:
                 Tracing.end(credential_span, error=str(e))
                 Tracing.end(span, error="credentials")
                 last = e
-                self._upstream_error(deployment, "token")
-                index += 1
+                refused = e.code == UPSTREAM_AUTH_FAILED
+                self._upstream_error(deployment, "auth" if refused else "token")
+                if refused and self.metrics is not None:
+                    self.metrics.upstream_auth_failed(deployment.provider)
+                # No credentials for this provider now: its other deployments are skipped, not tried again.
+                deployments = without_provider(deployments, deployment.provider)
+                if not deployments:
+                    break
+                index %= len(deployments)
+                tally.attempts -= 1
                 continue
             try:
                 response = await self._post(url, headers, exchange.request.body)
@@ -186,11 +218,49 @@ class Gateway:
                 continue
             tally.reached_upstream = True
             status = response.code
-            if status == 401 and not refreshed_credentials and provider.credentials_rejected(deployment, headers):
-                # Credentials the upstream no longer accepts: get fresh ones and try the same deployment again.
+            if status == 401:
                 await discard(response)
-                refreshed_credentials = True
-                tally.attempts -= 1
+                if provider.credentials_rejected(deployment, headers) and not refreshed_credentials:
+                    # Credentials the upstream no longer accepts: get fresh ones and try the same deployment.
+                    refreshed_credentials = True
+                    tally.attempts -= 1
+                    continue
+                # Fresh credentials refused too: the gateway's own, never the client's (whose key is not sent
+                # upstream), so a 502 naming the provider and the next provider's deployments.
+                last = upstream_auth_failed(provider.name, f"deployment {deployment.id} answered HTTP 401 to fresh "
+                                            "credentials")
+                self._upstream_error(deployment, "auth")
+                if self.metrics is not None:
+                    self.metrics.upstream_auth_failed(deployment.provider)
+                deployments = without_provider(deployments, deployment.provider)
+                if not deployments:
+                    break
+                index %= len(deployments)
+                continue
+            if status == 404:
+                error = await upstream_error(response)
+                if not self.stale.gone(deployment, provider, error.message):
+                    raise error
+                # The deployment itself is gone (recreated, stopped, deleted): the client's request was fine.
+                last = stale_error(model, deployment.id)
+                self._upstream_error(deployment, "stale")
+                deployments = [d for d in deployments if d.url != deployment.url]
+                if not deployments:
+                    break
+                index %= len(deployments)
+                continue
+            if status == 403 and refuses_gateway(provider, deployment, headers, status):
+                # A provider whose API refuses credentials with a 403 (Bedrock: a signature or key it does not
+                # accept): the gateway's own, as for a 401 above.
+                await discard(response)
+                last = upstream_auth_failed(provider.name, f"deployment {deployment.id} answered HTTP 403")
+                self._upstream_error(deployment, "auth")
+                if self.metrics is not None:
+                    self.metrics.upstream_auth_failed(deployment.provider)
+                deployments = without_provider(deployments, deployment.provider)
+                if not deployments:
+                    break
+                index %= len(deployments)
                 continue
             if status == 429 or status >= 500:
                 error = await upstream_error(response)
@@ -212,6 +282,11 @@ class Gateway:
                 # The client's own mistake, in the upstream's words: retrying elsewhere would not help.
                 raise await upstream_error(response)
             self.picker.succeeded(deployment)
+            answered = getattr(provider, "answered", None)
+            if answered is not None:
+                answered()
+            if session is not None and self.metrics is not None:
+                self.metrics.session_affinity(session.outcome(deployment))
             if not exchange.stream:
                 return await self._whole(tally, response, exchange)
             try:
@@ -222,7 +297,8 @@ class Gateway:
                 self.picker.failed(deployment)
                 index += 1
                 continue
-        assert last is not None
+        if last is None:
+            last = GatewayError("overloaded", f"no deployment of model {model} could be tried")
         raise last
 
     def _upstream_error(self, deployment: Deployment, kind: str) -> None:

@@ -54,7 +54,8 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     @raise sapproxy.translate.errors.InvalidRequest: the body cannot be converted (the route answers 400).
     """
     encode = client.encode
-    if client.native_wire == wire.name:
+    # A variant of a format (OpenAI-compatible servers' OpenAI chat) names the format it is a dialect of.
+    if client.native_wire == getattr(wire, "dialect_of", wire.name):
         return Exchange(
             request=wire.passthrough(call, target), client=client,
             pipeline=lambda content_type: StreamPipeline(wire.stream_source(content_type),
@@ -118,7 +119,7 @@ class Planner:
             if found is None:
                 wire = self._wires[name]
                 if request.embeddings:
-                    found = _embeddings(request, wire)
+                    found = _embeddings(request, wire, target)
                 else:
                     found = plan(request.client, request.call, wire, target)
                 planned[key] = found
@@ -127,7 +128,7 @@ class Planner:
         return exchange_for
 
 
-def _embeddings(request: ClientRequest, wire: IWireFormat) -> Exchange:
+def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -> Exchange:
     """
     An embeddings request, sent as it is to a wire format that serves embeddings.
     """
@@ -144,5 +145,7 @@ def _embeddings(request: ClientRequest, wire: IWireFormat) -> Exchange:
     def never(_: str) -> StreamPipeline:
         raise AssertionError("embeddings never stream")
 
-    return Exchange(request=make(call.body), client=request.client, pipeline=never, convert=convert,
+    # A format whose body names the model (OpenAI-compatible servers) takes the upstream's id from the target.
+    wire_request = make(call.body, target) if getattr(wire, "names_model", False) else make(call.body)
+    return Exchange(request=wire_request, client=request.client, pipeline=never, convert=convert,
                     usage=wire.usage)

@@ -22,11 +22,11 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
-from . import bedrock_api, converse_api, openai_api, vertex_api
+from . import bedrock_api, converse_api, lm_api, openai_api, vertex_api
 from .call import Call
-from .config import SimulatorConfig
+from .config import DeploymentSpec, SimulatorConfig
 from .directives import Directive, extract_directive
-from .faults import TOKEN, ArmedFault, FaultController
+from .faults import AI_API, TOKEN, ArmedFault, FaultController
 from .replies import JsonReply, Reply, StreamReply
 from .streaming import EventStream
 
@@ -88,6 +88,8 @@ class Simulator:
         self._tokens: dict[str, float] = {}
         self._seq = 0
         self._prompt_cache: set[str] = set()
+        #: The tenant's deployments now (the AI API lists them; only RUNNING ones answer inference calls).
+        self.deployments = lm_api.DeploymentTable.of(config.deployments)
         self.app = Klein()
         self._routes()
 
@@ -123,9 +125,42 @@ class Simulator:
                 logged = logged[-int(limit):] if int(limit) else []
             return self._json(request, JsonReply(200, logged))
 
+        @app.route("/_sim/deployments", methods=["POST"])
+        def put_deployment(request: IRequest) -> Any:
+            return self._control_deployment(request)
+
+        @app.route("/_sim/deployments/<deployment_id>", methods=["DELETE"])
+        def delete_deployment(request: IRequest, deployment_id: str) -> Any:
+            removed = self.deployments.remove(deployment_id)
+            return self._json(request, JsonReply(200 if removed else 404, {"removed": removed}))
+
+        @app.route("/v2/lm/deployments", methods=["GET"])
+        def lm_deployments(request: IRequest) -> Any:
+            return self._ai_api(request, "/v2/lm/deployments", lambda base, query: (
+                200, self.deployments.listing(base, query)))
+
+        @app.route("/v2/lm/deployments/<deployment_id>", methods=["GET"])
+        def lm_deployment(request: IRequest, deployment_id: str) -> Any:
+            def one(base: str, query: Mapping[str, str]) -> tuple[int, Any]:
+                if deployment_id not in self.deployments.specs:
+                    return 404, {"error": {"code": "03000", "message": f"Deployment {deployment_id} not found",
+                                           "requestId": ""}}
+                return 200, self.deployments.resource(deployment_id, base)
+            return self._ai_api(request, "/v2/lm/deployments/" + deployment_id, one)
+
+        @app.route("/v2/admin/resourceGroups", methods=["GET"])
+        def resource_groups(request: IRequest) -> Any:
+            return self._ai_api(request, "/v2/admin/resourceGroups", lambda base, query: (
+                200, lm_api.resource_groups([self.config.resource_group], self.config.identityzoneid or "tenant")),
+                needs_group=False)
+
         @app.route("/v2/inference/deployments/<deployment_id>/<path:rest>", methods=["POST"])
         def inference(request: IRequest, deployment_id: str, rest: str) -> Any:
             return ensureDeferred(self._inference(request, deployment_id, rest))
+
+        from . import vendors
+
+        vendors.install(self)
 
     # helpers
 
@@ -194,7 +229,9 @@ class Simulator:
         if client_id is None:
             client_id = _first(body_args, b"client_id")
             client_secret = _first(body_args, b"client_secret")
-        if client_id != self.config.clientid or client_secret != self.config.clientsecret:
+        # An X.509 client sends only its id: the certificate the TLS handshake verified authenticates it.
+        by_certificate = client_secret is None and _peer_certificate(request) is not None
+        if client_id != self.config.clientid or (client_secret != self.config.clientsecret and not by_certificate):
             return self._json(request, JsonReply(401, {"error": "unauthorized",
                                                        "error_description": "Bad credentials"}))
         if grant != "client_credentials":
@@ -230,6 +267,49 @@ class Simulator:
             return self._json(request, JsonReply(400, {"error": str(e)}))
         return self._json(request, JsonReply(200, {"faults": self.faults.snapshot()}))
 
+    # AI API
+
+    def _ai_api(self, request: IRequest, path: str,
+                answer: Callable[[str, Mapping[str, str]], tuple[int, Any]], *, needs_group: bool = True) -> Any:
+        query = self._record(request, path, None)
+        armed = self.faults.take(AI_API, any_target=False)
+        if armed is not None:
+            if armed.fault in ("reset_before_headers", "reset_mid_stream"):
+                return self._abort(request)
+            status = int(armed.fault) if armed.fault.isdigit() else 503
+            return self._json(request, JsonReply(status, {"error": {"code": str(status),
+                                                                    "message": "AI API unavailable"}}))
+        auth_error = self._check_bearer(request, AI_API)
+        if auth_error is not None:
+            return self._json(request, auth_error)
+        group = request.getHeader(b"ai-resource-group")
+        if needs_group and group is None:
+            return self._json(request, JsonReply(400, {"error": {"code": "03000", "message": "Missing header "
+                                                                 "parameter 'AI-Resource-Group'"}}))
+        if needs_group and group is not None and group.decode("latin-1") != self.config.resource_group:
+            return self._json(request, JsonReply(404, {"error": {
+                "code": "03000", "message": f"Resource group {group.decode('latin-1')} not found"}}))
+        host = (request.getHeader(b"host") or b"127.0.0.1").decode("latin-1")
+        scheme = "https" if request.isSecure() else "http"
+        status, body = answer(f"{scheme}://{host}", query)
+        return self._json(request, JsonReply(status, body))
+
+    def _control_deployment(self, request: IRequest) -> bytes:
+        body, ok = self._read_json(request)
+        if not ok or not isinstance(body, Mapping) or not isinstance(body.get("id"), str):
+            return self._json(request, JsonReply(400, {"error": "expected JSON {id, kind, model, status}"}))
+        known = self.deployments.specs.get(body["id"])
+        try:
+            spec = known if known is not None and "model" not in body else DeploymentSpec(
+                kind=body.get("kind", "openai"), model=str(body["model"]),
+                bedrock_stream_framing=body.get("bedrock_stream_framing", "eventstream"))
+            if spec.kind not in lm_api.EXECUTABLES:
+                raise ValueError(f"unknown kind {spec.kind!r}")
+            self.deployments.put(body["id"], spec, str(body.get("status", "RUNNING")))
+        except (KeyError, ValueError) as e:
+            return self._json(request, JsonReply(400, {"error": str(e)}))
+        return self._json(request, JsonReply(200, self.deployments.resource(body["id"], "")))
+
     # inference
 
     async def _inference(self, request: IRequest, deployment_id: str, rest: str) -> bytes:
@@ -245,14 +325,24 @@ class Simulator:
         if group is None:
             return self._json(request, JsonReply(400, {"code": "03000", "message": "Missing header parameter "
                                                        "'AI-Resource-Group'", "target": "/", "requestId": ""}))
-        spec = self.config.deployments.get(deployment_id)
+        spec = self.deployments.serving(deployment_id)
         if group.decode("latin-1") != self.config.resource_group or spec is None:
             return self._json(request, JsonReply(404, {"error": {
                 "code": "404", "message": f"Deployment {deployment_id} not found in resource group "
                                           f"{group.decode('latin-1')}"}}))
         if not ok:
             return self._json(request, _bad_json(spec.kind))
+        return await self.serve(request, deployment_id, spec, rest, body, query)
 
+    async def serve(self, request: IRequest, deployment_id: str, spec: DeploymentSpec, rest: str, body: Any,
+                    query: Mapping[str, str], render_error: Callable[[JsonReply], JsonReply] | None = None) -> bytes:
+        """
+        Answer an authenticated inference call for C{spec} (faults, directives, the protocol handler, the
+        stream); C{render_error} rewrites every error reply (another vendor's error shape over the same
+        handler).  The vendor APIs (L{sapproxy.simulator.vendors}) come in here after their own auth.
+        """
+        send = self._json if render_error is None else (lambda r, reply: self._json(
+            r, reply if reply.status == 200 else render_error(reply)))
         text = _user_text_for(spec.kind, rest, body)
         cleaned, directive = extract_directive(text)
         armed = self.faults.take(deployment_id)
@@ -263,7 +353,7 @@ class Simulator:
         elif fault == "reset_before_headers":
             return await self._abort(request)
         elif fault in ("429", "500", "503"):
-            return self._json(request, _status_fault(spec.kind, int(fault), retry_after))
+            return send(request, _status_fault(spec.kind, int(fault), retry_after))
 
         self._seq += 1
         call = Call(deployment_id=deployment_id, spec=spec, subpath=rest, query=query, body=body,
@@ -273,16 +363,16 @@ class Simulator:
             reply = _handler_for(spec.kind, rest)(call)
         except Exception:
             # A simulator bug must not look like a provider's answer: say so plainly, with a 500.
-            _log.failure("simulator handler failed for {path}", path=path)
-            return self._json(request, JsonReply(500, {"error": "simulator bug: handler raised, see the log"}))
+            _log.failure("simulator handler failed for {path}", path=rest)
+            return send(request, JsonReply(500, {"error": "simulator bug: handler raised, see the log"}))
         if isinstance(reply, JsonReply):
             if reply.status == 200 and fault in ("reset_mid_stream",):
                 return await self._abort(request)
             if reply.status == 200 and fault == "stall_mid_stream":
                 return await Deferred()
             if reply.status == 200 and fault == "error_mid_stream":
-                return self._json(request, _status_fault(spec.kind, 500, retry_after))
-            return self._json(request, reply)
+                return send(request, _status_fault(spec.kind, 500, retry_after))
+            return send(request, reply)
         return await self._stream(request, reply, directive, fault, fault_after)
 
     def _check_bearer(self, request: IRequest, deployment_id: str) -> JsonReply | None:
@@ -329,6 +419,18 @@ class Simulator:
 def _first(args: Mapping[bytes, list[bytes]], key: bytes) -> str | None:
     values = args.get(key)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _peer_certificate(request: IRequest) -> Any:
+    """
+    The client certificate the TLS handshake verified (an mTLS token request), or C{None}.
+    """
+    transport = getattr(getattr(request, "channel", None), "transport", None)
+    get = getattr(transport, "getPeerCertificate", None)
+    try:
+        return get() if get is not None else None
+    except Exception:
+        return None
 
 
 def _basic_auth(request: IRequest) -> tuple[str | None, str | None]:

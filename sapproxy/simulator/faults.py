@@ -18,6 +18,8 @@ FAULTS = frozenset({
 ANY = "*"
 #: The target of faults on the XSUAA token endpoint alone.
 TOKEN = "oauth/token"
+#: The target of faults on the AI API (C{/v2/lm/...}, C{/v2/admin/...}) alone: "503", "500", resets.
+AI_API = "ai-api"
 
 
 @frozen
@@ -57,12 +59,12 @@ class FaultController:
         self._slots.clear()
 
     def take(self, target: str, *, token_endpoint: bool = False,
-             only: frozenset[str] | None = None) -> ArmedFault | None:
+             only: frozenset[str] | None = None, any_target: bool = True) -> ArmedFault | None:
         """
         The fault to inject into this request, if one is armed, using it up. Token-endpoint requests only
         see faults meant for the token endpoint (C{token_down}, C{429}, C{500}, C{503}, resets).
         """
-        for key in (target, ANY):
+        for key in ((target, ANY) if any_target else (target,)):
             slots = self._slots.get(key)
             if not slots:
                 continue

@@ -23,6 +23,16 @@ from .textgen import (
 
 REASONING_PREFIXES = ("gpt-5", "o1", "o3", "o4")
 MIN_REASONING_API_VERSION = "2024-12-01-preview"
+#: The first api-version whose chat completions accept each request field; an older version answers Azure's
+#: "Unrecognized request argument supplied" 400 (2023-05-15, for one, predates all of them).
+FIELD_SINCE = {
+    "tools": "2023-12-01-preview",
+    "tool_choice": "2023-12-01-preview",
+    "parallel_tool_calls": "2024-07-01-preview",
+    "stream_options": "2024-09-01-preview",
+    "max_completion_tokens": "2024-09-01-preview",
+}
+JSON_SCHEMA_SINCE = "2024-08-01-preview"
 VALID_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 #: Azure reports dated model versions.
 MODEL_VERSIONS = {
@@ -115,11 +125,33 @@ def _check_api_version(call: Call) -> JsonReply | None:
     return None
 
 
+def _fields_of_version(call: Call) -> JsonReply | None:
+    """
+    A field newer than the request's api-version: Azure does not know it and says so.
+    """
+    body = call.body
+    version = (call.query.get("api-version") or "")[:10]
+    if not isinstance(body, Mapping) or not version:
+        return None
+    for name, since in FIELD_SINCE.items():
+        if name in body and version < since[:10]:
+            return azure_error(400, f"Unrecognized request argument supplied: {name}")
+    response_format = body.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") == "json_schema" \
+            and version < JSON_SCHEMA_SINCE[:10]:
+        return azure_error(400, "Invalid value: 'json_schema'. Supported values are: 'json_object' and 'text'.",
+                           param="response_format.type", code="invalid_value")
+    return None
+
+
 def validate_chat(call: Call) -> JsonReply | None:
     """Azure's 400s for the mistakes a translating proxy could make."""
     body = call.body
     if not isinstance(body, Mapping):
         return azure_error(400, "We could not parse the JSON body of your request.", code="invalid_json")
+    too_new = _fields_of_version(call)
+    if too_new is not None:
+        return too_new
     messages = body.get("messages")
     if messages is None:
         return azure_error(400, "Missing required parameter: 'messages'.", param="messages",

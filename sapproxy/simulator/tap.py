@@ -13,6 +13,8 @@ from twisted.application.service import IService
 from twisted.python import usage
 from twisted.web.server import Site
 
+from sapproxy.web.reasons import PhrasedRequest
+
 from .config import SimulatorConfig, default_simulator_config, load_config
 
 
@@ -42,6 +44,7 @@ def makeService(options: Options) -> IService:
 
     simulator = make_simulator(build_config(options), reactor)  # type: ignore[arg-type]
     site = Site(simulator.resource())
+    site.requestFactory = PhrasedRequest
     site.displayTracebacks = False
     service = TCPServer(int(options["port"]), site, interface=options["host"])
     service.setName("sapproxy-simulator")

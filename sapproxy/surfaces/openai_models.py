@@ -31,6 +31,10 @@ def install(app: Klein, ref: ServicesRef) -> None:
                     for name in names]
             data += [{"id": alias, "object": "model", "created": created, "owned_by": _owner(route.services, target)}
                      for alias, target in route.config.aliases.items() if target in names]
+            # Client names another generation serves (warned about in the log), with what serves them.
+            data += [{"id": asked, "object": "model", "created": created, "owned_by": _owner(route.services, target),
+                      "served_by": target}
+                     for asked, target in route.services.catalog.other_generation().items() if target in names]
             return {"object": "list", "data": data}
 
         return await route.run(request, "/v1/models", work)

@@ -17,7 +17,7 @@ compress every stream); together they cost more CPU per request than the rest of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from attrs import frozen
 from hyperlink import EncodedURL
@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory, use_transfer_decoders
 from sapproxy.upstreams.chunked import TRANSFER_DECODERS
+from sapproxy.upstreams.proxying import TunnelEndpoint, proxy_for
 
 
 class _CycleFreeClientProtocol(HTTP11ClientProtocol):
@@ -84,10 +85,15 @@ class CachedEndpoints:
     """
 
     def __init__(self, reactor: Any, *, connect_timeout: float = 30.0,
-                 tls_policy: IPolicyForHTTPS | None = None) -> None:
+                 tls_policy: IPolicyForHTTPS | None = None, environ: Mapping[str, str] | None = None) -> None:
+        """
+        @param environ: where C{HTTPS_PROXY}, C{HTTP_PROXY} and C{NO_PROXY} are read (the process environment
+            in the daemon): a proxied origin is reached through a C{CONNECT} tunnel.
+        """
         self._reactor = reactor
         self._connect_timeout = connect_timeout
         self._tls = tls_policy if tls_policy is not None else BrowserLikePolicyForHTTPS()
+        self._environ = environ
         self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
@@ -104,17 +110,26 @@ class CachedEndpoints:
             host = uri.host.decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"the upstream host {uri.host!r} is not ASCII") from None
+        endpoint: IStreamClientEndpoint
+        proxy = proxy_for(uri.scheme.decode("ascii"), host, uri.port, self._environ) if self._environ else None
+        if proxy is not None:
+            endpoint = TunnelEndpoint(self._direct(proxy.host, proxy.port), proxy, host, uri.port)
+        else:
+            endpoint = self._direct(host, uri.port)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
+        return endpoint
+
+    def _direct(self, host: str, port: int) -> IStreamClientEndpoint:
         timeout = self._connect_timeout
         endpoint: IStreamClientEndpoint
         if isIPAddress(host):
             # An address needs no resolution (HostnameEndpoint would still hand it to a resolver thread).
-            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port, timeout=timeout)
+            endpoint = TCP4ClientEndpoint(self._reactor, host, port, timeout=timeout)
         elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port, timeout=timeout)
+            endpoint = TCP6ClientEndpoint(self._reactor, host, port, timeout=timeout)
         else:
-            endpoint = HostnameEndpoint(self._reactor, host, uri.port, timeout=timeout)
-        if uri.scheme == b"https":
-            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
+            endpoint = HostnameEndpoint(self._reactor, host, port, timeout=timeout)
         return endpoint
 
 
@@ -130,14 +145,15 @@ class HttpClients:
 
 
 def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
-                     idle_connection_timeout: int = 100) -> HttpClients:
+                     idle_connection_timeout: int = 100, environ: Mapping[str, str] | None = None) -> HttpClients:
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = pool_size
     # Below the usual upstream keep-alive, so we drop a cached connection before the server does.
     pool.cachedConnectionTimeout = int(idle_connection_timeout)
     pool.retryAutomatically = False
     install_pool_factory(pool, _QuietFactory)
-    agent = Agent.usingEndpointFactory(reactor, CachedEndpoints(reactor, connect_timeout=connect_timeout), pool=pool)
+    endpoints = CachedEndpoints(reactor, connect_timeout=connect_timeout, environ=environ)
+    agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
     return HttpClients(HTTPClient(agent), UpstreamClient(agent), pool)
 
 
@@ -202,3 +218,19 @@ def sleep(clock: IReactorTime, seconds: float) -> Any:
     from twisted.internet.task import deferLater
 
     return deferLater(clock, seconds, lambda: None)
+
+
+def with_headers(headers: Headers, extra: tuple[tuple[bytes, bytes], ...]) -> Headers:
+    """
+    C{headers} plus a wire format's own C{extra}; a value joins one already there, comma-separated (how list
+    headers such as C{anthropic-beta} combine).
+    """
+    for name, value in extra:
+        present = headers.getRawHeaders(name)
+        if not present:
+            headers.setRawHeaders(name, [value])
+            continue
+        have = [v.strip() for v in b",".join(present).split(b",") if v.strip()]
+        have += [v.strip() for v in value.split(b",") if v.strip() and v.strip() not in have]
+        headers.setRawHeaders(name, [b",".join(have)])
+    return headers

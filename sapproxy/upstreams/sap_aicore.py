@@ -9,7 +9,6 @@ however many requests wait for a cold cache at once, exactly one fetch is in fli
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Callable
 
@@ -29,6 +28,11 @@ from sapproxy.models import family_of
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.upstreams import ProviderContext
 from sapproxy.upstreams.http import url_bytes
+from sapproxy.upstreams.sap_credentials import (
+    CredentialGuard, check_service_key, is_rejection, mtls_clients, token_request,
+)
+from sapproxy.upstreams.sap_discovery import SubaccountDeployments, ai_api_fetcher
+from sapproxy.upstreams.sap_health import credential_error, is_stale_deployment
 
 log = Logger()
 
@@ -42,7 +46,13 @@ class TokenGrant:
 class TokenFetchError(Exception):
     """
     The token endpoint failed; C{str()} is safe to show a client (no secret, no token).
+
+    @ivar rejected: the endpoint refused the credentials themselves (HTTP 401/403): retrying will not help.
     """
+
+    def __init__(self, message: str, *, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 class XsuaaClient:
@@ -50,19 +60,22 @@ class XsuaaClient:
     C{POST {url}/oauth/token?grant_type=client_credentials} with HTTP Basic C{clientid:clientsecret}.
     """
 
-    def __init__(self, http: Any, reactor: IReactorTime, timeout: float = 30.0) -> None:
+    def __init__(self, http: Any, reactor: IReactorTime, timeout: float = 30.0,
+                 client_for: Callable[[ServiceKey], Any] | None = None) -> None:
+        """
+        @param client_for: the HTTP client for a key's token requests when not C{http} (X.509 keys: mTLS).
+        """
         self._http = http
         self._reactor = reactor
         self._timeout = timeout
+        self._client_for = client_for
 
     async def fetch(self, key: ServiceKey) -> TokenGrant:
-        basic = base64.b64encode(f"{key.clientid}:{key.clientsecret}".encode()).decode("ascii")
+        headers, form = token_request(key)
+        http = (self._client_for(key) if self._client_for is not None else None) or self._http
         try:
-            d = self._http.request(
-                "POST", key.token_url,
-                headers={"Authorization": f"Basic {basic}", "Accept": "application/json",
-                         "Content-Type": "application/x-www-form-urlencoded"},
-                data=b"grant_type=client_credentials", allow_redirects=False, unbuffered=True,
+            d = http.request(
+                "POST", key.token_url, headers=headers, data=form, allow_redirects=False, unbuffered=True,
             )
             d.addTimeout(self._timeout, self._reactor)
             response = await d
@@ -72,7 +85,7 @@ class XsuaaClient:
         except Exception as e:
             raise TokenFetchError(f"token endpoint unreachable: {type(e).__name__}") from None
         if response.code != 200:
-            raise TokenFetchError(f"token endpoint answered HTTP {response.code}")
+            raise TokenFetchError(f"token endpoint answered HTTP {response.code}", rejected=is_rejection(response.code))
         try:
             grant = json.loads(body)
             return TokenGrant(str(grant["access_token"]), float(grant.get("expires_in", 3600)))
@@ -112,13 +125,22 @@ class TokenCache:
         self._refresh_call: IDelayedCall | None = None
         self.fetches = 0
         self.last_error: str | None = None
+        self.guard = CredentialGuard(clock)
+        self._replacing = False
+        self._replacement: str | None = None
 
     def get(self) -> Deferred[str]:
         """
-        A valid token, at once when cached; otherwise after the one fetch in flight.
+        A valid token, at once when cached; otherwise after the one fetch in flight.  While the subaccount
+        backs off after a failed fetch, the failure is repeated at once, without a fetch.
         """
         if self._token is not None and self._clock.seconds() < self._valid_until:
             return _succeed(self._token)
+        refusal = self.guard.refusal() if self._waiters is None else None
+        if refusal is not None:
+            failed: Deferred[str] = Deferred()
+            failed.errback(TokenFetchError(refusal, rejected=self.guard.rejected))
+            return failed
         waiter: Deferred[str] = Deferred()
         if self._waiters is None:
             self._waiters = [waiter]
@@ -134,6 +156,24 @@ class TokenCache:
         if self._token == token:
             self._token = None
             self._valid_until = 0.0
+            self._replacing = True
+
+    def is_replacement(self, token: str) -> bool:
+        """
+        Whether C{token} was fetched to replace one the upstream refused.
+        """
+        return self._replacement is not None and token == self._replacement
+
+    def refused(self, token: str, reason: str) -> None:
+        """
+        The upstream refused C{token} although it was fresh: the credentials themselves are not accepted
+        (a revoked key, a subaccount without access).  Forget it and back off as after a rejected fetch.
+        """
+        self.invalidate(token)
+        self.last_error = reason
+        self.guard.failed(reason, rejected=True)
+        log.warn("subaccount {name}: a fresh token was refused ({reason}); backing off", name=self.name,
+                 reason=reason)
 
     def state(self) -> dict[str, Any]:
         now = self._clock.seconds()
@@ -143,6 +183,7 @@ class TokenCache:
             "expires_in": round(self._valid_until - now) if valid else None,
             "fetches": self.fetches,
             "last_error": self.last_error,
+            **self.guard.state(),
         }
 
     def stop(self) -> None:
@@ -161,6 +202,9 @@ class TokenCache:
         self._token = grant.access_token
         self._valid_until = now + lifetime
         self.last_error = None
+        self._replacement = grant.access_token if self._replacing else None
+        self._replacing = False
+        self.guard.succeeded()
         self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
         if self._on_refresh:
             self._on_refresh(self.name, "ok")
@@ -170,11 +214,18 @@ class TokenCache:
 
     def _failed(self, failure: Failure) -> None:
         self.last_error = str(failure.value) or type(failure.value).__name__
+        rejected = isinstance(failure.value, TokenFetchError) and failure.value.rejected
+        self.guard.failed(self.last_error, rejected=rejected)
         log.warn("token fetch for subaccount {name} failed: {error}", name=self.name, error=self.last_error)
         if self._on_refresh:
             self._on_refresh(self.name, "error")
         waiters, self._waiters = self._waiters or [], None
         error = failure.value if isinstance(failure.value, TokenFetchError) else TokenFetchError(self.last_error)
+        if self._token is not None and self._clock.seconds() < self._valid_until:
+            # A background refresh failed while the current token is still good: keep serving with it.
+            for waiter in waiters:
+                waiter.callback(self._token)
+            return
         for waiter in waiters:
             waiter.errback(error)
 
@@ -234,27 +285,52 @@ def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, ap
 @implementer(IProvider)
 class SapAiCoreProvider:
     """
-    One SAP AI Core subaccount: its deployments, XSUAA tokens, and the AI Core headers of each call.
+    One SAP AI Core subaccount: its deployments (configured and discovered), XSUAA tokens, and the AI Core
+    headers of each call.
     """
 
     kind = "sap_aicore"
     credential_span = "sap.token"
 
-    def __init__(self, account: SubAccount, config: GatewayConfig, tokens: TokenCache) -> None:
+    def __init__(self, account: SubAccount, config: GatewayConfig, tokens: TokenCache,
+                 discovery: SubaccountDeployments | None = None, clock: IReactorTime | None = None) -> None:
+        """
+        @param discovery: what the subaccount serves now; its configured deployments when not given.
+        """
         self.name = account.name
         self.account = account
         self.tokens = tokens
         self._config = config
-        self._deployments = {model: [Deployment(self.name, url, model) for url in urls]
-                             for model, urls in account.deployment_models.items()}
-        #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config.
+        self.discovery = discovery if discovery is not None else SubaccountDeployments(
+            account, config, clock if clock is not None else tokens._clock)
+        self._deployments: dict[str, list[Deployment]] = {}
+        self._built_for = -1
+        #: Set when a reload's successor took over the token cache: stopping this provider leaves it running.
+        self.tokens_handed_on = False
+        #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config and the deployments.
         self._urls: dict[tuple[str, str, bool], bytes] = {}
 
+    @property
+    def generation(self) -> int:
+        """
+        Changes whenever L{models} or L{deployments} do (discovery found or lost some).
+        """
+        return self.discovery.generation
+
+    def _current(self) -> dict[str, list[Deployment]]:
+        if self._built_for != self.discovery.generation:
+            self._deployments = {model: [Deployment(self.name, url, model) for url in urls]
+                                 for model, urls in self.discovery.models.items()}
+            self._built_for = self.discovery.generation
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+        return self._deployments
+
     def models(self) -> list[str]:
-        return list(self._deployments)
+        return list(self._current())
 
     def deployments(self, model: str) -> list[Deployment]:
-        return self._deployments.get(model, [])
+        return self._current().get(model, [])
 
     def wire_format(self, model: str) -> str:
         settings = self._config.model_settings(model)
@@ -288,33 +364,62 @@ class SapAiCoreProvider:
 
         def failed(failure: Failure) -> Failure:
             failure.trap(TokenFetchError)
-            raise GatewayError("overloaded", f"could not get an SAP AI Core token for subaccount {self.name}: "
-                               f"{failure.value}")
+            # Refused credentials: a 502 naming the subaccount (never the client's 401); unreachable: a 503.
+            raise credential_error(self.name, failure.value)  # type: ignore[arg-type]
 
         return self.tokens.get().addCallbacks(headers, failed)
 
     def credentials_rejected(self, deployment: Deployment, headers: Headers) -> bool:
         sent = (headers.getRawHeaders(b"authorization") or [b""])[0]
-        self.tokens.invalidate(sent[len(b"Bearer "):].decode("latin-1"))
+        token = sent[len(b"Bearer "):].decode("latin-1")
+        if self.tokens.is_replacement(token):
+            # A token fetched to replace a refused one is refused too: the credentials themselves are not
+            # accepted (a revoked key, a subaccount without access); the subaccount backs off.
+            self.tokens.refused(token, f"deployment {deployment.id} answered HTTP 401 to a fresh token")
+            return False
+        self.tokens.invalidate(token)
         return True
 
+    def deployment_gone(self, deployment: Deployment, message: str) -> bool:
+        """
+        Whether a 404 saying C{message} means C{deployment} itself is gone (AI Core's C{Deployment <id> not
+        found ...}, not a path or model the client named); if so, look for this subaccount's deployments again
+        (when it discovers).
+        """
+        if not is_stale_deployment(message, deployment.id):
+            return False
+        self.discovery.refresh_soon()
+        return True
+
+    def start(self) -> None:
+        """
+        Check the service key (logged; the gateway serves whatever happens) and start discovery.
+        """
+        check_service_key(self.name, self.tokens)
+        self.discovery.start()
+
     def health(self) -> dict[str, Any]:
-        return {"resource_group": self.account.resource_group, "models": sorted(self._deployments),
-                **self.tokens.state()}
+        return {"resource_group": self.account.resource_group, "models": self.models(),
+                **self.tokens.state(), **self.discovery.state()}
 
     def stop(self) -> None:
-        self.tokens.stop()
+        if not self.tokens_handed_on:
+            self.tokens.stop()
+        self.discovery.stop()
 
 
 def build(account: SubAccount, context: ProviderContext, previous: Any = None) -> SapAiCoreProvider:
     """
     The provider of one subaccount.  A reload keeps the token cache of a subaccount whose service key did not
-    change (C{previous}: the provider it replaces), so no needless token fetch happens.
+    change (C{previous}: the provider it replaces), so no needless token fetch happens, and what its
+    discovery found.
     """
     if isinstance(previous, SapAiCoreProvider) and previous.tokens.key == account.service_key:
         tokens = previous.tokens
+        previous.tokens_handed_on = True
     else:
-        xsuaa = XsuaaClient(context.http, context.reactor, timeout=context.config.timeouts.token)
+        xsuaa = XsuaaClient(context.http, context.reactor, timeout=context.config.timeouts.token,
+                            client_for=mtls_clients(context.reactor, context.config))
         metrics = context.metrics
 
         def refreshed(subaccount: str, outcome: str) -> None:
@@ -323,4 +428,9 @@ def build(account: SubAccount, context: ProviderContext, previous: Any = None) -
 
         tokens = TokenCache(account.name, account.service_key, lambda key: Deferred.fromCoroutine(xsuaa.fetch(key)),
                             context.reactor, on_refresh=refreshed)
-    return SapAiCoreProvider(account, context.config, tokens)
+    discovery = SubaccountDeployments(
+        account, context.config, context.reactor,
+        fetch_json=ai_api_fetcher(context.http, tokens, context.reactor, timeout=context.config.timeouts.token),
+        metrics=context.metrics,
+        previous=previous.discovery if isinstance(previous, SapAiCoreProvider) else None)
+    return SapAiCoreProvider(account, context.config, tokens, discovery)

@@ -3,7 +3,7 @@ Client API keys: created and revoked by the admin CLI, checked by the gateway wi
 
 Keys are stored only as their sha256 (a key is 240 random bits, so a fast unsalted hash is enough: there is
 nothing to brute-force).  The gateway's L{KeyRing} keeps a snapshot of all usable keys, refreshed on a thread
-pool every couple of seconds, so a lookup is one hash and one dict access on the reactor thread, and a revoked
+pool every second (L{KEY_REFRESH_INTERVAL}), so a lookup is one hash and one dict access on the reactor thread, and a revoked
 key stops working within one refresh interval, without a restart.
 """
 
@@ -31,6 +31,12 @@ log = Logger()
 KEY_PREFIX = "sk-sap-"
 #: 30 random bytes make exactly 40 urlsafe base64 characters.
 _KEY_BYTES = 30
+#: Seconds between a gateway's reads of the key table: how soon a key made or revoked elsewhere (the CLI) is in
+#: force.  One small SELECT on a thread pool.
+KEY_REFRESH_INTERVAL = 1.0
+#: How long after a change every running gateway has surely read it: a read already under way when the change
+#: was committed, then the next one, with room for a slow database.
+KEY_PROPAGATION_WAIT = 2 * KEY_REFRESH_INTERVAL + 0.25
 _COLUMNS = ("name", "key_hash", "key_id", "created", "expires", "rpm", "tpm", "models", "revoked")
 
 
@@ -226,7 +232,7 @@ class KeyRing:
         reactor: Any,
         threadpool: ThreadPool,
         clock: IReactorTime | None = None,
-        refresh_interval: float = 2.0,
+        refresh_interval: float = KEY_REFRESH_INTERVAL,
     ) -> None:
         self.database = database
         self._reactor = reactor

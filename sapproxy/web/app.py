@@ -11,12 +11,13 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from sapproxy.errors import GatewayError
 from sapproxy.registry import SURFACES, client_api_for
-from sapproxy.web import ops
+from sapproxy.web import admin, ops
 from sapproxy.web.frame import ServicesRef, error_body
 
 
-def build_app(ref: ServicesRef) -> Klein:
+def build_app(ref: ServicesRef, admin_backend: admin.AdminBackend | None = None) -> Klein:
     app = Klein()
+    admin.install(app, ref, admin_backend)
     for surface in SURFACES:
         surface.install(app, ref)
     ops.install(app, ref)

@@ -24,6 +24,7 @@ from sapproxy.interfaces import IClientAPI
 from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayRequest
 from sapproxy.models import ModelCatalog, ResolvedModel
+from sapproxy.ratelimit import IRateLimiter
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.jsontext import compact_json
@@ -41,7 +42,7 @@ class Services:
     catalog: ModelCatalog
     authenticator: Authenticator
     accounting: Accounting
-    rate_limiter: Any = None
+    rate_limiter: IRateLimiter | None = None
     metrics: Any = None
     bodies: BodyLogger | None = None
 
@@ -210,6 +211,7 @@ class Route:
         record = RequestRecord(client=self.client.name, endpoint=endpoint, started=clock.seconds(),
                                method=request.method.decode("latin-1"))
         record.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        setattr(request, "accounted", True)  # this frame logs and counts it (not the site's catch-all line)
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
             record.traceparent = traceparent.decode("latin-1")

@@ -12,6 +12,7 @@ from klein import Klein
 from sapproxy import __version__
 from sapproxy.auth import presented_token
 from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
+from sapproxy.dispatch.upstream_faults import credentials_failing, overall_status
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
@@ -25,17 +26,19 @@ def install(app: Klein, ref: ServicesRef) -> None:
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)
             resolved[name] = hit.name if hit else None
+        status, code = overall_status([credentials_failing(state) for state in accounts.values()])
         body = {
-            "status": "ok",
+            "status": status,
             "version": __version__,
             "subaccounts": accounts,
             "models": {name: route.services.catalog.family(name) for name in route.services.catalog.names},
             "aliases": resolved,
             "resolved_names": route.services.catalog.recent(),
+            "other_generation": route.services.catalog.other_generation(),
             "circuit_breakers": {url.rsplit("/", 1)[-1]: round(left, 1) for url, left in route.services.gateway.picker.breakers()},
             "active_streams": route.services.gateway.active_streams,
         }
-        return json_body(request, 200, body)
+        return json_body(request, code, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(request: Any) -> bytes:

@@ -141,15 +141,21 @@ def sse_events(body: bytes) -> list[tuple[str | None, str]]:
 class Daemon:
     """One twistd process with its log file; stopped with SIGTERM, killed after L{STOP_TIMEOUT}."""
 
-    def __init__(self, name: str, args: list[str], cwd: Path, log_path: Path) -> None:
+    def __init__(self, name: str, args: list[str], cwd: Path, log_path: Path,
+                 env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.args = args
         self.cwd = cwd
         self.log_path = log_path
         self.output_path = cwd / f"{name}.out"
         self._output = open(self.output_path, "wb")
-        env = dict(os.environ)
-        env.pop("PYTHONPATH", None)
+        environ = dict(os.environ)
+        environ.pop("PYTHONPATH", None)
+        # The daemons connect directly unless a test gives them a proxy.
+        for key in [k for k in environ if k.lower() in ("http_proxy", "https_proxy", "no_proxy", "all_proxy")]:
+            environ.pop(key)
+        environ.update(env or {})
+        env = environ
         self.process = subprocess.Popen(args, cwd=str(cwd), stdout=self._output, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env)
         self.returncode: int | None = None
@@ -370,7 +376,8 @@ class Gateway:
         return http_request("GET", self.base + "/health").json()
 
 
-def start_gateway(directory: Path, config: Mapping[str, Any], name: str = "gw") -> Gateway:
+def start_gateway(directory: Path, config: Mapping[str, Any], name: str = "gw",
+                  env: Mapping[str, str] | None = None) -> Gateway:
     """Write C{config} (a free port added) and start the gateway on it; retries once on a port race."""
     directory.mkdir(parents=True, exist_ok=True)
     last: Exception | None = None
@@ -383,12 +390,13 @@ def start_gateway(directory: Path, config: Mapping[str, Any], name: str = "gw") 
         if log_path.exists():
             log_path.unlink()
         daemon = Daemon(name, [TWISTD, "-n", "--pidfile=", f"--logfile={log_path}", "sapproxy",
-                               "--config", str(config_path)], directory, log_path)
+                               "--config", str(config_path)], directory, log_path, env=env)
         gateway = Gateway(daemon, port, config_path, body)
 
         def healthy() -> bool:
             try:
-                return http_request("GET", gateway.base + "/health", timeout=2).status == 200
+                # 503: up and answering, but no subaccount can serve (its SAP credentials are refused).
+                return http_request("GET", gateway.base + "/health", timeout=2).status in (200, 503)
             except OSError:
                 return False
 

@@ -740,6 +740,9 @@ def test_int_ops_redis_shared_rpm_across_two_gateways(tmp_path: Path) -> None:
         rows = gateways[0].wait_usage_rows(len(ids), f"request_id IN ({','.join('?' * len(ids))})", ids)
         assert sorted(r["status"] for r in rows) == sorted(statuses)
         assert {r["key_name"] for r in rows} == {"dave"}
+        # The gateway's shutdown closes its Redis connection.
+        gateways[0].daemon.stop()
+        assert "rate limiter: closed the connection to Redis at 127.0.0.1:6379" in gateways[0].daemon.log_text()
     finally:
         for gw in gateways:
             gw.daemon.stop()

@@ -15,7 +15,10 @@ from typing import Any, Iterator
 
 import pytest
 from daemon_harness import RawStream as _RawStream
-from daemon_harness import TOKEN, Reply, Stack, directive, http_request, running_stack, sse_data, sse_events
+from daemon_harness import (
+    TOKEN, Reply, Stack, directive, gateway_config, http_request, running, running_stack, sse_data, sse_events,
+    start_gateway, start_simulator, subaccount,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -292,8 +295,21 @@ def test_int_one_usage_row_per_request(stack: Stack) -> None:
 
 def test_int_single_flight_token_on_cold_start(tmp_path: Path) -> None:
     n = 200
-    with running_stack(tmp_path) as fresh:
-        assert fresh.sim.stats()["token_requests"] == 0
+    sim = start_simulator(tmp_path)
+    try:
+        # XSUAA is down for the gateway's start-up key check, so the cache is still cold when the load arrives.
+        sim.arm("oauth/token", "token_down", 1)
+        gateway = start_gateway(tmp_path, gateway_config(tmp_path, {"simulated": subaccount(sim)}))
+    except BaseException:
+        sim.daemon.stop()
+        raise
+    fresh = Stack(sim, gateway)
+    with running(gateway, sim):
+        deadline = time.monotonic() + 10
+        while fresh.sim.stats()["token_requests"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fresh.sim.stats()["token_requests"] == 1
+        time.sleep(1.5)  # past the subaccount's backoff after that failure
         barrier = threading.Barrier(n)
         results: list[Any] = [None] * n
 
@@ -315,8 +331,8 @@ def test_int_single_flight_token_on_cold_start(tmp_path: Path) -> None:
         failures = [r for r in results if not isinstance(r, Reply) or r.status != 200]
         assert not failures, failures[:3]
         stats = fresh.sim.stats()
-        assert stats["token_requests"] == 1
+        assert stats["token_requests"] == 2  # the failed start-up check, then one fetch for all 200
         assert stats["requests"]["/v2/inference/deployments/d-gpt41/chat/completions"] == n
-        assert fresh.gateway.health()["subaccounts"]["simulated"]["fetches"] == 1
+        assert fresh.gateway.health()["subaccounts"]["simulated"]["fetches"] == 2
         rows = fresh.gateway.wait_usage_rows(n)
         assert len(rows) == n and all(r["status"] == 200 for r in rows)

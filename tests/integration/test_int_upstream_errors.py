@@ -87,9 +87,10 @@ def test_int_revoked_token_is_replaced(stack: Stack, oai: openai.OpenAI) -> None
 
 
 def test_int_xsuaa_down_is_503_in_each_dialect(tmp_path: Any) -> None:
-    # A fresh gateway, so there is no cached token to hide the outage.
     with running_stack(tmp_path, retry={"max_wait": 1, "backoff": 0.01}) as fresh:
         fresh.sim.arm("oauth/token", "token_down", 50)
+        # The token fetched at start is revoked, so a new one is needed while XSUAA is down.
+        fresh.sim.arm("d-gpt41", "401", 1)
         reply = fresh.gateway.post("/v1/chat/completions", {"model": "gpt-4.1", "messages": _user("x")})
         assert reply.status == 503, reply
         assert reply.json()["error"]["type"] == "service_unavailable"
@@ -99,7 +100,12 @@ def test_int_xsuaa_down_is_503_in_each_dialect(tmp_path: Any) -> None:
         assert reply.status == 503, reply
         assert reply.json()["error"]["type"] == "overloaded_error"
         fresh.sim.clear_faults()
+        # The subaccount backs off (about a second) before it asks XSUAA again.
+        deadline = time.monotonic() + 10
         ok = fresh.gateway.post("/v1/chat/completions", {"model": "gpt-4.1", "messages": _user("back")})
+        while ok.status == 503 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            ok = fresh.gateway.post("/v1/chat/completions", {"model": "gpt-4.1", "messages": _user("back")})
         assert ok.status == 200, ok
 
 

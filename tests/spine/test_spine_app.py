@@ -125,9 +125,14 @@ def test_upstream_401_refreshes_the_token_once() -> None:
 
 def test_token_endpoint_down_is_a_503_and_not_cached() -> None:
     h = Harness()
-    h.simulator.faults.set("*", "token_down", count=h.config.retry.attempts)
+    h.simulator.faults.set("*", "token_down", count=1)
     response, body = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 503 and "token" in json.loads(body)["error"]["message"]
+    # One fetch for the whole request, and none while the subaccount backs off.
+    assert h.simulator.stats.token_requests == 1
+    response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
+    assert response.code == 503 and h.simulator.stats.token_requests == 1
+    h.clock.advance(2)
     response, _ = h.post(CHAT, {"model": "gpt-4.1", "messages": HI})
     assert response.code == 200
 

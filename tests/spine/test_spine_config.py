@@ -86,7 +86,7 @@ def test_api_versions() -> None:
     ({**accounts(service_key_json=KEY), "prot": 3001}, "prot: unknown key (check its spelling)"),
     ({**accounts(service_key_json=KEY), "timeouts": {"idel": 3}}, "timeouts.idel: unknown key (check its spelling)"),
     ({**accounts(service_key_json=KEY), "port": "3001"}, "port: expected int"),
-    ({**accounts(service_key_json=KEY), "aliases": {"x": "nothing"}}, "aliases.x: names nothing, which no subaccount serves"),
+    ({**accounts(service_key_json=KEY), "aliases": {"x": "nothing"}}, "aliases.x: names nothing, which no subaccount or provider serves"),
     (accounts(service_key_json=KEY, resource_grp="x"), "subAccounts.acct1.resource_grp: unknown key (check its spelling)"),
     ({}, "subAccounts: missing (no subaccount is configured)"),
     ("{\"subAccounts\": ", "invalid JSON at line 1"),

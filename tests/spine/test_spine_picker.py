@@ -12,6 +12,8 @@ from sapproxy.dispatch.picker import Deployment, DeploymentPicker
 class Provider:
     """Just what the picker asks a provider: its name, models and deployments."""
 
+    generation = 0
+
     def __init__(self, name: str, urls: dict[str, tuple[str, ...]]) -> None:
         self.name = name
         self._deployments = {model: [Deployment(name, url, model) for url in u] for model, u in urls.items()}

@@ -62,7 +62,10 @@ def test_failure_reaches_every_waiter_and_is_not_cached() -> None:
     assert [type(f.value) for f in got] == [TokenFetchError, TokenFetchError]  # type: ignore[attr-defined]
     assert cache.state()["last_error"] == "token endpoint answered HTTP 503"
     cache.get()
-    assert len(xsuaa.pending) == 2  # tried again, not a cached failure
+    assert len(xsuaa.pending) == 1  # backing off: the failure is repeated without a fetch
+    clock.advance(2)
+    cache.get()
+    assert len(xsuaa.pending) == 2  # tried again after the backoff, not a cached failure
     xsuaa.pending[1].callback(TokenGrant("tok", 60))
     assert cache.state()["token"] == "valid" and cache.state()["last_error"] is None
 

@@ -1,29 +1,25 @@
 """
-Rate limits: the in-process limiter on a L{task.Clock}, and the Redis limiter against the real Redis at
-127.0.0.1:6379 (two limiters on two connections stand for two gateway processes).
+Rate limits: the in-process limiter on a L{task.Clock}, the choice of limiter from C{redis_url}, and that URL
+read and checked (the Redis limiter against a real Redis: test_ops_ratelimit_redis.py).
 """
 
 from __future__ import annotations
 
-import socket
-import uuid
-from typing import Any, Iterator
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
 
-from conftest import need
-from sapproxy.ratelimit import (
-    Decision,
-    InProcessRateLimiter,
-    RedisRateLimiter,
-    encode_command,
-    make_rate_limiter,
-    parse_reply,
-)
+from sapproxy.config import ConfigError, load_config
+from sapproxy.ratelimit import Decision, IRateLimiter, make_rate_limiter
+from sapproxy.ratelimit.address import RedisAddress, parse_redis_url
+from sapproxy.ratelimit.memory import InProcessRateLimiter
+from sapproxy.ratelimit.redis import RedisRateLimiter
 
 
 def result(d: Deferred[Any]) -> Any:
@@ -88,169 +84,70 @@ def test_rpm_and_tpm_together() -> None:
     assert result(limiter.check("k", 10, 100)).reason == "tpm"
 
 
+def test_disconnect_keeps_the_windows() -> None:
+    clock = Clock()
+    limiter = InProcessRateLimiter(clock)
+    assert result(limiter.check("k", 1, None)).allowed
+    assert result(limiter.disconnect()) is None
+    assert not result(limiter.check("k", 1, None)).allowed
+
+
+# --- choosing and addressing -----------------------------------------------------------------------------------
+
+
 def test_make_rate_limiter() -> None:
-    assert isinstance(make_rate_limiter(None, Clock()), InProcessRateLimiter)
+    memory = make_rate_limiter(None, Clock())
+    assert isinstance(memory, InProcessRateLimiter) and verifyObject(IRateLimiter, memory)
     assert isinstance(make_rate_limiter("", Clock()), InProcessRateLimiter)
-    limiter = make_rate_limiter("redis://127.0.0.1:6380/3", reactor)
-    assert isinstance(limiter, RedisRateLimiter) and limiter._db == 3
+    shared = make_rate_limiter("redis://alice:s%40cret@redis.internal:6380/3", reactor)
+    assert isinstance(shared, RedisRateLimiter) and verifyObject(IRateLimiter, shared)
+    assert shared.database == 3
+    assert shared.address == RedisAddress("redis.internal", 6380, 3, "alice", "s@cret")
+    assert not shared.connected and shared.local_address is None  # lazy: nothing opened yet
+    assert "s@cret" not in repr(shared.address)
     with pytest.raises(ValueError):
         make_rate_limiter("http://x", reactor)
 
 
-# --- RESP ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("url, address", [
+    ("redis://", RedisAddress()),
+    ("redis://127.0.0.1:6379/0", RedisAddress()),
+    ("redis://cache/12", RedisAddress("cache", 6379, 12)),
+    ("redis://:pw@cache:7000", RedisAddress("cache", 7000, 0, None, "pw")),
+    ("redis://gw:p%3Aw%2F@cache/1", RedisAddress("cache", 6379, 1, "gw", "p:w/")),
+    ("redis://[::1]:6379/2", RedisAddress("::1", 6379, 2)),
+])
+def test_redis_url(url: str, address: RedisAddress) -> None:
+    assert parse_redis_url(url) == address
 
 
-def test_resp_codec() -> None:
-    assert encode_command("SET", "k", 12) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n"
-    value, pos = parse_reply(b"*3\r\n:1\r\n$3\r\ntpm\r\n$-1\r\n+OK\r\n")
-    assert value == [1, b"tpm", None] and pos == 22
-    assert parse_reply(b"+OK\r\n", pos) if False else True
-    err, _ = parse_reply(b"-NOSCRIPT No matching script\r\n")
-    assert str(err).startswith("NOSCRIPT")
-    from sapproxy.ratelimit import _Incomplete
-
-    for cut in range(1, 20):
-        with pytest.raises(_Incomplete):
-            parse_reply(b"*2\r\n$5\r\nhello\r\n:42\r\n"[:cut])
-
-
-# --- Redis -----------------------------------------------------------------------------------------------------
-
-
-def redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+@pytest.mark.parametrize("url, message", [
+    ("rediss://cache", "TLS to Redis is not supported yet"),
+    ("http://cache", "starts with redis://"),
+    ("cache:6379", "starts with redis://"),
+    ("redis://cache:99999", "port"),
+    ("redis://cache:port/0", "port"),
+    ("redis://cache/zero", "database of the Redis URL is a number"),
+    ("redis://cache/0?timeout=1", "no query"),
+    ("redis://gw@cache/0", "names a user but no password"),
+    ("redis://gw:@cache/0", "names a user but no password"),
+])
+def test_bad_redis_url(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_redis_url(url)
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """
-    A key prefix of this test's own; its keys are deleted afterwards.
-    """
-    need(redis_up(), "Redis at 127.0.0.1:6379 unavailable")
-    p = f"sapproxy-test:{uuid.uuid4().hex}:"
-    yield p
-    with socket.create_connection(("127.0.0.1", 6379), timeout=2) as s:
-        s.sendall(encode_command("KEYS", p + "*"))
-        data = b""
-        while True:
-            data += s.recv(65536)
-            try:
-                keys, _ = parse_reply(data)
-                break
-            except Exception:
-                continue
-        if keys:
-            s.sendall(encode_command("DEL", *keys))
-            s.recv(64)
-
-
-@pytest_twisted.ensureDeferred
-async def test_two_processes_share_one_limit(prefix: str) -> None:
-    a = RedisRateLimiter(reactor, "127.0.0.1", 6379, prefix=prefix)
-    b = RedisRateLimiter(reactor, "127.0.0.1", 6379, prefix=prefix)
-    try:
-        verdicts = []
-        for i in range(6):
-            verdicts.append(await (a if i % 2 else b).check("key1", 4, None))
-        assert [v.allowed for v in verdicts] == [True] * 4 + [False] * 2
-        assert verdicts[-1].reason == "rpm" and 58.0 <= verdicts[-1].retry_after <= 61.0
-        assert a._proto is not b._proto  # two connections, like two daemons
-        # Another key is untouched; concurrent pipelined checks all get answers.
-        many = [a.check("key2", 3, None) for _ in range(10)]
-        got = [await d for d in many]
-        assert sum(v.allowed for v in got) == 3
-    finally:
-        await a.disconnect()
-        await b.disconnect()
-
-
-@pytest_twisted.ensureDeferred
-async def test_shared_tpm(prefix: str) -> None:
-    a = RedisRateLimiter(reactor, "127.0.0.1", 6379, prefix=prefix)
-    b = RedisRateLimiter(reactor, "127.0.0.1", 6379, prefix=prefix)
-    try:
-        assert (await a.check("k", None, 1000)).allowed
-        a.add_tokens("k", 700)
-        b.add_tokens("k", 300)
-        # add_tokens does not wait; a check on each connection comes after its own write.
-        await a.check("k", None, 10**9)
-        await b.check("k", None, 10**9)
-        refused = await a.check("k", None, 1000)
-        assert refused.reason == "tpm" and 58.0 <= refused.retry_after <= 61.0
-        assert not (await b.check("k", 100, 1000)).allowed
-    finally:
-        await a.disconnect()
-        await b.disconnect()
-
-
-@pytest_twisted.ensureDeferred
-async def test_reconnects_after_loss(prefix: str) -> None:
-    a = RedisRateLimiter(reactor, "127.0.0.1", 6379, prefix=prefix)
-    try:
-        assert (await a.check("k", 2, None)).allowed
-        assert a._proto is not None and a._proto.transport is not None
-        a._proto.transport.loseConnection()
-        await deferLater(reactor, 0.05, lambda: None)
-        assert (await a.check("k", 2, None)).allowed  # new connection, same window
-        assert not (await a.check("k", 2, None)).allowed
-    finally:
-        await a.disconnect()
-
-
-@pytest_twisted.ensureDeferred
-async def test_script_loaded_again_after_flush(prefix: str) -> None:
-    """
-    EVALSHA's NOSCRIPT (after SCRIPT FLUSH or a Redis restart) falls back to EVAL.
-    """
-    a = RedisRateLimiter(reactor, "127.0.0.1", 6379, prefix=prefix)
-    try:
-        proto = await a._connection()
-        await proto.execute("SCRIPT", "FLUSH")
-        assert (await a.check("k", 1, None)).allowed
-        assert not (await a.check("k", 1, None)).allowed
-    finally:
-        await a.disconnect()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest_twisted.ensureDeferred
-async def test_redis_down_fails_open() -> None:
-    limiter = RedisRateLimiter(reactor, "127.0.0.1", free_port(), prefix="x:", retry_delay=60)
-    for _ in range(3):
-        assert (await limiter.check("k", 1, 1)) == Decision(True, 0.0, "")
-    limiter.add_tokens("k", 10)  # must not raise either
-
-
-@pytest_twisted.ensureDeferred
-async def test_silent_redis_times_out_open() -> None:
-    """
-    A Redis that accepts but never answers costs at most the timeout, then the request is allowed.
-    """
-    from twisted.internet.protocol import Protocol, ServerFactory
-
-    port = reactor.listenTCP(0, ServerFactory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[arg-type]
-    try:
-        limiter = RedisRateLimiter(reactor, "127.0.0.1", port.getHost().port, timeout=0.2)  # type: ignore[attr-defined]
-        start = reactor.seconds()
-        assert (await limiter.check("k", 1, None)).allowed
-        assert reactor.seconds() - start < 1.0
-        # Then it stops trying for retry_delay: later requests are not each held for the timeout.
-        start = reactor.seconds()
-        assert (await limiter.check("k", 1, None)).allowed
-        assert reactor.seconds() - start < 0.1
-        await deferLater(reactor, 0.7, lambda: None)  # let the connection attempt time out and be dropped
-        await limiter.disconnect()
-    finally:
-        stopped = port.stopListening()
-        if stopped is not None:
-            await stopped
+def test_bad_redis_url_is_a_config_error_without_the_password(tmp_path: Path) -> None:
+    key = {"clientid": "c", "clientsecret": "s", "url": "https://auth.example", "identityzoneid": "zone",
+           "serviceurls": {"AI_API_URL": "https://api.example"}}
+    config = {"service_key_json": key, "deployment_models": {"m": "https://api.example/v2/inference/deployments/d"},
+              "redis_url": "redis://gw:hunter2@cache/first"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="redis_url") as caught:
+        load_config(path)
+    assert "database of the Redis URL is a number" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    config["redis_url"] = "redis://gw:hunter2@cache/4"
+    path.write_text(json.dumps(config))
+    assert load_config(path).redis_url == "redis://gw:hunter2@cache/4"

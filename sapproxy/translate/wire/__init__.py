@@ -38,11 +38,14 @@ class WireRequest:
         C{converse}, C{generateContent}); the provider maps it, with C{stream}, to a URL.
     @ivar body: the request body, encoded.
     @ivar stream: whether the upstream is asked for a stream.
+    @ivar headers: request headers the format itself carries (Anthropic's C{anthropic-beta}), added to the
+        provider's; a value joins one the provider already sends, comma-separated.
     """
 
     operation: str
     body: bytes
     stream: bool
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class NoNativeClient:
