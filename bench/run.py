@@ -344,6 +344,10 @@ STREAM_CASES: list[tuple[str, str, str, str, bool, dict[str, Any], str]] = [
      "/v1/chat/completions", False, {}, "sapproxy"),
     ("gpt_to_anthropic", "Anthropic client /v1/messages -> gpt (Azure chunks -> Anthropic events)", "gpt-4.1",
      "/v1/messages", True, {"shape": "azure"}, "sapproxy"),
+    ("responses_gpt", "Responses client /v1/responses -> gpt (native /responses, sanitised)", "gpt-4.1",
+     "/v1/responses", False, {}, "sapproxy"),
+    ("responses_claude", "Responses client /v1/responses -> Claude (Bedrock event-stream -> Responses events)",
+     "anthropic--claude-4.5-sonnet", "/v1/responses", False, {}, "sapproxy"),
     ("vendor_openai_passthrough", "OpenAI client -> OpenAI-compatible provider, OpenAI chunks (pass-through)",
      "gpt-vendor", "/v1/chat/completions", False, {"shape": "openai"}, "sapproxy"),
     ("bedrock_signed", "OpenAI client -> Bedrock provider (SigV4-signed, event-stream -> OpenAI chunks)",
@@ -365,9 +369,12 @@ def bodies(rundir: Path) -> dict[str, Path]:
         "gpt_stream": {"model": "gpt-4.1", "messages": [{"role": "user", "content": "Say hello. " + directive(
             {"shape": "azure"})}], "max_tokens": 64, "stream": True},
     }
-    for key, _, model, _, _, sim, _ in STREAM_CASES:
-        b[key] = {"model": model, "max_tokens": 64, "stream": True,
-                  "messages": [{"role": "user", "content": "Say hello to the benchmark. " + directive(sim)}]}
+    for key, _, model, path, _, sim, _ in STREAM_CASES:
+        said = [{"role": "user", "content": "Say hello to the benchmark. " + directive(sim)}]
+        if path == "/v1/responses":
+            b[key] = {"model": model, "max_output_tokens": 64, "stream": True, "input": said}
+        else:
+            b[key] = {"model": model, "max_tokens": 64, "stream": True, "messages": said}
     out = {}
     for k, v in b.items():
         p = rundir / f"body-{k}.json"
@@ -870,6 +877,8 @@ def report(results: dict[str, Any], targets: list[str], concs: list[int], stream
     for key, label, _, _, _, tlist in stream_cases:
         if key in PASSTHROUGH_CASES or tlist != ["sapproxy"]:
             continue
+        if f"{key}|sapproxy" not in S:
+            continue  # a report rebuilt from a run that had no such case
         s = sm(key, "sapproxy", "streams_per_s")
         ratios = paired_streams(key, "sapproxy", FLOOR_CASE, "bare")
         want = 1.0 if "passthrough" in key else 0.9  # a pass-through on another provider, or a translation

@@ -10,6 +10,7 @@ Paths (all POST):
   /oauth/token                                          XSUAA token (any credentials)
   /v2/inference/deployments/{id}/chat/completions       Azure OpenAI: JSON, or SSE of N chunks when stream
   /v2/inference/deployments/{id}/invoke                 Bedrock Claude JSON
+  /v2/inference/deployments/{id}/responses             Azure OpenAI Responses API: SSE of N output_text deltas
   /v2/inference/deployments/{id}/invoke-with-response-stream   AWS event-stream frames {"bytes": b64(event)}
   /v2/inference/deployments/{id}/converse[-stream]      Bedrock Converse JSON, or ConverseStream as SSE data lines
   /v2/inference/deployments/{id}/models/{m}:streamGenerateContent?alt=sse   Vertex SSE
@@ -81,6 +82,42 @@ class Shapes:
                                     "finish_reason": "stop", "logprobs": None}],
                        "usage": USAGE}).encode()
 
+    # Azure OpenAI's Responses API (GPT deployments' /responses)
+
+    def _responses_sse(self, events: int, nbytes: int) -> list[bytes]:
+        resp = {"id": "resp_bench", "object": "response", "created_at": CREATED, "status": "in_progress",
+                "model": "gpt-4.1", "output": [], "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+                "usage": None}
+        item = {"id": "msg_bench", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+        base = {"item_id": "msg_bench", "output_index": 0, "content_index": 0}
+        out: list[dict[str, Any]] = [
+            {"type": "response.created", "response": resp},
+            {"type": "response.in_progress", "response": resp},
+            {"type": "response.output_item.added", "output_index": 0, "item": item},
+            {"type": "response.content_part.added", **base,
+             "part": {"type": "output_text", "annotations": [], "text": ""}},
+        ]
+        text = ""
+        for i in range(events):
+            piece = _text(nbytes, i)
+            text += piece
+            out.append({"type": "response.output_text.delta", **base, "delta": piece, "logprobs": []})
+        part = {"type": "output_text", "annotations": [], "text": text}
+        done_item = dict(item, status="completed", content=[part])
+        out += [
+            {"type": "response.output_text.done", **base, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", **base, "part": part},
+            {"type": "response.output_item.done", "output_index": 0, "item": done_item},
+            {"type": "response.completed", "response": dict(resp, status="completed", output=[done_item], usage={
+                "input_tokens": 12, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 50,
+                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 62})},
+        ]
+        frames = []
+        for n, e in enumerate(out):
+            e["sequence_number"] = n
+            frames.append(b"event: " + e["type"].encode() + b"\ndata: " + _dumps(e).encode() + b"\n\n")
+        return frames
+
     def _bedrock_json(self, events: int, nbytes: int) -> bytes:
         text = "".join(_text(nbytes, i) for i in range(events))
         return _dumps({"id": "msg_bdrk_bench", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
@@ -147,6 +184,8 @@ class Upstream(Resource):
                 return self._stream(request, b"text/event-stream", self.shapes.get("stream", events, nbytes, shape),
                                     delay)
             return self._json(request, self.shapes.get("openai_json", events, nbytes))
+        if path.endswith(b"/responses"):
+            return self._stream(request, b"text/event-stream", self.shapes.get("responses_sse", events, nbytes), delay)
         if path.endswith(b"/invoke-with-response-stream"):
             request.setHeader(b"x-amzn-bedrock-content-type", b"application/json")
             return self._stream(request, b"application/vnd.amazon.eventstream",

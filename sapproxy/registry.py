@@ -12,23 +12,26 @@ from types import ModuleType
 from typing import Any
 
 from sapproxy.interfaces import IClientAPI, IProvider, IWireFormat
-from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models
+from sapproxy.surfaces import anthropic_messages, openai_chat, openai_embeddings, openai_models, openai_responses
 from sapproxy.translate.wire import (
     anthropic_messages as anthropic_messages_wire, bedrock_invoke, converse, gemini, openai_chat as openai_chat_wire,
     openai_compatible,
 )
+from sapproxy.translate.wire import openai_responses as openai_responses_wire
 from sapproxy.upstreams import (
     ProviderContext, anthropic as anthropic_provider, azure_openai, bedrock, gemini as gemini_provider, openai,
     sap_aicore,
 )
 
 #: Surface modules, each with C{install(app, ref)}, C{CLIENT_API} and the C{PATH_PREFIX} its routes live under.
-SURFACES: tuple[ModuleType, ...] = (openai_chat, openai_embeddings, openai_models, anthropic_messages)
+SURFACES: tuple[ModuleType, ...] = (openai_chat, openai_embeddings, openai_models, anthropic_messages,
+                                    openai_responses)
 
 #: Wire formats by name (what a provider's C{wire_format(model)} answers).
 WIRE_FORMATS: dict[str, IWireFormat] = {
     wire.name: wire for wire in (openai_chat_wire.WIRE_FORMAT, bedrock_invoke.WIRE_FORMAT, converse.WIRE_FORMAT,
-                                 gemini.WIRE_FORMAT, openai_compatible.WIRE_FORMAT, anthropic_messages_wire.WIRE_FORMAT)
+                                 gemini.WIRE_FORMAT, openai_compatible.WIRE_FORMAT, anthropic_messages_wire.WIRE_FORMAT,
+                                 openai_responses_wire.WIRE_FORMAT)
 }
 
 #: Provider kinds: C{build(settings, context, previous)} for one configured upstream of that kind.

@@ -44,6 +44,7 @@ from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
+from sapproxy.usage.responses import ResponseStore, ResponseStoreService
 
 log = Logger()
 
@@ -61,6 +62,8 @@ class GatewayService(MultiService):
         self.store = open_usage_store(config.usage_store, reactor=reactor)
         self.store.on_drop = self.metrics.usage_rows_dropped
         self.keyring = KeyRing(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
+        self.responses = ResponseStore(self.store.database, reactor=reactor, threadpool=self.store.threadpool,
+                                       ttl=config.responses_ttl_days * 86400.0)
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
@@ -71,6 +74,7 @@ class GatewayService(MultiService):
         if config.simulator is not None:
             self._add_simulator()
         UsageStoreService(self.store, clock=reactor, retention_days=config.usage_retention_days).setServiceParent(self)
+        ResponseStoreService(self.responses).setServiceParent(self)
         self.listener = Listener(reactor, config, self.site, reuse_port)
         self.listener.setServiceParent(self)
 
@@ -97,6 +101,7 @@ class GatewayService(MultiService):
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
             bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,
+            responses=self.responses,
         )
 
     def reload(self) -> bool:
@@ -124,6 +129,7 @@ class GatewayService(MultiService):
             self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
+        self.responses.ttl = config.responses_ttl_days * 86400.0
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
                  n=len(config.subaccounts), m=len(self.ref.current.catalog.names))
         return True

@@ -31,6 +31,8 @@ from sapproxy.runtime import IGatewayReactor
 from sapproxy.simulator import default_simulator_config, make_simulator
 from sapproxy.upstreams import ProviderContext
 from sapproxy.upstreams.http import UpstreamClient
+from sapproxy.usage.db import open_database
+from sapproxy.usage.responses import ResponseStore
 from sapproxy.web.app import build_app
 from sapproxy.web.frame import Services, ServicesRef
 
@@ -58,6 +60,13 @@ class UsageRows:
 
     def record(self, row: Any) -> None:
         self.rows.append(row)
+
+
+def _memory_database() -> Any:
+    """An in-memory SQLite usage database with its schema (the Responses API's stored responses live there)."""
+    database = open_database("sqlite:///:memory:")
+    database.migrate()
+    return database
 
 
 class InMemoryGateway:
@@ -95,6 +104,7 @@ class InMemoryGateway:
             authenticator=Authenticator([TEST_KEY]),
             accounting=Accounting(self.clock, metrics=self.metrics, store=self.rows),
             metrics=self.metrics,
+            responses=ResponseStore(_memory_database(), reactor=self.clock),
         )
         self.client: Any = StubTreq(build_app(ServicesRef(self.services)).resource())
 

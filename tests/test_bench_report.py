@@ -77,7 +77,7 @@ def test_ten_thousand_streams_are_extrapolated_from_the_most_that_fit(run: Any) 
 
 def _streams(per_target: dict[str, list[float]], cpu: float = 95.0) -> dict[str, list[dict[str, Any]]]:
     keys = ["gpt_azure", "gpt_openai", "gpt_azure_400b", "gpt_minimal", "claude_to_openai", "converse_to_openai",
-            "gemini_to_openai", "gpt_to_anthropic", "vendor_openai_passthrough", "bedrock_signed"]
+            "gemini_to_openai", "gpt_to_anthropic", "responses_gpt", "responses_claude", "vendor_openai_passthrough", "bedrock_signed"]
     return {f"{key}|{target}": [{"streams_per_s": v, "cpu_pct": cpu, "events_per_s": 50 * v} for v in values]
             for key in keys for target, values in per_target.items()}
 

@@ -91,12 +91,15 @@ class ModelSettings:
     @ivar api_version: the Azure api-version for this model's chat calls.
     @ivar converse: serve this Claude model through Bedrock's C{/converse} APIs instead of C{/invoke}.
     @ivar upstream_model: the model id a Vertex path names (C{models/{id}:generateContent}).
+    @ivar responses_only: this GPT deployment answers only the Responses API (Azure's codex models): every
+        client dialect reaches it through C{/responses}.
     """
 
     family: str | None = None
     api_version: str | None = None
     converse: bool = False
     upstream_model: str | None = None
+    responses_only: bool = False
 
 
 @frozen
@@ -210,6 +213,8 @@ class GatewayConfig:
     retry: RetryPolicy = RetryPolicy()
     usage_store: str = ""
     usage_retention_days: int = 90
+    #: Days a stored Responses API response is kept for previous_response_id and GET (OpenAI keeps 30).
+    responses_ttl_days: float = 30.0
     redis_url: str | None = None
     metrics_token: str | None = None
     simulator: SimulatorSettings | None = None
@@ -294,7 +299,7 @@ def is_reasoning_model(model: str) -> bool:
 
 _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
-    "usage_store", "usage_retention_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
+    "usage_store", "usage_retention_days", "responses_ttl_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
     "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
     "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery", "session_affinity",
     "strict_model_names", "admin_token", "providers", "routing",

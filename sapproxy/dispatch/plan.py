@@ -110,6 +110,9 @@ class Planner:
 
         def exchange_for(provider: IProvider) -> Exchange:
             name = provider.wire_format(model)
+            native = request.client.native_wire
+            if native is not None and native != name and native in getattr(provider, "also_speaks", _none)(model):
+                name = native  # the model speaks the client's own format too (GPT: the Responses API)
             target = provider.target(model)
             beta = request.hints.get("anthropic-beta")
             if beta:
@@ -126,6 +129,10 @@ class Planner:
             return found
 
         return exchange_for
+
+
+def _none(model: str) -> tuple[str, ...]:
+    return ()
 
 
 def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -> Exchange:

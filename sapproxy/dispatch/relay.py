@@ -255,7 +255,8 @@ class StreamRelay(Protocol):
         if self.outcome.first_byte_at is None:
             self._finish_with(failure=FailedBeforeFirstByte(error))
             return
-        self._request.write(self._client.error_event(error))
+        # The client-side translator's own last event where it has one (a Responses stream's response.failed).
+        self._request.write(self._pipeline.failure(error.kind, error.message) or self._client.error_event(error))
         if self._client.done:
             self._request.write(self._client.done)
         self._end()

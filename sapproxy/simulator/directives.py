@@ -31,6 +31,9 @@ class Directive:
     python_literals: bool = False
     no_usage: bool = False
     retry_after: int = 1
+    #: The tool to call (by name) and its arguments as JSON text, instead of the first tool and a sample.
+    tool_name: str | None = None
+    tool_args: str | None = None
 
 
 def _find_json_object(text: str, start: int) -> int:
@@ -102,4 +105,8 @@ def directive_from_dict(raw: dict[str, Any]) -> Directive:
             kwargs[flag] = bool(raw[flag])
     if "stop" in raw:
         kwargs["stop"] = str(raw["stop"])
+    if "tool_name" in raw:
+        kwargs["tool_name"] = str(raw["tool_name"])
+    if "tool_args" in raw:
+        kwargs["tool_args"] = json.dumps(raw["tool_args"], separators=(",", ":"))
     return Directive(**kwargs)

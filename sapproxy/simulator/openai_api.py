@@ -94,6 +94,10 @@ def user_text(body: Any) -> str:
     inp = body.get("input")
     if isinstance(inp, str):
         return inp
+    if isinstance(inp, list):  # the Responses API's input items
+        from .responses_api import user_text as responses_user_text
+
+        return responses_user_text(body)
     return ""
 
 
@@ -111,6 +115,10 @@ def handle(call: Call) -> Reply:
         return chat(call)
     if call.subpath == "embeddings":
         return embeddings(call)
+    if call.subpath == "responses":
+        from .responses_api import responses
+
+        return responses(call)
     return azure_error(404, "Resource not found", code="404", type_="not_found")
 
 

@@ -82,10 +82,11 @@ def make_plan(
     output = thinking_tokens
     if tools and tool_result is None:
         chosen = [t for t in tools if t.name == forced_tool] or list(tools)
+        chosen = [t for t in chosen if t.name == directive.tool_name] or chosen
         n = directive.tool_calls if directive.tool_calls is not None else 1
         for i in range(max(1, n)):
             tool = chosen[i % len(chosen)]
-            args = tool_arguments_json(tool.schema)
+            args = directive.tool_args if directive.tool_args is not None else tool_arguments_json(tool.schema)
             blocks.append(Block("tool", tool_name=tool.name, tool_args=args, tool_index=i))
             output += count_tokens(args) + 5
         return Plan(blocks, "tool_use", None, output, thinking_tokens)

@@ -38,6 +38,8 @@ def event_text_chars(event: dict[str, Any]) -> int:
     Characters of model output in one client stream event (OpenAI chunk or Anthropic event).
     """
     delta = event.get("delta")
+    if isinstance(delta, str):  # a Responses API stream's text, arguments or summary delta
+        return len(delta)
     if isinstance(delta, dict):
         return sum(len(v) for k, v in delta.items() if k in ("text", "thinking", "partial_json") and isinstance(v, str))
     choices = event.get("choices")
@@ -60,6 +62,10 @@ def response_text_chars(response: dict[str, Any]) -> int:
             n += len(block.get("text") or block.get("thinking") or "")
             if "input" in block:
                 n += len(json.dumps(block["input"]))
+    for item in response.get("output") or ():  # a Responses API response
+        if isinstance(item, dict):
+            n += sum(len(p.get("text") or "") for p in item.get("content") or () if isinstance(p, dict))
+            n += len(item.get("arguments") or item.get("input") or "")
     for choice in response.get("choices") or ():
         message = choice.get("message") or {}
         n += len(message.get("content") or "") + len(message.get("reasoning_content") or "")

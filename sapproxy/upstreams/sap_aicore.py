@@ -267,6 +267,10 @@ def upstream_headers(token: str, resource_group: str, zone: str | None, tracepar
     return Headers(raw)
 
 
+#: The first Azure OpenAI api-version with the Responses API; older configured versions are raised to it there.
+RESPONSES_API_VERSION = "2025-04-01-preview"
+
+
 def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, api_version: str) -> str:
     """
     Where an operation of each wire format lives under an AI Core deployment URL.
@@ -278,6 +282,8 @@ def _suffix(deployment: Deployment, request: WireRequest, target: WireTarget, ap
         return "/converse-stream" if stream else "/converse"
     if operation == "generateContent":
         return f"/models/{target.model}:" + ("streamGenerateContent?alt=sse" if stream else "generateContent")
+    if operation == "responses" and api_version < RESPONSES_API_VERSION:
+        api_version = RESPONSES_API_VERSION  # the Responses API came with this version
     # Azure-OpenAI-style: chat/completions, embeddings (and whatever else the format names).
     return f"/{operation}?api-version={api_version}"
 
@@ -337,7 +343,16 @@ class SapAiCoreProvider:
         family = family_of(model, settings)
         if family == "claude":
             return "converse" if settings.converse else "bedrock_invoke"
-        return "gemini" if family == "gemini" else "openai_chat"
+        if family == "gemini":
+            return "gemini"
+        return "openai_responses" if settings.responses_only else "openai_chat"
+
+    def also_speaks(self, model: str) -> tuple[str, ...]:
+        """
+        Wire formats C{model}'s deployments serve besides L{wire_format}'s, for clients that speak one of them
+        (the plan prefers a client's own format): AI Core's GPT deployments answer the Responses API too.
+        """
+        return ("openai_responses",) if self.wire_format(model) == "openai_chat" else ()
 
     def target(self, model: str) -> WireTarget:
         return WireTarget(self._config.model_settings(model).upstream_model or model,

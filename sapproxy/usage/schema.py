@@ -47,6 +47,23 @@ CREATE TABLE api_keys (
 )
 """
 
+#: Responses API responses kept for previous_response_id (sapproxy.usage.responses); JSON in TEXT columns.
+_RESPONSES = [
+    """
+CREATE TABLE responses (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    expires DOUBLE PRECISION NOT NULL,
+    items TEXT NOT NULL,
+    response TEXT NOT NULL
+)
+""",
+    "CREATE INDEX responses_expires ON responses (expires)",
+]
+
 _INDEXES = [
     "CREATE INDEX usage_records_time ON usage_records (time)",
     "CREATE INDEX usage_records_key_time ON usage_records (key_id, time)",
@@ -57,10 +74,12 @@ MIGRATIONS: dict[str, list[list[str]]] = {
     "sqlite": [
         [f"CREATE TABLE usage_records (id INTEGER PRIMARY KEY AUTOINCREMENT, {_USAGE_COLUMNS})", *_INDEXES],
         [_API_KEYS],
+        _RESPONSES,
     ],
     "postgresql": [
         [f"CREATE TABLE usage_records (id BIGSERIAL PRIMARY KEY, {_USAGE_COLUMNS})", *_INDEXES],
         [_API_KEYS],
+        _RESPONSES,
     ],
 }
 

@@ -45,6 +45,8 @@ class Services:
     rate_limiter: IRateLimiter | None = None
     metrics: Any = None
     bodies: BodyLogger | None = None
+    #: The Responses API's stored responses (sapproxy.usage.responses.ResponseStore), when there is a store.
+    responses: Any = None
 
 
 def json_body(request: IGatewayRequest, status: int, payload: Any, headers: dict[bytes, bytes] | None = None) -> bytes:

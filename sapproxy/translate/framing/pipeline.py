@@ -113,6 +113,17 @@ class StreamPipeline:
             out.extend(self._run(translator.finish(), index + 1))
         return out
 
+    def failure(self, kind: str, message: str) -> bytes | None:
+        """
+        The stream's last event when it broke after its first byte, from the client-side translator when it
+        has one to give (a Responses stream ends with C{response.failed}, which only it can build); None
+        for the relay's dialect-wide error event.
+        """
+        fail = getattr(self._translators[-1], "fail", None) if self._translators else None
+        if fail is None:
+            return None
+        return b"".join(self._encode(event) for event in fail(kind, message)) or None
+
     def _run(self, events: list[Any], start: int) -> list[bytes]:
         for translator in self._translators[start:]:
             if not events:
