@@ -17,6 +17,7 @@ from attrs import frozen
 from twisted.logger import Logger
 
 from sapproxy.config import ModelSettings
+from sapproxy.edge import printable
 
 log = Logger()
 
@@ -110,16 +111,17 @@ class ModelCatalog:
         found = self._resolve(requested)
         if found is not None and self._strict and _other_generation(found):
             log.warn("model name {requested} refused: only {name} (another generation) serves it and "
-                     "strict_model_names is on", requested=requested, name=found.name)
+                     "strict_model_names is on", requested=printable(requested), name=found.name)
             found = None
         if len(self._cache) < 10_000:
             self._cache[requested] = found
             if found is not None and _other_generation(found):
                 log.warn("model name {requested} is served by {name}, another generation ({how}); add an alias or "
-                         "set strict_model_names to refuse it", requested=requested, name=found.name, how=found.how)
-            elif found is not None and found.how != "exact":
-                log.info("model name {requested} resolves to {name} ({how})", requested=requested, name=found.name,
+                         "set strict_model_names to refuse it", requested=printable(requested), name=found.name,
                          how=found.how)
+            elif found is not None and found.how != "exact":
+                log.info("model name {requested} resolves to {name} ({how})", requested=printable(requested),
+                         name=found.name, how=found.how)
         return found
 
     def _resolve(self, requested: str) -> ResolvedModel | None:

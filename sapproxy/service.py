@@ -28,6 +28,7 @@ from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
 from sapproxy.dispatch.forward import Gateway
 from sapproxy.dispatch.plan import Planner
+from sapproxy.dispatch.shutdown import end_waiting
 from sapproxy.errors import GatewayError
 from sapproxy.metrics import GatewayMetrics
 from sapproxy.models import ModelCatalog
@@ -40,11 +41,14 @@ from sapproxy.upstreams import ProviderContext
 from sapproxy.upstreams.sap_discovery import follow_models
 from sapproxy.web.admin import AdminBackend
 from sapproxy.web.app import build_app
+from sapproxy.translate.framing.sse import apply_stream_limits
+from sapproxy.web.channel import connection_budget, raise_descriptor_limit
 from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
 from sapproxy.usage.responses import ResponseStore, ResponseStoreService
+from sapproxy.usage.spool import Spool
 
 log = Logger()
 
@@ -59,7 +63,8 @@ class GatewayService(MultiService):
                                         environ=os.environ)
         self.pool = self.clients.pool
         self.metrics = GatewayMetrics(version=__version__)
-        self.store = open_usage_store(config.usage_store, reactor=reactor)
+        self.store = open_usage_store(config.usage_store, reactor=reactor,
+                                      spool=Spool(config.usage_spool, config.usage_spool_max_bytes))
         self.store.on_drop = self.metrics.usage_rows_dropped
         self.keyring = KeyRing(self.store.database, reactor=reactor, threadpool=self.store.threadpool)
         self.responses = ResponseStore(self.store.database, reactor=reactor, threadpool=self.store.threadpool,
@@ -67,9 +72,11 @@ class GatewayService(MultiService):
         self.rate_limiter = make_rate_limiter(config.redis_url, reactor)
         self.config_path = Path(config_path) if config_path is not None else config.path
         self.ref = ServicesRef(self._services(config, None))
+        apply_stream_limits(config)
         admin = AdminBackend(store=self.store, keyring=self.keyring, reactor=reactor)
         self.site = GatewaySite(build_app(self.ref, admin).resource(), max_body_bytes=config.max_body_bytes,
-                                reactor=reactor)
+                                reactor=reactor, headers_deadline=config.timeouts.request_headers,
+                                body_deadline=config.timeouts.request_body)
         self.site.metrics = self.metrics
         if config.simulator is not None:
             self._add_simulator()
@@ -117,7 +124,7 @@ class GatewayService(MultiService):
             log.error("config reload refused, the running config stays: {error}", error=str(e))
             return False
         old = self.config
-        fixed = [k for k in ("host", "port", "usage_store", "redis_url", "simulator", "pool_size")
+        fixed = [k for k in ("host", "port", "usage_store", "usage_spool", "usage_spool_max_bytes", "redis_url", "simulator", "pool_size")
                  if getattr(config, k) != getattr(old, k)]
         if fixed:
             log.warn("config reload: {keys} need a restart to change; the running values stay", keys=", ".join(fixed))
@@ -130,6 +137,9 @@ class GatewayService(MultiService):
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
         self.responses.ttl = config.responses_ttl_days * 86400.0
+        apply_stream_limits(config)
+        self.site.headers_deadline = config.timeouts.request_headers
+        self.site.body_deadline = config.timeouts.request_body
         log.info("config reloaded from {path}: {n} subaccounts, {m} models", path=str(self.config_path),
                  n=len(config.subaccounts), m=len(self.ref.current.catalog.names))
         return True
@@ -160,6 +170,10 @@ class GatewayService(MultiService):
         if proxies:
             log.info("outbound calls honour {proxies}", proxies=", ".join(
                 f"{k}={re.sub(r'//[^@/]*@', '//', v)}" for k, v in sorted(proxies.items())))
+        soft, before = raise_descriptor_limit()
+        if soft != before:
+            log.info("open-files limit raised from {before} to {soft}", before=before, soft=soft)
+        self.site.max_connections = connection_budget(soft)
         super().startService()
         self.gateway.start()
         try:
@@ -169,7 +183,8 @@ class GatewayService(MultiService):
         # Accept connections only once the key store has been read (or failed to be): before that, no caller
         # could be judged, and a client would see 401s that vanish a moment later.
         self.keyring_started = self.store.start().addCallback(lambda _: self.keyring.start())
-        self.keyring_started.addErrback(lambda f: log.failure("usage store did not start", f))
+        # The store logs why it is unavailable and keeps retrying; serve meanwhile (rows wait in the spool).
+        self.keyring_started.addErrback(lambda f: None)
         self.keyring_started.addCallback(lambda _: announce(self.config, self.ref.current.catalog,
                                                             self.ref.current.authenticator, self.keyring))
         self.keyring_started.addErrback(lambda f: log.failure("start-up summary failed", f))
@@ -204,7 +219,11 @@ class GatewayService(MultiService):
         if self.site.inflight:
             log.warn("drain timeout: ending {n} requests still open", n=len(self.site.inflight))
             # Streams end with an error event in their dialect; each request then finishes and is accounted.
-            self.gateway.end_streams(GatewayError("overloaded", "the gateway is shutting down; retry the request"))
+            ending = GatewayError("overloaded", "the gateway is shutting down; retry the request")
+            self.gateway.end_streams(ending)
+            # Requests still waiting for an upstream's headers get a 503 in their dialect, not a reset.
+            if end_waiting(self.site.inflight, self.gateway.waiting, ending):
+                await self._settle(2.0)
             for request in list(self.site.inflight):
                 if not request.startedWriting and request.channel is not None:
                     cast(Any, request.channel).transport.abortConnection()

@@ -17,9 +17,10 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
-from sapproxy.compat import channel_method, channel_path, forget_klein_component
+from sapproxy.compat import channel_method, channel_path, client_disconnected, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
+from sapproxy.web.channel import GatewayChannel
 from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.web.requestlog import request_done
 
@@ -70,30 +71,60 @@ class TrackingRequest(PhrasedRequest):
         limit = channel.site.max_body_bytes
         if length is not None and length > limit:
             # Twisted dispatches a request only after its whole body; answer now and hang up instead.
-            self.body_too_large = length
-            self.content = _Discard()
-            path = channel_path(channel)
-            error = GatewayError("request_too_large",
-                                 f"request body of {length} bytes exceeds the limit of {limit} bytes")
-            body = json.dumps(client_api_for(path).error_body(error)).encode()
-            channel.transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            channel.transport.loseConnection()
-            method = channel_method(channel).decode("latin-1", "replace")
-            request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], 413,
-                         0.0, (self.requestHeaders.getRawHeaders(b"user-agent") or [b""])[0].decode("latin-1"))
+            self._refuse_too_large(length, "")
         else:
             super().gotLength(length)
+
+    def _refuse_too_large(self, size: int, qualifier: str) -> None:
+        channel: Any = self.channel
+        limit = channel.site.max_body_bytes
+        self.body_too_large = size
+        self.content = _Discard()
+        error = GatewayError("request_too_large",
+                             f"request body of {qualifier}{size} bytes exceeds the limit of {limit} bytes")
+        body = json.dumps(client_api_for(channel_path(channel)).error_body(error)).encode()
+        path = channel_path(channel)
+        method = channel_method(channel).decode("latin-1", "replace")
+        request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], 413,
+                     0.0, (self.requestHeaders.getRawHeaders(b"user-agent") or [b""])[0].decode("latin-1"))
+        refuse = getattr(channel, "refuse_body", None)
+        if refuse is not None:
+            refuse(b"413 Payload Too Large", body)
+            return
+        channel.transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        channel.transport.loseConnection()
 
     def handleContentChunk(self, data: bytes) -> None:
         content: Any = self.content
         channel: Any = self.channel
         if self.body_too_large is None and content.tell() + len(data) > channel.site.max_body_bytes:
-            # A chunked upload without Content-Length: stop keeping it once it passes the limit.
-            self.body_too_large = content.tell() + len(data)
-            content = self.content = _Discard()
+            # A chunked upload without Content-Length: answer as soon as it passes the limit, not at its end.
+            self._refuse_too_large(content.tell() + len(data), "more than ")
+            return
         content.write(data)
+
+    def processingFailed(self, reason: Any) -> Any:
+        """
+        The last resort for an error no route caught: a JSON error in the client's dialect, never twisted.web's
+        HTML "Processing Failed" page.
+        """
+        log.failure("unhandled error processing {path}", reason, path=self.path.decode("latin-1", "replace"))
+        if self.finished or client_disconnected(self):
+            return reason
+        if self.startedWriting:
+            # Headers are out: nothing better than ending the response.
+            self.finish()
+            return reason
+        error = GatewayError("api_error", "internal error in the gateway")
+        body = json.dumps(client_api_for(self.path).error_body(error)).encode()
+        self.setResponseCode(500)
+        self.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        self.write(body)
+        self.finish()
+        return reason
 
     def process(self) -> None:
         site = cast(Any, self.channel).site
@@ -120,9 +151,20 @@ class GatewaySite(Site):
     requestFactory = TrackingRequest
     displayTracebacks = False
 
-    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, **kwargs: Any) -> None:
+    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, headers_deadline: float = 60.0,
+                 body_deadline: float = 300.0, max_connections: int | None = None, **kwargs: Any) -> None:
         super().__init__(resource, reactor=reactor, **kwargs)
         self.max_body_bytes = max_body_bytes
+        #: Seconds for a request's head, and then for its body, however the bytes are spread
+        #: (L{sapproxy.web.channel}).
+        self.headers_deadline = headers_deadline
+        self.body_deadline = body_deadline
+        #: Open client connections past which incomplete ones are shed; L{None}: no limit.
+        self.max_connections = max_connections
+        #: Connections that have not sent a whole request yet, oldest first.
+        self.channels: dict[Any, None] = {}
+        self.connections = 0
+        self.shed = 0
         #: L{sapproxy.metrics.GatewayMetrics} for the requests no API route accounts for, or L{None}.
         self.metrics: Any = None
         self.inflight: set[Request] = set()
@@ -140,6 +182,21 @@ class GatewaySite(Site):
         request_done(self.metrics, request.method.decode("latin-1", "replace"),
                      request.path.decode("latin-1", "replace"), request.code, latency,
                      (request.getHeader(b"user-agent") or b"").decode("latin-1"))
+
+    def protocol(self) -> Any:  # type: ignore[override]
+        return http._GenericHTTPChannelProtocol(GatewayChannel())  # type: ignore[attr-defined]
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.max_connections is not None and self.connections >= self.max_connections and self.channels:
+            # Descriptors are running short: make room by closing the oldest connection that has not sent a
+            # whole request yet (a slow-header client), never one whose request is under way.
+            oldest = next(iter(self.channels))
+            oldest.shed()
+            self.shed += 1
+            if self.shed == 1 or self.shed % 1000 == 0:
+                log.warn("{n} incomplete client connections closed so far to keep room for others (open "
+                         "connections at the budget of {budget})", n=self.shed, budget=self.max_connections)
+        return super().buildProtocol(addr)
 
 
 class Listener(Service):

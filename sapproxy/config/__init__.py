@@ -9,6 +9,7 @@ and the key path (C{config.json: subAccounts.acct1.service_key_json: file not fo
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Mapping, cast
@@ -114,6 +115,12 @@ class Timeouts:
     idle: float = 300.0
     keepalive: float = 15.0
     token: float = 30.0
+    #: A client that reads nothing of its stream for this long is disconnected (and its upstream closed).
+    write_stall: float = 300.0
+    #: A client's request line and headers must arrive within this many seconds (also the idle time of a
+    #: kept-alive connection), and its body within request_body seconds after them, however it trickles.
+    request_headers: float = 60.0
+    request_body: float = 300.0
 
 
 @frozen
@@ -215,12 +222,22 @@ class GatewayConfig:
     usage_retention_days: int = 90
     #: Days a stored Responses API response is kept for previous_response_id and GET (OpenAI keeps 30).
     responses_ttl_days: float = 30.0
+    #: Where usage rows wait while the store is unavailable (and across a restart); "" is usage-spool.jsonl
+    #: beside the config file.
+    usage_spool: str = ""
+    usage_spool_max_bytes: int = 64 * 1024 * 1024
     redis_url: str | None = None
     metrics_token: str | None = None
+    #: Bearer token for the operator pages: /health's details and /metrics (metrics_token works too).
+    ops_token: str | None = None
     simulator: SimulatorSettings | None = None
     #: Send a usage chunk on every translated OpenAI stream, as the original proxy's clients expect.
     always_include_usage: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    #: The largest whole (non-stream) upstream response read; larger ones end in a 502.
+    max_response_bytes: int = 64 * 1024 * 1024
+    #: The longest line, and largest event, of an upstream event stream; longer ones end the stream (502).
+    max_stream_event_bytes: int = 16 * 1024 * 1024
     drain_timeout: float = 30.0
     #: Upstream connections kept open per host between requests.
     pool_size: int = 256
@@ -299,10 +316,11 @@ def is_reasoning_model(model: str) -> bool:
 
 _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
-    "usage_store", "usage_retention_days", "responses_ttl_days", "redis_url", "metrics_token", "simulator", "always_include_usage",
-    "max_body_bytes", "drain_timeout", "pool_size", "on_client_hangup",
-    "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery", "session_affinity",
-    "strict_model_names", "admin_token", "providers", "routing",
+    "usage_store", "usage_retention_days", "responses_ttl_days", "usage_spool", "usage_spool_max_bytes",
+    "redis_url", "metrics_token", "ops_token", "simulator", "always_include_usage",
+    "max_body_bytes", "max_response_bytes", "max_stream_event_bytes", "drain_timeout", "pool_size",
+    "on_client_hangup", "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery",
+    "session_affinity", "strict_model_names", "admin_token", "providers", "routing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group", "deployment_ids",
 }
@@ -558,6 +576,9 @@ def _evolve(config: GatewayConfig, **changes: Any) -> GatewayConfig:
 
     if not config.usage_store and "path" in changes:
         changes["usage_store"] = "sqlite:///" + str(changes["path"].parent / "usage.db")
+    if "path" in changes:
+        spool = Path(config.usage_spool or "usage-spool.jsonl")
+        changes["usage_spool"] = str(spool if spool.is_absolute() else changes["path"].parent / spool)
     return evolve(config, **changes)
 
 
@@ -676,7 +697,41 @@ def _subaccount(name: str, body: Any, prefix: str, directory: Path) -> SubAccoun
                       discover=discover)
 
 
+#: Every number's accepted range, (key path, lowest, lowest is allowed, highest): a value outside stops all
+#: traffic or makes no sense (timeouts.headers 0 made every request a 504; retry.attempts 0 a 500).
+_RANGES: list[tuple[str, float, bool, float]] = [
+    ("timeouts.connect", 0, False, 3600), ("timeouts.headers", 0, False, 86400), ("timeouts.idle", 0, False, 86400),
+    ("timeouts.keepalive", 0, False, 3600), ("timeouts.token", 0, False, 3600),
+    ("timeouts.write_stall", 0, False, 86400), ("timeouts.request_headers", 0, False, 3600),
+    ("timeouts.request_body", 0, False, 86400),
+    ("retry.attempts", 1, True, 100), ("retry.max_wait", 0, True, 3600), ("retry.backoff", 0, True, 600),
+    ("retry.cooldown", 0, True, 86400), ("retry.breaker_failures", 1, True, 1000),
+    ("max_body_bytes", 1, True, 1 << 40), ("max_response_bytes", 1024, True, 1 << 40),
+    ("max_stream_event_bytes", 1024, True, 1 << 30),
+    ("drain_timeout", 0, True, 86400), ("pool_size", 0, True, 100_000),
+    ("usage_spool_max_bytes", 0, True, 1 << 40), ("usage_retention_days", 1, True, 36500),
+    ("responses_ttl_days", 0, False, 3650),
+    ("discovery.refresh_seconds", 1, True, 86400), ("discovery.jitter", 0, True, 1),
+    ("discovery.min_interval", 0, True, 86400), ("discovery.retry_seconds", 0, False, 86400),
+    ("simulator.port", 1, True, 65535), ("simulator.event_delay", 0, True, 60),
+]
+
+
+def _check_ranges(config: GatewayConfig) -> None:
+    for where, low, inclusive, high in _RANGES:
+        value: Any = config
+        for part in where.split("."):
+            value = getattr(value, part) if value is not None else None
+        if value is None:
+            continue
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low) and value <= high
+        if not ok:
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            raise _PathError(where, f"expected a number {bound} and <= {high:g}, got {value}")
+
+
 def _check_semantics(config: GatewayConfig) -> None:
+    _check_ranges(config)
     served = set(config.served_by)
     discovering = any(account.discover for account in config.subaccounts.values())
     for model, settings in config.models.items():

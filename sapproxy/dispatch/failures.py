@@ -17,6 +17,7 @@ from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from sapproxy.compat import RequestGenerationFailed, RequestTransmissionFailed
 from sapproxy.errors import GatewayError, kind_for_status
+from sapproxy.dispatch.guards import retry_after_seconds
 
 # Everything an upstream request can fail with before a response: connecting, sending, waiting for headers.
 # (twisted.web's _newclient wraps its causes in _WrapperException subclasses that share no useful base.)
@@ -77,13 +78,8 @@ async def upstream_error(response: Any) -> GatewayError:
     except Exception:
         raw = b""
     message = error_message(raw) or f"the upstream answered HTTP {response.code}"
-    retry_after = None
-    header = response.headers.getRawHeaders(b"retry-after")
-    if header:
-        try:
-            retry_after = max(float(header[0]), 0.0)
-        except ValueError:
-            retry_after = None
+    # Hostile values (inf, nan, 1e400, dates) are ignored: they once ended a request in an HTML 500.
+    retry_after = retry_after_seconds(response.headers.getRawHeaders(b"retry-after"))
     return GatewayError(kind_for_status(response.code), message, status=response.code, retry_after=retry_after)
 
 

@@ -14,7 +14,6 @@ import random
 from typing import Any, Mapping
 
 import attrs
-import treq
 from attrs import define
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -33,12 +32,14 @@ from sapproxy.dispatch.upstream_faults import (
 )
 from sapproxy.dispatch.plan import ClientRequest, Exchange, Planner
 from sapproxy.dispatch.relay import FailedBeforeFirstByte, StreamRelay
+from sapproxy.dispatch.shutdown import Waiting
 from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IProvider
 from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
+from sapproxy.dispatch.guards import BodyFailed, read_whole
 from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 
 log = Logger()
@@ -91,6 +92,8 @@ class Gateway:
         self.picker = DeploymentPicker(list(providers.values()), reactor, cooldown=config.retry.cooldown,
                                        failures=config.retry.breaker_failures, routing=config.routing)
         self.relays: set[StreamRelay] = previous.relays if previous is not None else set()
+        #: Upstream calls still waiting for response headers (cancelled at the drain timeout).
+        self.waiting: Waiting = previous.waiting if previous is not None else Waiting()
         #: Deployments that answered "not found": breaker, one log line, rediscovery.
         self.stale = StaleDeployments(self.picker, metrics=metrics)
 
@@ -288,7 +291,15 @@ class Gateway:
             if session is not None and self.metrics is not None:
                 self.metrics.session_affinity(session.outcome(deployment))
             if not exchange.stream:
-                return await self._whole(tally, response, exchange)
+                try:
+                    return await self._whole(tally, response, exchange)
+                except BodyFailed as e:
+                    # Reset mid-body: nothing reached the client yet, so the next deployment may answer.
+                    last = e.error
+                    self._upstream_error(deployment, "body")
+                    self.picker.failed(deployment)
+                    index += 1
+                    continue
             try:
                 return await self._stream(tally, request, response, exchange)
             except FailedBeforeFirstByte as e:
@@ -319,6 +330,7 @@ class Gateway:
 
     def _post(self, url: bytes, headers: Any, body: bytes) -> Any:
         d = self.upstream.post(url, headers, body)
+        self.waiting.track(d)
         expired = []
 
         def expire() -> None:
@@ -337,17 +349,15 @@ class Gateway:
         return d.addBoth(settled)
 
     async def _whole(self, tally: _Tally, response: IResponse, exchange: Exchange) -> tuple[dict[str, Any], Outcome]:
-        d = treq.content(response)
-        d.addTimeout(self.config.timeouts.idle, self.reactor)
-        try:
-            raw = await d
-        except NETWORK_ERRORS as e:
-            raise network_error(e) from None
+        raw = await read_whole(response, self.reactor, timeout=self.config.timeouts.idle,
+                               limit=self.config.max_response_bytes)
         first_byte_at = self.reactor.seconds()
         try:
             upstream = json.loads(raw)
         except ValueError:
             raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
+        if not isinstance(upstream, dict):
+            raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
         usage = exchange.usage(upstream)
         converted = exchange.convert(upstream)
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),
@@ -365,7 +375,8 @@ class Gateway:
 
         relay = StreamRelay(request, pipeline, exchange.client, self.reactor, idle_timeout=self.config.timeouts.idle,
                             keepalive=self.config.timeouts.keepalive, on_first_write=commit,
-                            drain_on_hangup=self.config.on_client_hangup == "drain")
+                            drain_on_hangup=self.config.on_client_hangup == "drain",
+                            write_stall=self.config.timeouts.write_stall)
         self.relays.add(relay)
         if self.metrics is not None:
             self.metrics.stream_opened()

@@ -31,6 +31,8 @@ from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.interfaces import IClientAPI
 from sapproxy.runtime import IGatewayRequest
 
+from sapproxy.dispatch.stall import StallWatch, drop_client
+
 log = Logger()
 
 
@@ -72,6 +74,7 @@ class StreamRelay(Protocol):
         keepalive: float,
         on_first_write: Callable[[], None],
         drain_on_hangup: bool = False,
+        write_stall: float = 300.0,
     ) -> None:
         self._request = request
         self._pipeline = pipeline
@@ -81,6 +84,7 @@ class StreamRelay(Protocol):
         self._keepalive = keepalive
         self._on_first_write = on_first_write
         self._drain_on_hangup = drain_on_hangup
+        self._stall = StallWatch(clock, write_stall, self._client_stalled)
         #: After a hang-up in drain mode: fires when the upstream stream has been read to its end, so the
         #: usage it reports at the end can still be recorded.
         self.drained: Deferred[None] | None = None
@@ -173,11 +177,13 @@ class StreamRelay(Protocol):
         self._paused = True
         # Our own backpressure silences the upstream; that silence is not the upstream's fault.
         self._disarm()
+        self._stall.paused()
         if self._upstream is not None:
             self._upstream.pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
+        self._stall.resumed()
         if self._upstream is not None:
             self._upstream.resumeProducing()
         if not self._over:
@@ -290,6 +296,14 @@ class StreamRelay(Protocol):
         self._stop_upstream()
         self._end()
 
+    def _client_stalled(self) -> None:
+        # A client that reads nothing holds its stream, and the upstream connection, for ever otherwise.
+        if self._over:
+            return
+        drop_client(self._request)
+        self._drain_on_hangup = False
+        self._client_gone()
+
     def _stop_upstream(self) -> None:
         if self._upstream is not None:
             try:
@@ -303,6 +317,7 @@ class StreamRelay(Protocol):
     def _finish_with(self, failure: Exception | None = None) -> None:
         self._over = True
         self._disarm()
+        self._stall.resumed()
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None

@@ -67,6 +67,8 @@ def install(app: Klein, ref: ServicesRef) -> None:
             route.announce(request, resolved)
             if not isinstance(body.get("messages"), list):
                 raise GatewayError("invalid_request", "messages: Field required", param="messages")
+            # Counted like any request: a key's requests-per-minute limit covers its counting too.
+            await route.limit(identity)
             return {"input_tokens": count_tokens(body, resolved.family)}
 
         return await route.run(request, "/v1/messages/count_tokens", work)

@@ -28,6 +28,8 @@ def _check_chat(body: dict[str, Any]) -> None:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise GatewayError("invalid_request", f"messages[{i}]: expected an object with a role",
                                param=f"messages[{i}]")
+    if "stream_options" in body and not isinstance(body["stream_options"], (dict, type(None))):
+        raise GatewayError("invalid_request", "stream_options: expected an object", param="stream_options")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise GatewayError("invalid_request", "stream: expected true or false", param="stream")
 

@@ -10,6 +10,7 @@ however many requests wait for a cold cache at once, exactly one fetch is in fli
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 from attrs import frozen
@@ -198,19 +199,21 @@ class TokenCache:
 
     def _fetched(self, grant: TokenGrant) -> None:
         now = self._clock.seconds()
-        lifetime = max(grant.expires_in - self._margin, grant.expires_in / 2)
+        expires_in = clamp_lifetime(grant.expires_in, self.name)
+        lifetime = max(expires_in - self._margin, expires_in / 2)
         self._token = grant.access_token
         self._valid_until = now + lifetime
         self.last_error = None
         self._replacement = grant.access_token if self._replacing else None
         self._replacing = False
         self.guard.succeeded()
-        self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
-        if self._on_refresh:
-            self._on_refresh(self.name, "ok")
+        # Waiters first: nothing after this may keep them waiting.
         waiters, self._waiters = self._waiters or [], None
         for waiter in waiters:
             waiter.callback(grant.access_token)
+        self._schedule_refresh(max(lifetime - self._refresh_ahead, lifetime * 0.75))
+        if self._on_refresh:
+            self._on_refresh(self.name, "ok")
 
     def _failed(self, failure: Failure) -> None:
         self.last_error = str(failure.value) or type(failure.value).__name__
@@ -242,6 +245,26 @@ class TokenCache:
             return
         self._waiters = []
         self._start_fetch()
+
+
+#: The shortest and longest token lifetimes believed, in seconds.  A token endpoint that says 0 would make
+#: every request fetch a token (2,500 fetches a second were measured); a negative one wedged the cache.
+MIN_LIFETIME = 60.0
+MAX_LIFETIME = 7 * 86400.0
+
+
+def clamp_lifetime(expires_in: float, name: str) -> float:
+    """
+    C{expires_in} within [L{MIN_LIFETIME}, L{MAX_LIFETIME}], with a warning when it was not (NaN included).
+    A token that really lives shorter is refused upstream with a 401, which fetches a new one.
+    """
+    if math.isfinite(expires_in) and MIN_LIFETIME <= expires_in <= MAX_LIFETIME:
+        return expires_in
+    clamped = MAX_LIFETIME if expires_in == math.inf or (math.isfinite(expires_in) and expires_in > MAX_LIFETIME) \
+        else MIN_LIFETIME
+    log.warn("token endpoint of subaccount {name} gave expires_in {given}; using {used:g} s", name=name,
+             given=expires_in, used=clamped)
+    return clamped
 
 
 def _succeed(value: str) -> Deferred[str]:

@@ -131,7 +131,7 @@ class Database:
         import psycopg
 
         try:
-            return psycopg.connect(self.url, connect_timeout=10)
+            return psycopg.connect(**_pg_params(self.url))
         except psycopg.Error as e:
             raise DatabaseError(f"cannot connect to the usage store: {e}".splitlines()[0]) from e
 
@@ -150,6 +150,26 @@ class Database:
                 conn.close()
             except Exception:
                 pass
+
+
+#: Connection settings the store's PostgreSQL connections get unless the URL sets them: a link that stops
+#: answering is noticed within about a minute (keepalives; tcp_user_timeout for unacknowledged writes) and a
+#: statement takes 30 s at most, so a hung store cannot hang the writer thread, nor shutdown, for ever.
+_PG_DEFAULTS = {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+                "keepalives_count": "3", "tcp_user_timeout": "30000"}
+_STATEMENT_TIMEOUT = "-c statement_timeout=30000"
+
+
+def _pg_params(url: str) -> dict[str, Any]:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params: dict[str, Any] = dict(conninfo_to_dict(url))
+    for key, value in _PG_DEFAULTS.items():
+        params.setdefault(key, value)
+    options = str(params.get("options") or "")
+    if "statement_timeout" not in options:
+        params["options"] = (options + " " + _STATEMENT_TIMEOUT).strip()
+    return params
 
 
 def open_database(url: str) -> Database:

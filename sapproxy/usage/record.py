@@ -4,9 +4,12 @@ One row of usage: what a single client request cost and how it went.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from attrs import fields, frozen
+from attrs import evolve, fields, frozen
+
+from sapproxy.edge import printable
 
 
 @frozen
@@ -50,6 +53,18 @@ class UsageRecord:
         """
         return tuple(getattr(self, name) for name in COLUMNS)
 
+    def storable(self) -> UsageRecord:
+        """
+        This row with every text made storable in any backend (no NUL for PostgreSQL, no lone surrogate for
+        UTF-8) and printable; itself when it already is (nearly always: the edge cleaned the client's text).
+        """
+        changes: dict[str, Any] = {}
+        for name in _TEXTS:
+            value = getattr(self, name)
+            if isinstance(value, str) and _UNSAFE.search(value):
+                changes[name] = printable(value)
+        return evolve(self, **changes) if changes else self
+
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> UsageRecord:
         """
@@ -64,3 +79,5 @@ class UsageRecord:
 #: Column order of the usage table, shared by inserts and selects.
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 _BOOLEANS = ("stream", "tokens_estimated", "client_hung_up")
+_TEXTS = tuple(f.name for f in fields(UsageRecord) if f.type in ("str", "str | None"))
+_UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")

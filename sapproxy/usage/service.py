@@ -43,9 +43,10 @@ class UsageStoreService(Service):
     def startService(self) -> None:
         super().startService()
         self._started = self.store.start()
+        # The store logs its own trouble and keeps retrying; retention starts once it is ready.
+        self._started.addErrback(lambda _: None)
         if self.retention_days > 0:
-            self._started.addCallback(self._start_retention)
-        self._started.addErrback(lambda f: log.failure("usage store failed to start", f))
+            self.store.when_ready().addCallback(self._start_retention)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

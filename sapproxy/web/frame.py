@@ -5,7 +5,6 @@ render errors in the caller's dialect, and account for the request whatever happ
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
 import attrs
@@ -20,6 +19,8 @@ from sapproxy.compat import client_disconnected
 from sapproxy.errors import GatewayError
 from sapproxy.dispatch.forward import Gateway, HungUp
 from sapproxy.dispatch.plan import ClientRequest
+from sapproxy.dispatch.shutdown import shutdown_error
+from sapproxy.edge import MALFORMED, malformed, model_name, parse_body, printable
 from sapproxy.interfaces import IClientAPI
 from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayRequest
@@ -54,7 +55,7 @@ def json_body(request: IGatewayRequest, status: int, payload: Any, headers: dict
     C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
     chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
     """
-    body = compact_json(payload).encode("utf-8")
+    body = compact_json(payload).encode("utf-8", "replace")
     request.setResponseCode(status)
     raw = request.responseHeaders
     raw.setRawHeaders(b"content-type", [b"application/json"])
@@ -92,16 +93,7 @@ def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
     raw = content.read()
     if not raw.strip():
         raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GatewayError("invalid_request", f"the request body is not valid UTF-8 (byte {e.start})") from None
-    try:
-        body = json.loads(text)
-    except RecursionError:
-        raise GatewayError("invalid_request", "the request body is nested too deeply") from None
-    except ValueError as e:
-        raise GatewayError("invalid_request", f"the request body is not valid JSON: {e}") from None
+    body = parse_body(raw)
     if not isinstance(body, dict):
         raise GatewayError("invalid_request", "the request body must be a JSON object")
     return body
@@ -153,10 +145,8 @@ class Route:
         return identity
 
     def resolve(self, record: RequestRecord, body: dict[str, Any], identity: ClientIdentity) -> ResolvedModel:
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise GatewayError("invalid_request", "model: required, a string naming the model", param="model")
-        record.model_requested = model
+        model = model_name(body.get("model"))
+        record.model_requested = printable(model)
         resolved = self.services.catalog.resolve(model)
         if resolved is None:
             raise GatewayError("not_found", f"model {model!r} is not served by this gateway; "
@@ -212,7 +202,7 @@ class Route:
         clock = services.gateway.reactor
         record = RequestRecord(client=self.client.name, endpoint=endpoint, started=clock.seconds(),
                                method=request.method.decode("latin-1"))
-        record.user_agent = (request.getHeader(b"user-agent") or b"").decode("latin-1")
+        record.user_agent = printable((request.getHeader(b"user-agent") or b"").decode("latin-1"), 300)
         setattr(request, "accounted", True)  # this frame logs and counts it (not the site's catch-all line)
         traceparent = request.getHeader(b"traceparent")
         if traceparent and len(traceparent) == 55:
@@ -234,7 +224,12 @@ class Route:
             return self._failed(request, record, e)
         except InvalidRequest as e:
             return self._failed(request, record, GatewayError("invalid_request", e.message, param=e.param))
+        except MALFORMED as e:
+            return self._failed(request, record, malformed(e, endpoint, record.request_id, record.outcome.attempts))
         except CancelledError:
+            ending = shutdown_error(request)
+            if ending is not None:
+                return self._failed(request, record, ending)
             if not client_disconnected(request):
                 # A cancellation that was not the client leaving must still end as an error in the dialect.
                 log.failure("request cancelled while its client is still connected")

@@ -4,15 +4,14 @@ For operators: C{/health} and C{/metrics}.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from klein import Klein
 
 from sapproxy import __version__
-from sapproxy.auth import presented_token
 from sapproxy.translate.client.openai_chat import CLIENT_API as DEFAULT_CLIENT_API
 from sapproxy.dispatch.upstream_faults import credentials_failing, overall_status
+from sapproxy.web.exposure import is_operator, operator_tokens
 from sapproxy.web.frame import Route, ServicesRef, json_body
 
 
@@ -22,11 +21,14 @@ def install(app: Klein, ref: ServicesRef) -> None:
     @app.route("/health", methods=["GET"])
     def health(request: Any) -> bytes:
         accounts = {name: provider.health() for name, provider in route.services.gateway.providers.items()}
+        status, code = overall_status([credentials_failing(state) for state in accounts.values()])
+        if not is_operator(request, route.config):
+            # Status only: the details name subaccounts, deployments and what clients sent.
+            return json_body(request, code, {"status": status})
         resolved = {}
         for name in sorted(route.config.aliases):
             hit = route.services.catalog.resolve(name)
             resolved[name] = hit.name if hit else None
-        status, code = overall_status([credentials_failing(state) for state in accounts.values()])
         body = {
             "status": status,
             "version": __version__,
@@ -44,11 +46,12 @@ def install(app: Klein, ref: ServicesRef) -> None:
     def metrics(request: Any) -> bytes:
         if route.services.metrics is None:
             return json_body(request, 404, {"error": {"message": "metrics are off", "type": "not_found_error"}})
-        if route.config.metrics_token:
-            given = presented_token(request.getHeader(b"authorization"), None) or ""
-            if not hmac.compare_digest(given.encode(), route.config.metrics_token.encode()):
-                return json_body(request, 401, {"error": {"message": "metrics need their own bearer token",
-                                                          "type": "authentication_error", "code": None}})
+        if not is_operator(request, route.config):
+            return json_body(request, 401, {"error": {
+                "message": "metrics need the operator's bearer token (ops_token or metrics_token)"
+                if operator_tokens(route.config) else "metrics are served to the local machine only; set "
+                "ops_token or metrics_token to read them from elsewhere",
+                "type": "authentication_error", "code": None}})
         body, content_type = route.services.metrics.render()
         request.setHeader(b"content-type", content_type.encode())
         return body

@@ -32,15 +32,42 @@ class SSEEvent(NamedTuple):
         return json.loads(self.data)
 
 
+#: The default cap on one SSE line or event (the largest real events, a whole tool call's arguments or an
+#: image, stay far below it).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+def apply_stream_limits(config: Any) -> None:
+    """
+    Make C{config.max_stream_event_bytes} the cap of every decoder made from now on (at start and on reload).
+    """
+    global MAX_EVENT_BYTES
+    MAX_EVENT_BYTES = int(config.max_stream_event_bytes)
+
+
+class SSEEventTooLarge(ValueError):
+    """
+    An upstream line or event over the decoder's cap; the relay ends the stream with a 502 (or fails over).
+    """
+
+
 class SSEDecoder:
     """
     Turn a byte stream into L{SSEEvent}s, one C{feed} at a time.
     """
 
-    __slots__ = ("_tail", "_event", "_data", "_skip_lf", "comments")
+    __slots__ = ("_tail", "_parts", "_tail_len", "_event", "_data", "_size", "_skip_lf", "comments", "max_event")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int | None = None) -> None:
+        #: The most bytes one line, or one event's data, may have: an upstream sending an endless line
+        #: would otherwise grow the gateway's memory without a byte reaching the client.
+        self.max_event = max_event if max_event is not None else MAX_EVENT_BYTES
+        self._size = 0
         self._tail = b""
+        #: Reads that continue an unfinished line, kept apart until the line ends: joining each to the tail
+        #: as it came would copy a long line over and over.
+        self._parts: list[bytes] = []
+        self._tail_len = 0
         self._event: str | None = None
         self._data: list[str] = []
         self._skip_lf = False
@@ -54,6 +81,16 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
+        if self._tail:
+            if b"\n" not in chunk and b"\r" not in chunk:
+                self._parts.append(chunk)
+                self._tail_len += len(chunk)
+                if self._tail_len > self.max_event:
+                    raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
+                return []
+            if self._parts:
+                self._tail = b"".join([self._tail, *self._parts])
+                self._parts = []
         buffer = self._tail + chunk if self._tail else chunk
         if not buffer:
             return []
@@ -69,6 +106,9 @@ class SSEDecoder:
             self._tail = b""
         else:
             self._tail = lines.pop()
+            self._tail_len = len(self._tail)
+            if self._tail_len > self.max_event:
+                raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
         events: list[SSEEvent] = []
         for raw in lines:
             self._line(raw.rstrip(b"\r\n"), events)
@@ -100,6 +140,9 @@ class SSEDecoder:
         the last event is most often the one that carries the usage.
         """
         events: list[SSEEvent] = []
+        if self._parts:
+            self._tail = b"".join([self._tail, *self._parts])
+            self._parts = []
         if self._tail:
             # The tail may hold whole lines too (the LF path leaves everything after the last blank line).
             for line in self._tail.splitlines():
@@ -114,6 +157,7 @@ class SSEDecoder:
                 events.append(SSEEvent(self._event, "\n".join(self._data)))
             self._event = None
             self._data = []
+            self._size = 0
             return
         if line[0] == 0x3A:  # ":"
             self.comments += 1
@@ -122,6 +166,9 @@ class SSEDecoder:
         if sep and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
+            self._size += len(value)
+            if self._size > self.max_event:
+                raise SSEEventTooLarge(f"the upstream sent an event larger than {self.max_event} bytes")
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")

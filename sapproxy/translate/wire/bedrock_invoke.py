@@ -269,8 +269,8 @@ def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict
     choice = out.get("tool_choice")
     if isinstance(choice, dict):
         out["tool_choice"] = {key: value for key, value in choice.items() if key in _TOOL_CHOICE_KEYS}
-        if choice.get("type") == "tool" and "tools" in out:
-            names = [tool.get("name") for tool in out["tools"]]
+        if choice.get("type") == "tool" and isinstance(out.get("tools"), list):
+            names = [tool.get("name") for tool in out["tools"] if isinstance(tool, dict)]
             if choice.get("name") not in names:
                 # The forced tool was a server tool we dropped: let the model choose.
                 out["tool_choice"] = {"type": "auto"}

@@ -1,0 +1,201 @@
+"""
+The edge: where text from a client becomes something every later part of the gateway can hold safely.
+
+A client's JSON may carry what Python parses but nothing downstream can use: a lone UTF-16 surrogate
+(C{"\\ud800"}) cannot be encoded as UTF-8, so the upstream body, the usage row and the log line all fail on
+it; C{NaN} and C{Infinity} (and C{1e400}, which parses to infinity) are not JSON, so forwarding them sends
+the upstream an invalid body; a few hundred levels of nesting in a kilobyte pass the parser but overflow
+the stack of any recursive walk after it (a deepcopy, a translator).  Each is dealt with once, here, when
+the body is parsed:
+
+  - lone surrogates become U+FFFD, the replacement character, in strings and keys alike (a valid pair,
+    C{"\\ud83d\\ude00"}, is one character by then and is untouched);
+  - non-finite numbers are refused with a 400, as the upstream APIs refuse them;
+  - nesting deeper than L{MAX_DEPTH} is refused with a 400.
+
+Text that goes into a usage row or a log line (the model name, the user agent) is also made printable with
+L{printable}: control characters (NUL, which PostgreSQL cannot store; newlines, which forge log lines) are
+written as visible escapes.  Model names longer than L{MAX_NAME} are refused: they are not names, and each
+distinct one would otherwise be kept in caches, logs and rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from sapproxy.errors import GatewayError
+
+_log = Logger()
+
+#: The deepest nesting of arrays and objects a request body may have.  Real bodies (tool schemas included)
+#: stay well under 40; the translators and Python's own recursion limit are safe far beyond this.
+MAX_DEPTH = 100
+
+#: The longest model name accepted, in characters.
+MAX_NAME = 256
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: A JSON escape of a surrogate in the raw body: the only way a (lone) surrogate can arrive, since the body
+#: itself is checked to be valid UTF-8, which cannot encode one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+#: C0 and C1 controls, DEL, the line and paragraph separators, and lone surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _constant(name: str) -> float:
+    raise _NonFinite(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NonFinite(f"the number {text[:40]} is too large")
+    return value
+
+
+_decoder = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
+
+
+def parse_body(raw: bytes) -> Any:
+    """
+    A client's request body, parsed and made safe (see the module's docstring).
+
+    @raise GatewayError: C{invalid_request}, with a message that says what is wrong.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GatewayError("invalid_request", f"the request body is not valid UTF-8 (byte {e.start})") from None
+    try:
+        body = _decoder.decode(text)
+    except RecursionError:
+        raise GatewayError("invalid_request", f"the request body is nested deeper than {MAX_DEPTH} levels") from None
+    except _NonFinite as e:
+        raise GatewayError("invalid_request", f"the request body is not valid JSON: {e}") from None
+    except ValueError as e:
+        # Includes integers longer than Python's conversion limit (4,300 digits).
+        raise GatewayError("invalid_request", f"the request body is not valid JSON: {str(e)[:200]}") from None
+    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
+    # Depth cannot exceed the number of opening brackets: most bodies skip the walk on that count alone.
+    if surrogates or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        body = _walk(body, surrogates)
+    return body
+
+
+def _walk(value: Any, fix_strings: bool) -> Any:
+    """
+    Check the nesting depth of C{value} and, when C{fix_strings}, replace lone surrogates in every string;
+    iterative, so that depth itself cannot overflow the stack.
+    """
+    if fix_strings and isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise GatewayError("invalid_request", f"the request body is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            if fix_strings and any(_SURROGATE.search(k) for k in node):
+                fixed = {_SURROGATE.sub("\ufffd", k): v for k, v in node.items()}
+                node.clear()
+                node.update(fixed)
+            for key, child in node.items():
+                if isinstance(child, str):
+                    if fix_strings and _SURROGATE.search(child):
+                        node[key] = _SURROGATE.sub("\ufffd", child)
+                elif isinstance(child, (dict, list)):
+                    stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                if isinstance(child, str):
+                    if fix_strings and _SURROGATE.search(child):
+                        node[i] = _SURROGATE.sub("\ufffd", child)
+                elif isinstance(child, (dict, list)):
+                    stack.append((child, depth + 1))
+    return value
+
+
+def printable(text: str, limit: int | None = None) -> str:
+    """
+    C{text} safe for a log line and a database row: control characters and lone surrogates written as
+    visible escapes (C{\\x00}, C{\\n}, C{\\ud800}); cut to C{limit} characters when given.
+    """
+    if limit is not None and len(text) > limit:
+        text = text[:limit]
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def model_name(value: Any) -> str:
+    """
+    The model name a client sent, checked: a non-empty string of at most L{MAX_NAME} characters.
+
+    @raise GatewayError: C{invalid_request} otherwise.
+    """
+    if not isinstance(value, str) or not value:
+        raise GatewayError("invalid_request", "model: required, a string naming the model", param="model")
+    if len(value) > MAX_NAME:
+        raise GatewayError("invalid_request", f"model: a model name is at most {MAX_NAME} characters "
+                           f"(got {len(value)})", param="model")
+    return value
+
+
+#: What reading a client's structure fails with when a value has the wrong type where the checks before
+#: translation did not look (C{{"type": []}} inside a block, C{"stream_options": [1]}).
+MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError)
+
+
+def malformed(error: Exception, endpoint: str, request_id: str, attempts: int) -> GatewayError:
+    """
+    The answer to one of L{MALFORMED} raised while a request was handled.
+
+    Before any upstream attempt the structure came from the client alone, so it is the client's mistake: a
+    400 naming what could not be read, and one log line without a traceback (a client must not be able to
+    fill the log).  After an attempt (C{attempts}, or raised while the dispatcher handled an upstream's
+    answer) it is the gateway's own failure: logged with its traceback, a 500.
+    """
+    if attempts or _after_upstream(error):
+        _log.failure("unexpected error in {endpoint}", Failure(error, type(error), error.__traceback__),
+                     endpoint=endpoint)
+        return GatewayError("api_error", f"internal error in the gateway; request id {request_id}")
+    where = _innermost(error)
+    _log.info("{endpoint}: malformed request {request_id} refused: {kind}: {error} (at {where})",
+              endpoint=endpoint, request_id=request_id, kind=type(error).__name__,
+              error=printable(str(error), 200), where=where)
+    return GatewayError("invalid_request", "the request has a value of the wrong type or shape where the "
+                        f"gateway expected another ({type(error).__name__}: {printable(str(error), 200)})")
+
+
+#: The dispatcher's steps that handle an upstream's answer: an error raised there is not the client's.
+_UPSTREAM_STEPS = {"_whole", "_stream", "_post"}
+
+
+def _after_upstream(error: BaseException) -> bool:
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name in _UPSTREAM_STEPS and code.co_filename.endswith("forward.py"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _innermost(error: BaseException) -> str:
+    tb = error.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return f"{code.co_filename.rsplit('/', 2)[-1]}:{tb.tb_lineno} {code.co_name}"
