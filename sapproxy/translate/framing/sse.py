@@ -96,6 +96,12 @@ class SSEDecoder:
             return []
         if not self._data and self._event is None and b"\r" not in buffer:
             return self._feed_lf(buffer)
+        return self._feed_lines(buffer)
+
+    def _feed_lines(self, buffer: bytes) -> list[SSEEvent]:
+        """
+        Line by line, by the rules: any line ends, fields, comments; the unfinished last line kept.
+        """
         lines = buffer.splitlines(True)
         last = lines[-1]
         if last.endswith(b"\r"):
@@ -118,18 +124,27 @@ class SSEDecoder:
         """
         The common case, LF line ends from an event boundary on: split at the blank lines, and take an event
         that is one C{data: } line as it is, without going line by line.  What follows the last blank line
-        stays in the tail, unread, until its event is complete.
+        is an unfinished line (kept as the tail) or an event begun, which goes by the rules.
         """
         blocks = buffer.split(b"\n\n")
-        self._tail = blocks.pop()
+        rest = blocks.pop()
+        if len(rest) - rest.rfind(b"\n") - 1 > self.max_event:  # the unfinished last line, checked first
+            raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
+        self._tail = b""
         events: list[SSEEvent] = []
         for block in blocks:
-            if block.startswith(b"data: ") and b"\n" not in block:
+            if block.startswith(b"data: ") and b"\n" not in block and len(block) - 6 <= self.max_event:
                 events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
                 continue
             for line in block.split(b"\n"):
                 self._line(line, events)
             self._line(b"", events)
+        if b"\n" in rest:
+            # An event begun but not ended: its whole lines go by the rules (and their size limit).
+            events.extend(self._feed_lines(rest))
+        elif rest:
+            self._tail = rest
+            self._tail_len = len(rest)
         return events
 
     def finish(self) -> list[SSEEvent]:
@@ -144,9 +159,7 @@ class SSEDecoder:
             self._tail = b"".join([self._tail, *self._parts])
             self._parts = []
         if self._tail:
-            # The tail may hold whole lines too (the LF path leaves everything after the last blank line).
-            for line in self._tail.splitlines():
-                self._line(line, events)
+            self._line(self._tail.rstrip(b"\r\n"), events)
             self._tail = b""
         self._line(b"", events)
         return events
