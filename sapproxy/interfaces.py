@@ -115,6 +115,9 @@ class IWireFormat(Interface):
     """
 
     name = Attribute("str: the format's name ('openai_chat', 'bedrock_invoke', 'converse', 'gemini').")
+    dialect_of = Attribute(
+        "str: the format this one is a variant of, for the pass-through rule (C{client.native_wire == "
+        "wire.dialect_of}): OpenAI-compatible servers' chat is OpenAI chat; most formats name themselves.")
 
     def request(ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         """
@@ -126,6 +129,13 @@ class IWireFormat(Interface):
     def passthrough(call: IClientCall, target: WireTarget) -> WireRequest:
         """
         The client's own body, in this very format, sanitised for the upstream.
+        """
+
+    def embeddings(body: dict[str, Any], target: WireTarget) -> WireRequest:
+        """
+        An embeddings request (the client's body, sent as it is but for the model the target names).
+
+        @raise sapproxy.translate.errors.InvalidRequest: this format serves no embeddings.
         """
 
     def stream_source(content_type: str) -> Source:
@@ -168,6 +178,12 @@ class IProvider(Interface):
     name = Attribute("str: the provider's name in the config (a subaccount's name for SAP AI Core).")
     kind = Attribute("str: the provider kind (its key in L{sapproxy.registry.PROVIDER_KINDS}).")
     credential_span = Attribute("str: the name of the tracing span of a credential fetch (C{sap.token}).")
+    balanced = Attribute(
+        "bool: shares a model's traffic round robin with the other balanced providers serving it (SAP AI Core "
+        "subaccounts); the others are fallbacks, tried after them in config order.")
+    refuses_credentials_with = Attribute(
+        "tuple of int: the HTTP statuses with which this upstream refuses the gateway's own credentials (a 502 "
+        "for the client, never its own 401/403); empty where a 403 is the client's business.")
     generation = Attribute(
         "int: changes whenever the models or deployments it serves change at run time (discovery), so those who "
         "cache them (the picker, the model catalog) know to look again; constant for a static provider.")
@@ -191,6 +207,12 @@ class IProvider(Interface):
     def wire_format(model: str) -> str:
         """
         The name of the wire format C{model} speaks at this provider.
+        """
+
+    def also_speaks(model: str) -> tuple[str, ...]:
+        """
+        Wire formats C{model}'s deployments serve besides L{wire_format}'s; the plan prefers one that is the
+        client's own (AI Core's GPT deployments answer the Responses API too).
         """
 
     def target(model: str) -> WireTarget:
@@ -218,6 +240,11 @@ class IProvider(Interface):
         """
         The upstream answered 401 to an attempt made with C{headers}: forget what was used and say whether
         one more attempt with fresh credentials makes sense.
+        """
+
+    def answered() -> None:
+        """
+        An upstream of this provider answered an attempt (its credentials work, again).
         """
 
     def deployment_gone(deployment: Deployment, message: str) -> bool:

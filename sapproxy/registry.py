@@ -70,6 +70,6 @@ def build_providers(config: Any, context: ProviderContext, previous: dict[str, I
     providers: dict[str, IProvider] = {}
     for name, account in config.subaccounts.items():
         providers[name] = PROVIDER_KINDS["sap_aicore"](account, context, previous.get(name))
-    for name, settings in getattr(config, "providers", {}).items():
+    for name, settings in config.providers.items():
         providers[name] = PROVIDER_KINDS[settings.kind](settings, context, previous.get(name))
     return providers

@@ -111,7 +111,7 @@ def refuses_gateway(provider: Any, deployment: Any, headers: Any, status: int) -
     errors) rather than something the client should hear about: a provider says so with
     C{refuses_credentials_with} (the statuses its API uses for that); it is told, to forget them.
     """
-    if status not in getattr(provider, "refuses_credentials_with", ()):
+    if status not in provider.refuses_credentials_with:
         return False
     provider.credentials_rejected(deployment, headers)
     return True

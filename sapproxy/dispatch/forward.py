@@ -221,6 +221,7 @@ class Gateway:
                 continue
             tally.reached_upstream = True
             status = response.code
+            refusal: str | None = None
             if status == 401:
                 await discard(response)
                 if provider.credentials_rejected(deployment, headers) and not refreshed_credentials:
@@ -228,10 +229,16 @@ class Gateway:
                     refreshed_credentials = True
                     tally.attempts -= 1
                     continue
-                # Fresh credentials refused too: the gateway's own, never the client's (whose key is not sent
-                # upstream), so a 502 naming the provider and the next provider's deployments.
-                last = upstream_auth_failed(provider.name, f"deployment {deployment.id} answered HTTP 401 to fresh "
-                                            "credentials")
+                refusal = f"deployment {deployment.id} answered HTTP 401 to fresh credentials"
+            elif status == 403 and refuses_gateway(provider, deployment, headers, status):
+                # A provider whose API refuses credentials with a 403 (Bedrock: a signature or key it does not
+                # accept).
+                await discard(response)
+                refusal = f"deployment {deployment.id} answered HTTP 403"
+            if refusal is not None:
+                # The gateway's own credentials, never the client's (whose key is not sent upstream): a 502
+                # naming the provider, and on to the next provider's deployments.
+                last = upstream_auth_failed(provider.name, refusal)
                 self._upstream_error(deployment, "auth")
                 if self.metrics is not None:
                     self.metrics.upstream_auth_failed(deployment.provider)
@@ -248,19 +255,6 @@ class Gateway:
                 last = stale_error(model, deployment.id)
                 self._upstream_error(deployment, "stale")
                 deployments = [d for d in deployments if d.url != deployment.url]
-                if not deployments:
-                    break
-                index %= len(deployments)
-                continue
-            if status == 403 and refuses_gateway(provider, deployment, headers, status):
-                # A provider whose API refuses credentials with a 403 (Bedrock: a signature or key it does not
-                # accept): the gateway's own, as for a 401 above.
-                await discard(response)
-                last = upstream_auth_failed(provider.name, f"deployment {deployment.id} answered HTTP 403")
-                self._upstream_error(deployment, "auth")
-                if self.metrics is not None:
-                    self.metrics.upstream_auth_failed(deployment.provider)
-                deployments = without_provider(deployments, deployment.provider)
                 if not deployments:
                     break
                 index %= len(deployments)
@@ -285,9 +279,7 @@ class Gateway:
                 # The client's own mistake, in the upstream's words: retrying elsewhere would not help.
                 raise await upstream_error(response)
             self.picker.succeeded(deployment)
-            answered = getattr(provider, "answered", None)
-            if answered is not None:
-                answered()
+            provider.answered()
             if session is not None and self.metrics is not None:
                 self.metrics.session_affinity(session.outcome(deployment))
             if not exchange.stream:

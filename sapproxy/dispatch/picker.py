@@ -37,19 +37,16 @@ class DeploymentPicker:
     """
 
     def __init__(self, providers: Sequence[Any], clock: IReactorTime, *,
-                 cooldown: float = 30.0, failures: int = 3, routing: Mapping[str, Sequence[str]] | None = None,
-                 balanced_kinds: frozenset[str] = frozenset({"sap_aicore"})) -> None:
+                 cooldown: float = 30.0, failures: int = 3, routing: Mapping[str, Sequence[str]] | None = None) -> None:
         """
         @param providers: L{sapproxy.interfaces.IProvider}s, in the order failover tries them.
         @param routing: model -> provider names, the failover order for that model (no round robin).
-        @param balanced_kinds: provider kinds balanced round robin; providers of other kinds follow them.
         """
         self._clock = clock
         self._cooldown = cooldown
         self._threshold = failures
         self._providers = list(providers)
         self._routing = routing or {}
-        self._balanced_kinds = balanced_kinds
         self._accounts: dict[str, list[Any]] = {}
         #: model -> how many of its providers (the first ones) take turns.
         self._rotating: dict[str, int] = {}
@@ -78,7 +75,7 @@ class DeploymentPicker:
                 self._accounts[model] = routed
                 self._rotating[model] = 1
             else:
-                balanced = [p for p in serving if getattr(p, "kind", "sap_aicore") in self._balanced_kinds]
+                balanced = [p for p in serving if p.balanced]
                 self._accounts[model] = balanced + [p for p in serving if p not in balanced]
                 self._rotating[model] = max(len(balanced), 1)
 

@@ -18,7 +18,6 @@ from typing import Any, Callable, Mapping
 
 from attrs import frozen
 
-from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IClientAPI, IClientCall, IProvider, IWireFormat
 from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.translate.ids import random_hex
@@ -55,7 +54,7 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     """
     encode = client.encode
     # A variant of a format (OpenAI-compatible servers' OpenAI chat) names the format it is a dialect of.
-    if client.native_wire == getattr(wire, "dialect_of", wire.name):
+    if client.native_wire == wire.dialect_of:
         return Exchange(
             request=wire.passthrough(call, target), client=client,
             pipeline=lambda content_type: StreamPipeline(wire.stream_source(content_type),
@@ -111,7 +110,7 @@ class Planner:
         def exchange_for(provider: IProvider) -> Exchange:
             name = provider.wire_format(model)
             native = request.client.native_wire
-            if native is not None and native != name and native in getattr(provider, "also_speaks", _none)(model):
+            if native is not None and native != name and native in provider.also_speaks(model):
                 name = native  # the model speaks the client's own format too (GPT: the Responses API)
             target = provider.target(model)
             beta = request.hints.get("anthropic-beta")
@@ -131,18 +130,11 @@ class Planner:
         return exchange_for
 
 
-def _none(model: str) -> tuple[str, ...]:
-    return ()
-
-
 def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -> Exchange:
     """
     An embeddings request, sent as it is to a wire format that serves embeddings.
     """
-    make = getattr(wire, "embeddings", None)
     call = request.call
-    if make is None:
-        raise GatewayError("invalid_request", f"model {call.model!r} does not serve embeddings", param="model")
     requested = call.model
 
     def convert(response: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +144,5 @@ def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -
     def never(_: str) -> StreamPipeline:
         raise AssertionError("embeddings never stream")
 
-    # A format whose body names the model (OpenAI-compatible servers) takes the upstream's id from the target.
-    wire_request = make(call.body, target) if getattr(wire, "names_model", False) else make(call.body)
-    return Exchange(request=wire_request, client=request.client, pipeline=never, convert=convert,
+    return Exchange(request=wire.embeddings(call.body, target), client=request.client, pipeline=never, convert=convert,
                     usage=wire.usage)

@@ -320,6 +320,9 @@ class SapAiCoreProvider:
 
     kind = "sap_aicore"
     credential_span = "sap.token"
+    balanced = True
+    #: AI Core's 403s are about what the client asked for (a resource group, a scenario), not the gateway's key.
+    refuses_credentials_with: tuple[int, ...] = ()
 
     def __init__(self, account: SubAccount, config: GatewayConfig, tokens: TokenCache,
                  discovery: SubaccountDeployments | None = None, clock: IReactorTime | None = None) -> None:
@@ -417,6 +420,9 @@ class SapAiCoreProvider:
             return False
         self.tokens.invalidate(token)
         return True
+
+    def answered(self) -> None:
+        pass
 
     def deployment_gone(self, deployment: Deployment, message: str) -> bool:
         """

@@ -35,6 +35,8 @@ class VendorProvider:
     credential_span = "provider.credentials"
     #: The statuses with which the vendor refuses the configured credentials (a 502 for the client).
     refuses_credentials_with = (401, 403)
+    #: Vendors are fallbacks, tried in config order after the balanced SAP AI Core subaccounts.
+    balanced = False
     #: The models and deployments come from the config and never change at run time.
     generation = 0
 
@@ -111,6 +113,9 @@ class VendorProvider:
         """
         self.rejected = f"{self.kind} refused the configured credentials"
         return False
+
+    def also_speaks(self, model: str) -> tuple[str, ...]:
+        return ()
 
     def answered(self) -> None:
         """

@@ -172,6 +172,7 @@ class Named:
     def __init__(self, name: str, kind: str, models: list[str]) -> None:
         self.name = name
         self.kind = kind
+        self.balanced = kind == "sap_aicore"
         self._models = models
 
     def models(self) -> list[str]:

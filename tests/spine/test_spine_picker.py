@@ -13,6 +13,7 @@ class Provider:
     """Just what the picker asks a provider: its name, models and deployments."""
 
     generation = 0
+    balanced = True
 
     def __init__(self, name: str, urls: dict[str, tuple[str, ...]]) -> None:
         self.name = name

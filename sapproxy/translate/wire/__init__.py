@@ -48,6 +48,17 @@ class WireRequest:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
+class NoEmbeddings:
+    """
+    For a wire format that serves no embeddings: a request for them is refused clearly.
+    """
+
+    name: str
+
+    def embeddings(self, body: dict[str, Any], target: WireTarget) -> WireRequest:
+        raise InvalidRequest(f"this model serves no embeddings (its upstream speaks {self.name})", "model")
+
+
 class NoNativeClient:
     """
     For a wire format that no client dialect speaks (yet): the plan never passes a client's body through to it,

@@ -18,7 +18,7 @@ from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse, as_json as ir_json
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire import NoEmbeddings, WireRequest, WireTarget
 from sapproxy.translate.wire.bedrock_invoke import BedrockStreamNormaliser, bedrock_invoke_response
 
 #: Keys of Bedrock's invoke body that the Messages API refuses.
@@ -41,8 +41,9 @@ def _betas(target: WireTarget) -> tuple[tuple[bytes, bytes], ...]:
 
 
 @implementer(IWireFormat)
-class AnthropicMessagesWire:
+class AnthropicMessagesWire(NoEmbeddings):
     name = "anthropic_messages"
+    dialect_of = "anthropic_messages"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("messages", json_text(messages_body(ir, target.model, stream)), stream, _betas(target))

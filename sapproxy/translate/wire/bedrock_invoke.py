@@ -39,7 +39,7 @@ from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.jsontext import json_text
 from sapproxy.translate import ir
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire import NoEmbeddings, WireRequest, WireTarget
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
@@ -348,13 +348,14 @@ def _count(value: Any) -> int:
 
 
 @implementer(IWireFormat)
-class BedrockInvokeWire:
+class BedrockInvokeWire(NoEmbeddings):
     """
     Claude through Bedrock's C{InvokeModel} (L{sapproxy.interfaces.IWireFormat}): the body is the Messages
     API's, sanitised; streams come as AWS event-stream frames (or SSE) carrying Anthropic's own events.
     """
 
     name = "bedrock_invoke"
+    dialect_of = "bedrock_invoke"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("invoke", json_text(bedrock_invoke_body(ir, anthropic_beta=target.anthropic_beta)), stream)

@@ -40,7 +40,7 @@ from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import NoNativeClient, WireRequest, WireTarget
+from sapproxy.translate.wire import NoEmbeddings, NoNativeClient, WireRequest, WireTarget
 
 _DOC_NAME = re.compile(r"[^A-Za-z0-9\s\-()\[\]]")
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
@@ -571,12 +571,13 @@ class ConverseToAnthropicStream:
 
 
 @implementer(IWireFormat)
-class ConverseWire(NoNativeClient):
+class ConverseWire(NoNativeClient, NoEmbeddings):
     """
     Claude (or any Bedrock model) through Bedrock's C{Converse} API (L{sapproxy.interfaces.IWireFormat}).
     """
 
     name = "converse"
+    dialect_of = "converse"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("converse", json_text(ir_request_to_converse(ir)), stream)

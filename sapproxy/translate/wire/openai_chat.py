@@ -595,6 +595,7 @@ class OpenAIChatWire:
     """
 
     name = "openai_chat"
+    dialect_of = "openai_chat"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         body = ir_request_to_chat(ir, reasoning_model=target.reasoning)
@@ -608,7 +609,7 @@ class OpenAIChatWire:
             body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return WireRequest("chat/completions", json_text(body), call.stream)
 
-    def embeddings(self, body: dict[str, Any]) -> WireRequest:
+    def embeddings(self, body: dict[str, Any], target: WireTarget) -> WireRequest:
         return WireRequest("embeddings", json_text(body), False)
 
     def stream_source(self, content_type: str) -> Any:

@@ -23,8 +23,6 @@ class OpenAICompatibleWire(OpenAIChatWire):
     name = "openai_compatible"
     #: An OpenAI client's body passes through, as to Azure (L{sapproxy.dispatch.plan}).
     dialect_of = "openai_chat"
-    #: The body names the model (the plan hands embeddings the target for it).
-    names_model = True
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         body = ir_request_to_chat(ir, reasoning_model=target.reasoning)
@@ -40,8 +38,9 @@ class OpenAICompatibleWire(OpenAIChatWire):
             body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return WireRequest("chat/completions", json_text(body), call.stream)
 
-    def embeddings(self, body: dict[str, Any], target: WireTarget | None = None) -> WireRequest:
-        return WireRequest("embeddings", json_text({**body, "model": target.model} if target else body), False)
+    def embeddings(self, body: dict[str, Any], target: WireTarget) -> WireRequest:
+        # The body names the model: the upstream's own id for it.
+        return WireRequest("embeddings", json_text({**body, "model": target.model}), False)
 
 
 WIRE_FORMAT = OpenAICompatibleWire()

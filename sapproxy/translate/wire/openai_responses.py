@@ -28,7 +28,7 @@ from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.framing.sse import Rendered, json_text
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.wire import NoEmbeddings, WireRequest, WireTarget
 from sapproxy.translate.wire.openai_chat import ir_request_to_chat
 from sapproxy.translate.responses_items import HOSTED_ITEMS, InputStreamer, ToolMap, custom_input, is_ours
 
@@ -511,7 +511,7 @@ class ResponsesToIRStream:
 
 
 @implementer(IWireFormat)
-class OpenAIResponsesWire:
+class OpenAIResponsesWire(NoEmbeddings):
     """
     The Responses API as AI Core's GPT deployments serve it (L{sapproxy.interfaces.IWireFormat}).
 
@@ -522,6 +522,7 @@ class OpenAIResponsesWire:
     """
 
     name = "openai_responses"
+    dialect_of = "openai_responses"
 
     def request(self, request: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         chat = ir_request_to_chat(request, reasoning_model=target.reasoning)

@@ -41,7 +41,7 @@ from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.jsontext import json_text
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire import NoNativeClient, WireRequest, WireTarget
+from sapproxy.translate.wire import NoEmbeddings, NoNativeClient, WireRequest, WireTarget
 from sapproxy.translate.wire.gemini.request import ir_request_to_gemini
 from sapproxy.translate.wire.gemini.response import gemini_error_event, gemini_response_to_ir, stop_reason, tool_use_id
 from sapproxy.translate.wire.gemini.schema import clean_schema
@@ -55,13 +55,14 @@ __all__ = [
 
 
 @implementer(IWireFormat)
-class GeminiWire(NoNativeClient):
+class GeminiWire(NoNativeClient, NoEmbeddings):
     """
     Gemini's C{generateContent} / C{streamGenerateContent} (L{sapproxy.interfaces.IWireFormat}), as Vertex AI
     and the Gemini API serve it.
     """
 
     name = "gemini"
+    dialect_of = "gemini"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
         return WireRequest("generateContent", json_text(ir_request_to_gemini(ir, model=target.model)), stream)
