@@ -237,3 +237,12 @@ def test_item16_gemini_candidates_and_logprobs_come_back_as_openai_choices() -> 
     single = ir_response_to_chat(gemini_response_to_ir({"candidates": [
         {"content": {"role": "model", "parts": [{"text": "x"}]}, "finishReason": "STOP"}]}, "g"), "g", created=1)
     assert len(single["choices"]) == 1 and single["choices"][0]["logprobs"] is None
+
+
+def test_item11_converse_tells_an_anthropic_clients_schema_rather_than_dropping_it() -> None:
+    body = {"max_tokens": 50, "system": "be brief", "messages": [{"role": "user", "content": "go"}],
+            "output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}}
+    out = ir_request_to_converse(body)
+    assert out["system"] == [{"text": "be brief"}, {"text": "Respond only with a single valid JSON object, with no "
+                             "text before or after it. It must conform to this JSON schema: " + json.dumps(SCHEMA)}]
+    assert "outputConfig" not in out and "output_config" not in json.dumps(out)

@@ -37,6 +37,7 @@ from sapproxy.interfaces import IWireFormat
 from sapproxy.translate import ir
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.structured_output import json_schema_instruction
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.framing.eventstream import anthropic_error_event
 from sapproxy.translate.ids import new_message_id
@@ -222,6 +223,11 @@ def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
         else:
             turns.append({"role": turn.role, "content": blocks})
     out: dict[str, Any] = {"messages": turns}
+    native = body.get("output_config")
+    fmt = native.get("format") if isinstance(native, dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        # An Anthropic client's output_config.format, which this path does not enforce: said, not dropped.
+        system.append({"text": json_schema_instruction(fmt.get("schema", {}))})
     if system:
         out["system"] = system
 
