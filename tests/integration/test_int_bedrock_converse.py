@@ -167,3 +167,13 @@ def test_int_boto3_reads_the_simulators_converse_stream(stack: Stack) -> None:
     text = "".join(e["contentBlockDelta"]["delta"].get("text", "") for e in events if "contentBlockDelta" in e)
     assert text.startswith("Echo: from boto3")
     assert events[-1]["metadata"]["usage"]["outputTokens"] > 0
+
+
+def test_int_responses_client_on_nova(stack: Stack) -> None:
+    reply = stack.gateway.post("/v1/responses", {"model": "nova-pro", "input": "responses on nova"})
+    assert reply.status == 200, reply
+    body = reply.json()
+    text = "".join(part.get("text", "") for item in body["output"] if item["type"] == "message"
+                   for part in item["content"])
+    assert text.startswith("Echo: responses on nova") and body["usage"]["input_tokens"] > 0
+    assert stack.sent(NOVA_ID)["path"].endswith("/converse")
