@@ -157,18 +157,20 @@ class BytesProducer:
 
     (treq wraps bytes in a L{FileBodyProducer}, which hands them over from a cooperator task: one more
     reactor turn before the upstream sees the request.)
+
+    @ivar unsent: the bytes not yet written (empty once they have been).
     """
 
-    __slots__ = ("_body", "length")
+    __slots__ = ("unsent", "length")
 
     def __init__(self, body: bytes) -> None:
-        self._body = body
+        self.unsent = body
         self.length = len(body)
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
         # Written once and never again (each attempt has a producer of its own): let go of the body, which
         # can be megabytes of conversation, instead of keeping it for as long as the response is referenced.
-        body, self._body = self._body, b""
+        body, self.unsent = self.unsent, b""
         consumer.write(body)
         return succeed(None)
 
