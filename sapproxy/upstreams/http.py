@@ -33,7 +33,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory
+from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory, use_transfer_decoders
+from sapproxy.upstreams.chunked import TRANSFER_DECODERS
 from sapproxy.upstreams.proxying import TunnelEndpoint, proxy_for
 
 
@@ -55,6 +56,12 @@ class _CycleFreeClientProtocol(HTTP11ClientProtocol):
         super()._disconnectParser(reason)
         if parser is not None:
             parser.bodyDecoder = None
+
+    def request(self, request: Any) -> Deferred[IResponse]:
+        # Chunked bodies (every stream) through the decoder that cuts whole chunks out of a read in one loop.
+        result = super().request(request)
+        use_transfer_decoders(self, request, TRANSFER_DECODERS)
+        return result
 
 
 class _QuietFactory(HTTP11ClientFactory):
