@@ -29,6 +29,7 @@ from sapproxy.ratelimit import IRateLimiter
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.jsontext import compact_json
+from sapproxy.web.pause import after_big_body
 
 log = Logger()
 
@@ -183,6 +184,7 @@ class Route:
         """
         record.call = client_request.call
         record.stream = client_request.call.stream
+        await after_big_body(self.services.gateway.reactor, request)  # the parse and the encoding, apart
         try:
             result, record.outcome = await self.services.gateway.forward(record, request, model, client_request)
         except Undelivered as e:
