@@ -94,7 +94,7 @@ def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
     raw = content.read()
     if not raw.strip():
         raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
-    body = parse_body(raw)
+    body = parse_body(raw, getattr(request, "body_outline", None))
     if not isinstance(body, dict):
         raise GatewayError("invalid_request", "the request body must be a JSON object")
     return body
