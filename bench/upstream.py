@@ -12,21 +12,24 @@ Paths (all POST):
   /v2/inference/deployments/{id}/invoke                 Bedrock Claude JSON
   /v2/inference/deployments/{id}/responses             Azure OpenAI Responses API: SSE of N output_text deltas
   /v2/inference/deployments/{id}/invoke-with-response-stream   AWS event-stream frames {"bytes": b64(event)}
+  /v2/inference/deployments/{id}/converse[-stream]      Bedrock Converse JSON, or ConverseStream as SSE data lines
   /v2/inference/deployments/{id}/models/{m}:streamGenerateContent?alt=sse   Vertex SSE
   /v2/inference/deployments/{id}/models/{m}:generateContent                  Vertex JSON
-  /v1/chat/completions                                  OpenAI-compatible plain path (for LiteLLM)
+  /v1/chat/completions                                  OpenAI-compatible plain path (LiteLLM, Portkey, bare)
 
-Per request, a ``#sim{"events": N, "event_bytes": B, "delay": S}`` anywhere in the body (the same directive
-the bundled simulator reads from the last user message) sets the number of content events, the bytes of
-text per event and the seconds between events; defaults come from the command line.
+Streams have the shapes of the recorded provider streams in tests/fixtures (bench/shapes.py): Azure or
+OpenAI chunks on the chat paths, Anthropic events in Bedrock's event-stream, ConverseStream events, Gemini
+chunks.  Per request, a ``#sim{"events": N, "event_bytes": B, "delay": S, "shape": "azure|openai|minimal"}``
+anywhere in the body (the same directive the bundled simulator reads from the last user message) sets the
+number of content events, the bytes of text per event (0: the recorded tokens), the seconds between events
+and the chat-completions shape; defaults come from the command line.
 
-    python bench/upstream.py --port 3199 [--events 50] [--event-bytes 8] [--delay 0]
+    python bench/upstream.py --port 3199 [--events 50] [--event-bytes 0] [--delay 0] [--shape azure]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import re
 import sys
@@ -36,23 +39,7 @@ from twisted.internet import reactor as _reactor
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-try:  # reuse the gateway's own encoder when installed (same wire format as the real Bedrock)
-    from sapproxy.translate.framing.eventstream import encode_event_frame as _encode_frame
-except Exception:  # pragma: no cover - fallback: a tiny standalone encoder
-    import binascii
-    import struct
-
-    def _header(name: str, value: str) -> bytes:
-        n, v = name.encode(), value.encode()
-        return struct.pack("!B", len(n)) + n + b"\x07" + struct.pack("!H", len(v)) + v
-
-    def _encode_frame(payload: bytes, headers: dict[str, str]) -> bytes:
-        hdr = b"".join(_header(k, v) for k, v in headers.items())
-        total = 16 + len(hdr) + len(payload)
-        prelude = struct.pack("!II", total, len(hdr))
-        prelude += struct.pack("!I", binascii.crc32(prelude) & 0xFFFFFFFF)
-        msg = prelude + hdr + payload
-        return msg + struct.pack("!I", binascii.crc32(msg) & 0xFFFFFFFF)
+import shapes as _shapes  # bench/shapes.py: the recorded streams' shapes (run as a script from bench/)
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _SIM = re.compile(rb"#sim(\{[^}]*\})")
@@ -65,24 +52,28 @@ USAGE = {"prompt_tokens": 12, "completion_tokens": 50, "total_tokens": 62}
 
 
 def _text(n: int, i: int) -> str:
-    piece = ("word%d " % i)
-    return (piece * (n // len(piece) + 1))[:n]
+    return _shapes.synthetic_text(n, i)
 
 
 class Shapes:
-    """Pre-encoded bodies per (kind, events, event_bytes); built on first use and cached."""
+    """
+    Pre-encoded bodies per (kind, shape, events, event_bytes); built on first use and cached.  Streams come
+    from L{bench.shapes} (the recorded fixtures' shapes); whole JSON bodies stay small and synthetic.
+    """
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, int, int], Any] = {}
+        self._cache: dict[tuple[str, str, int, int], Any] = {}
 
-    def get(self, kind: str, events: int, nbytes: int) -> Any:
-        key = (kind, events, nbytes)
+    def get(self, kind: str, events: int, nbytes: int, shape: str = "") -> Any:
+        key = (kind, shape, events, nbytes)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._cache[key] = getattr(self, "_" + kind)(events, nbytes)
+            if kind == "stream":
+                hit = _shapes.stream(shape, events, nbytes)
+            else:
+                hit = getattr(self, "_" + kind)(events, nbytes or 8)
+            self._cache[key] = hit
         return hit
-
-    # OpenAI / Azure
 
     def _openai_json(self, events: int, nbytes: int) -> bytes:
         text = "".join(_text(nbytes, i) for i in range(events))
@@ -90,19 +81,6 @@ class Shapes:
                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                     "finish_reason": "stop", "logprobs": None}],
                        "usage": USAGE}).encode()
-
-    def _openai_sse(self, events: int, nbytes: int) -> list[bytes]:
-        base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED, "model": "gpt-4.1"}
-        out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                     "finish_reason": None}]}]
-        for i in range(events):
-            out.append({**base, "choices": [{"index": 0, "delta": {"content": _text(nbytes, i)},
-                                             "finish_reason": None}]})
-        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        out.append({**base, "choices": [], "usage": USAGE})
-        frames = [b"data: " + _dumps(e).encode() + b"\n\n" for e in out]
-        frames.append(b"data: [DONE]\n\n")
-        return frames
 
     # Azure OpenAI's Responses API (GPT deployments' /responses)
 
@@ -140,54 +118,17 @@ class Shapes:
             frames.append(b"event: " + e["type"].encode() + b"\ndata: " + _dumps(e).encode() + b"\n\n")
         return frames
 
-    # Anthropic on Bedrock
-
-    def _anthropic_events(self, events: int, nbytes: int) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = [
-            {"type": "message_start", "message": {"id": "msg_bdrk_bench", "type": "message", "role": "assistant",
-                                                  "model": "claude-sonnet-4-5", "content": [], "stop_reason": None,
-                                                  "stop_sequence": None,
-                                                  "usage": {"input_tokens": 12, "output_tokens": 1}}},
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        ]
-        for i in range(events):
-            out.append({"type": "content_block_delta", "index": 0,
-                        "delta": {"type": "text_delta", "text": _text(nbytes, i)}})
-        out.append({"type": "content_block_stop", "index": 0})
-        out.append({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": 50}})
-        out.append({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
-            "inputTokenCount": 12, "outputTokenCount": 50, "invocationLatency": 100, "firstByteLatency": 10}})
-        return out
-
-    def _bedrock_stream(self, events: int, nbytes: int) -> list[bytes]:
-        frames = []
-        for e in self._anthropic_events(events, nbytes):
-            data = base64.b64encode(_dumps(e).encode()).decode()
-            payload = _dumps({"bytes": data, "p": "abcdefghij"}).encode()
-            frames.append(_encode_frame(payload, {":event-type": "chunk", ":content-type": "application/json",
-                                                  ":message-type": "event"}))
-        return frames
-
     def _bedrock_json(self, events: int, nbytes: int) -> bytes:
         text = "".join(_text(nbytes, i) for i in range(events))
         return _dumps({"id": "msg_bdrk_bench", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
                        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
                        "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 50}}).encode()
 
-    # Gemini on Vertex
-
-    def _vertex_sse(self, events: int, nbytes: int) -> list[bytes]:
-        frames = []
-        for i in range(events):
-            chunk: dict[str, Any] = {"candidates": [{"content": {"role": "model", "parts": [{"text": _text(nbytes, i)}]},
-                                                     "index": 0}], "modelVersion": "gemini-2.5-pro"}
-            if i == events - 1:
-                chunk["candidates"][0]["finishReason"] = "STOP"
-                chunk["usageMetadata"] = {"promptTokenCount": 12, "candidatesTokenCount": 50,
-                                          "totalTokenCount": 62}
-            frames.append(b"data: " + _dumps(chunk).encode() + b"\r\n\r\n")
-        return frames
+    def _converse_json(self, events: int, nbytes: int) -> bytes:
+        text = "".join(_text(nbytes, i) for i in range(events))
+        return _dumps({"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                       "stopReason": "end_turn", "usage": {"inputTokens": 12, "outputTokens": 50, "totalTokens": 62},
+                       "metrics": {"latencyMs": 100}}).encode()
 
     def _vertex_json(self, events: int, nbytes: int) -> bytes:
         text = "".join(_text(nbytes, i) for i in range(events))
@@ -205,8 +146,9 @@ class Stats:
 class Upstream(Resource):
     isLeaf = True
 
-    def __init__(self, reactor: Any, events: int, event_bytes: int, delay: float) -> None:
+    def __init__(self, reactor: Any, events: int, event_bytes: int, delay: float, shape: str = "azure") -> None:
         super().__init__()
+        self.shape = shape
         self.reactor = reactor
         self.events = events
         self.event_bytes = event_bytes
@@ -224,7 +166,7 @@ class Upstream(Resource):
             request.setHeader(b"content-type", b"application/json;charset=UTF-8")
             return TOKEN_BODY
         body = request.content.read()
-        events, nbytes, delay = self.events, self.event_bytes, self.delay
+        events, nbytes, delay, shape = self.events, self.event_bytes, self.delay, self.shape
         m = _SIM.search(body)
         if m is not None:
             try:
@@ -232,22 +174,32 @@ class Upstream(Resource):
                 events = int(raw.get("events", events))
                 nbytes = int(raw.get("event_bytes", nbytes))
                 delay = float(raw.get("delay", delay))
+                shape = str(raw.get("shape", shape))
             except ValueError:
                 pass
+        if shape not in _shapes.OPENAI_SHAPES:
+            shape = "azure"  # the other shapes name their own paths' formats
         if path.endswith(b"/chat/completions"):
             if _STREAM_TRUE.search(body):
-                return self._stream(request, b"text/event-stream", self.shapes.get("openai_sse", events, nbytes), delay)
+                return self._stream(request, b"text/event-stream", self.shapes.get("stream", events, nbytes, shape),
+                                    delay)
             return self._json(request, self.shapes.get("openai_json", events, nbytes))
         if path.endswith(b"/responses"):
             return self._stream(request, b"text/event-stream", self.shapes.get("responses_sse", events, nbytes), delay)
         if path.endswith(b"/invoke-with-response-stream"):
             request.setHeader(b"x-amzn-bedrock-content-type", b"application/json")
             return self._stream(request, b"application/vnd.amazon.eventstream",
-                                self.shapes.get("bedrock_stream", events, nbytes), delay)
+                                self.shapes.get("stream", events, nbytes, "anthropic"), delay)
         if path.endswith(b"/invoke"):
             return self._json(request, self.shapes.get("bedrock_json", events, nbytes))
+        if path.endswith(b"/converse-stream"):
+            return self._stream(request, b"text/event-stream", self.shapes.get("stream", events, nbytes, "converse"),
+                                delay)
+        if path.endswith(b"/converse"):
+            return self._json(request, self.shapes.get("converse_json", events, nbytes))
         if path.endswith(b":streamGenerateContent"):
-            return self._stream(request, b"text/event-stream", self.shapes.get("vertex_sse", events, nbytes), delay)
+            return self._stream(request, b"text/event-stream", self.shapes.get("stream", events, nbytes, "gemini"),
+                                delay)
         if path.endswith(b":generateContent"):
             return self._json(request, self.shapes.get("vertex_json", events, nbytes))
         request.setResponseCode(404)
@@ -319,10 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=3199)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--events", type=int, default=50)
-    p.add_argument("--event-bytes", type=int, default=8)
+    p.add_argument("--event-bytes", type=int, default=0, help="bytes of text per event (0: the recorded tokens)")
+    p.add_argument("--shape", default="azure", choices=_shapes.OPENAI_SHAPES,
+                   help="chat-completions stream shape when the request names none (see bench/shapes.py)")
     p.add_argument("--delay", type=float, default=0.0)
     a = p.parse_args(argv)
-    site = NoDelaySite(Upstream(_reactor, a.events, a.event_bytes, a.delay))
+    site = NoDelaySite(Upstream(_reactor, a.events, a.event_bytes, a.delay, a.shape))
     site.noisy = False
     site.log = lambda request: None  # no access log: it costs as much as the request
     _reactor.listenTCP(a.port, site, backlog=4096, interface=a.host)

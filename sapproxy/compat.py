@@ -14,7 +14,10 @@ Each is used because the public API has no way to do the same thing:
   - whether a request's client has gone (Klein cancels the route's Deferred either way);
   - Klein's per-request component cache, released when a request finishes (a reference cycle otherwise);
   - treq's synchronous body producer, for an in-memory treq client that needs no cooperator
-    (L{sapproxy.testing}).
+    (L{sapproxy.testing});
+  - twisted.web's chunked body decoder, to subclass it, and the client parser's table of body decoders, to
+    give one request's parser the subclass (L{sapproxy.upstreams.chunked}: whole chunks cut out of a read in
+    one loop).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from typing import Any
 from treq.testing import _SynchronousProducer as SynchronousBodyProducer
 from twisted.web._newclient import HTTP11ClientProtocol, RequestGenerationFailed, RequestTransmissionFailed
 from twisted.web.client import _HTTP11ClientFactory as HTTP11ClientFactory
+from twisted.web.http import _ChunkedTransferDecoder as ChunkedTransferDecoder
 
 __all__ = [
-    "HTTP11ClientFactory", "HTTP11ClientProtocol", "RequestGenerationFailed", "RequestTransmissionFailed",
+    "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "RequestGenerationFailed", "RequestTransmissionFailed",
     "SynchronousBodyProducer", "channel_path", "client_disconnected", "forget_klein_component",
     "install_pool_factory",
 ]
@@ -37,6 +41,17 @@ def install_pool_factory(pool: Any, factory: type[HTTP11ClientFactory]) -> None:
     Make C{pool} build its connections' protocols with C{factory}.
     """
     pool._factory = factory
+
+
+def use_transfer_decoders(protocol: HTTP11ClientProtocol, request: Any,
+                          decoders: dict[bytes, type[ChunkedTransferDecoder]]) -> None:
+    """
+    Make the response parser that C{protocol} has just made for C{request} decode bodies with C{decoders}
+    (by Transfer-Encoding); a protocol that refused the request (and so made no parser for it) is left alone.
+    """
+    parser = protocol._parser
+    if parser is not None and parser.request is request:
+        parser._transferDecoders = decoders
 
 
 def channel_path(channel: Any) -> bytes:

@@ -238,10 +238,10 @@ def malformed(error: Exception, endpoint: str, request_id: str, attempts: int) -
 
     Before any upstream attempt the structure came from the client alone, so it is the client's mistake: a
     400 naming what could not be read, and one log line without a traceback (a client must not be able to
-    fill the log).  After an attempt (C{attempts}, or raised while the dispatcher handled an upstream's
-    answer) it is the gateway's own failure: logged with its traceback, a 500.
+    fill the log).  After an attempt it is the gateway's own failure: logged with its traceback, a 500 (the
+    dispatcher turns what breaks while it handles an upstream's answer into one itself).
     """
-    if attempts or _after_upstream(error):
+    if attempts:
         _log.failure("unexpected error in {endpoint}", Failure(error, type(error), error.__traceback__),
                      endpoint=endpoint)
         return GatewayError("api_error", f"internal error in the gateway; request id {request_id}")
@@ -251,20 +251,6 @@ def malformed(error: Exception, endpoint: str, request_id: str, attempts: int) -
               error=printable(str(error), 200), where=where)
     return GatewayError("invalid_request", "the request has a value of the wrong type or shape where the "
                         f"gateway expected another ({type(error).__name__}: {printable(str(error), 200)})")
-
-
-#: The dispatcher's steps that handle an upstream's answer: an error raised there is not the client's.
-_UPSTREAM_STEPS = {"_whole", "_stream", "_post"}
-
-
-def _after_upstream(error: BaseException) -> bool:
-    tb = error.__traceback__
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_name in _UPSTREAM_STEPS and code.co_filename.endswith("forward.py"):
-            return True
-        tb = tb.tb_next
-    return False
 
 
 def _innermost(error: BaseException) -> str:

@@ -47,6 +47,7 @@ from sapproxy.web.frame import Services, ServicesRef
 from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.upstreams.http import make_http_client
 from sapproxy.usage import KeyRing, UsageStoreService, open_usage_store
+from sapproxy.upstreams.image_fetch import ImageFetcher
 from sapproxy.usage.responses import ResponseStore, ResponseStoreService
 from sapproxy.usage.spool import Spool
 
@@ -108,6 +109,7 @@ class GatewayService(MultiService):
             rate_limiter=self.rate_limiter,
             metrics=self.metrics,
             bodies=BodyLogger(config.redact_patterns) if config.log_bodies else None,
+            images=ImageFetcher(self.reactor, config.image_fetch) if config.image_fetch.enabled else None,
             responses=self.responses,
         )
 

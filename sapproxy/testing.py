@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import Any, Callable, Mapping, cast
 
 import attrs
 from treq.client import HTTPClient
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.web.resource import IResource
 
 from sapproxy.accounting import Accounting
 from sapproxy.auth import Authenticator
@@ -80,10 +81,19 @@ class InMemoryGateway:
     @param config_changes: L{GatewayConfig} fields to change from the default in-memory config.
     """
 
-    def __init__(self, **config_changes: Any) -> None:
+    def __init__(self, *, upstream: Callable[[IResource], IResource] | None = None, inference: Any = None,
+                 images: Any = None, **config_changes: Any) -> None:
+        """
+        @param upstream: given the simulator's resource, the resource every upstream call (token fetches
+            included) is served by: a test wraps the simulator to answer as no well-behaved upstream would.
+        @param inference: what inference calls go through instead (anything with the C{post(url, headers,
+            body)} of L{UpstreamClient}), for a test that scripts the upstream's responses byte by byte.
+        @param images: the image fetcher (L{sapproxy.upstreams.image_fetch.ImageFetcher}), or None (fetching off).
+        """
         self.clock = MemoryReactorClock()
         self.simulator = make_simulator(default_simulator_config(), self.clock)
-        self._upstream_agent = RequestTraversalAgent(self.simulator.resource())
+        served = self.simulator.resource()
+        self._upstream_agent = RequestTraversalAgent(upstream(served) if upstream is not None else served)
         self.upstream = HTTPClient(self._upstream_agent, data_to_body_producer=SynchronousBodyProducer)
         key = ServiceKey(clientid="sim-client", clientsecret="sim-secret", url=SIMULATOR_URL)
         accounts = {"main": SubAccount("main", key, {m: (f"{SIMULATOR_URL}/v2/inference/deployments/{d}",)
@@ -94,7 +104,8 @@ class InMemoryGateway:
         context = ProviderContext(reactor=self.clock, http=self.upstream, config=self.config, metrics=self.metrics)
         # Inference calls go through the same in-memory agent the token fetches use (one flush for both).
         # The in-memory reactor provides what the dispatcher uses of a reactor (time), not threads or TCP.
-        self.gateway = Gateway(self.config, cast(IGatewayReactor, self.clock), UpstreamClient(self._upstream_agent),
+        self.gateway = Gateway(self.config, cast(IGatewayReactor, self.clock),
+                               inference if inference is not None else UpstreamClient(self._upstream_agent),
                                providers=build_providers(self.config, context), planner=Planner(WIRE_FORMATS),
                                metrics=self.metrics)
         self.rows = UsageRows()
@@ -104,6 +115,7 @@ class InMemoryGateway:
             authenticator=Authenticator([TEST_KEY]),
             accounting=Accounting(self.clock, metrics=self.metrics, store=self.rows),
             metrics=self.metrics,
+            images=images,
             responses=ResponseStore(_memory_database(), reactor=self.clock),
         )
         self.client: Any = StubTreq(build_app(ServicesRef(self.services)).resource())

@@ -96,6 +96,31 @@ def test_synchronous_body_producer_writes_at_once() -> None:
     assert d.called and written == [b"abc"]
 
 
+def test_chunked_decoder_and_the_parsers_decoder_table() -> None:
+    from twisted.internet.testing import StringTransport
+    from twisted.web import _newclient, http
+    from twisted.web.http_headers import Headers
+
+    assert compat.ChunkedTransferDecoder is http._ChunkedTransferDecoder
+    decoder = compat.ChunkedTransferDecoder(lambda _: None, lambda _: None)
+    assert decoder.state == "CHUNK_LENGTH" and decoder._buffer == bytearray()  # what the subclass reads
+    assert _newclient.HTTPClientParser._transferDecoders == {b"chunked": http._ChunkedTransferDecoder}
+
+    class Mine(compat.ChunkedTransferDecoder):
+        pass
+
+    protocol = compat.HTTP11ClientProtocol()
+    protocol.makeConnection(StringTransport())
+    request = _newclient.Request(b"GET", b"/", Headers({b"host": [b"example"]}), None)
+    protocol.request(request)
+    compat.use_transfer_decoders(protocol, request, {b"chunked": Mine})
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert type(protocol._parser.bodyDecoder) is Mine
+    other = _newclient.Request(b"GET", b"/", Headers({b"host": [b"example"]}), None)
+    compat.use_transfer_decoders(protocol, other, {})  # not this parser's request: left alone
+    assert protocol._parser._transferDecoders == {b"chunked": Mine}
+
+
 def test_twistd_log_options_from_the_app_logger_calling_the_factory() -> None:
     from twisted.scripts._twistd_unix import UnixAppLogger
 

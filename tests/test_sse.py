@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from sapproxy.translate.framing.sse import SSEDecoder, SSEEvent, encode_event, encode_raw
+from sapproxy.translate.framing.sse import SSEDecoder, SSEEvent, SSEEventTooLarge, encode_event, encode_raw
 from conftest import fixture_path
 
 
@@ -65,3 +65,52 @@ def test_any_split_decodes_the_same(data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=20)))
     chunks = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])]
     assert decode_all(chunks) == decode_all([body])
+
+
+_MIXED_LF = (b"data: {\"a\":1}\n\n: keep-alive\n\nevent: x\ndata: 1\ndata: 2\n\ndata:no-space\n\n\n\ndata:  two\n\n"
+             b"id: 7\ndata: after-id\n\nretry: 5\n\ndata: {\"b\":\"\xc3\xa9\"}\n\ndata: [DONE]\n\ndata: tail")
+
+
+@given(st.data())
+def test_lf_fast_path_decodes_as_the_line_rules_do(data: st.DataObject) -> None:
+    # The LF-only path splits at blank lines; the CRLF body goes line by line: the events must agree, whatever
+    # the split, including a read that switches to CRLF half-way.
+    reference = decode_all([_MIXED_LF.replace(b"\n", b"\r\n")])
+    assert [e.data for e in reference][:3] == ['{"a":1}', "1\n2", "no-space"]
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(_MIXED_LF)), max_size=20)))
+    chunks = [_MIXED_LF[a:b] for a, b in zip([0] + cuts, cuts + [len(_MIXED_LF)])]
+    assert decode_all(chunks) == reference
+    switch = data.draw(st.integers(0, len(_MIXED_LF)))
+    mixed = _MIXED_LF[:switch] + _MIXED_LF[switch:].replace(b"\n", b"\r\n")
+    assert decode_all([mixed[:switch], mixed[switch:]]) == reference
+
+
+class _LineByLine(SSEDecoder):
+    """The decoder without its LF shortcut: the rules applied line by line, as before the shortcut."""
+
+    __slots__ = ()
+
+    def _feed_lf(self, buffer: bytes) -> list[SSEEvent]:
+        return self._feed_lines(buffer)
+
+
+def _outcome(decoder: SSEDecoder, chunks: list[bytes]) -> object:
+    out: list[SSEEvent] = []
+    try:
+        for chunk in chunks:
+            out.extend(decoder.feed(chunk))
+        out.extend(decoder.finish())
+    except SSEEventTooLarge as e:
+        return ("too large", str(e))
+    return out
+
+
+@given(st.data())
+def test_lf_fast_path_keeps_the_size_limits(data: st.DataObject) -> None:
+    # Same events, or the same refusal, as line by line, whatever the split and the cap.
+    body = _MIXED_LF + b"\n\ndata: " + b"x" * data.draw(st.integers(0, 80)) + b"\n" + b"y" * data.draw(
+        st.integers(0, 80))
+    cap = data.draw(st.integers(1, 90))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    chunks = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])]
+    assert _outcome(SSEDecoder(max_event=cap), chunks) == _outcome(_LineByLine(max_event=cap), chunks)

@@ -92,6 +92,9 @@ class ModelSettings:
     @ivar api_version: the Azure api-version for this model's chat calls.
     @ivar converse: serve this Claude model through Bedrock's C{/converse} APIs instead of C{/invoke}.
     @ivar upstream_model: the model id a Vertex path names (C{models/{id}:generateContent}).
+    @ivar max_output_tokens: the most output tokens the model gives, sent as the limit when an OpenAI
+        client sets none (Anthropic clients always do); the default comes from
+        L{sapproxy.translate.model_limits.max_output_tokens}, and 4096 for models it does not know.
     @ivar responses_only: this GPT deployment answers only the Responses API (Azure's codex models): every
         client dialect reaches it through C{/responses}.
     """
@@ -100,6 +103,7 @@ class ModelSettings:
     api_version: str | None = None
     converse: bool = False
     upstream_model: str | None = None
+    max_output_tokens: int | None = None
     responses_only: bool = False
 
 
@@ -161,6 +165,28 @@ class TracingSettings:
     exporter: str = "otlp"
     endpoint: str = "http://127.0.0.1:4318/v1/traces"
     service_name: str = "sapproxy"
+
+
+@frozen
+class ImageFetchSettings:
+    """
+    Fetching C{https} image URLs for upstreams that take only inline images (Claude on Bedrock); see
+    L{sapproxy.upstreams.image_fetch}.  With C{enabled} false such a request is answered with a 400.
+
+    @ivar allow_http: also fetch plain C{http} URLs.
+    @ivar allow_private_addresses: also fetch from loopback, private, link-local and other non-global
+        addresses (tests against a local server; never in production).
+    @ivar max_bytes: the largest image accepted.
+    @ivar timeout: seconds for the whole fetch, redirects included.
+    @ivar max_redirects: redirects followed (each one checked like the first URL).
+    """
+
+    enabled: bool = True
+    allow_http: bool = False
+    allow_private_addresses: bool = False
+    max_bytes: int = 5 * 1024 * 1024
+    timeout: float = 10.0
+    max_redirects: int = 3
 
 
 @frozen
@@ -260,6 +286,7 @@ class GatewayConfig:
     strict_model_names: bool = False
     #: Keys of the original Flask proxy's or the FastAPI fork's configs that sapproxy accepts but has no use for.
     ignored_keys: tuple[str, ...] = ()
+    image_fetch: ImageFetchSettings = ImageFetchSettings()
     #: Turns on the admin web page at C{/admin}; the token signs in (it is never put in a URL or a log).
     admin_token: str | None = None
 
@@ -320,7 +347,7 @@ _TOP_LEVEL = {
     "redis_url", "metrics_token", "ops_token", "simulator", "always_include_usage",
     "max_body_bytes", "max_response_bytes", "max_stream_event_bytes", "drain_timeout", "pool_size",
     "on_client_hangup", "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery",
-    "session_affinity", "strict_model_names", "admin_token", "providers", "routing",
+    "session_affinity", "strict_model_names", "image_fetch", "admin_token", "providers", "routing",
     # The legacy single-account form.
     "service_key_json", "deployment_models", "resource_group", "deployment_ids",
 }
@@ -361,7 +388,7 @@ def _converter() -> cattrs.Converter:
     register_provider_hooks(c)
     # After the scalar hooks: structure functions are generated against the hooks registered so far.
     for cls in (ModelSettings, Timeouts, RetryPolicy, SimulatorSettings, TracingSettings, DiscoverySettings,
-                AffinitySettings):
+                AffinitySettings, ImageFetchSettings):
         c.register_structure_hook(cls, make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True))
     c.register_structure_hook(
         GatewayConfig,
@@ -737,6 +764,8 @@ def _check_semantics(config: GatewayConfig) -> None:
     for model, settings in config.models.items():
         if settings.family not in (None, "openai", "claude", "gemini"):
             raise _PathError(f"models.{model}.family", "expected openai, claude or gemini")
+        if settings.max_output_tokens is not None and settings.max_output_tokens < 1:
+            raise _PathError(f"models.{model}.max_output_tokens", "expected a positive integer")
     for alias, target in config.aliases.items():
         # Discovered names are known only at run time; an alias to one is checked when it is used.
         if target not in served and not discovering:
@@ -750,6 +779,9 @@ def _check_semantics(config: GatewayConfig) -> None:
             raise _PathError(f"redact_patterns[{i}]", f"not a regular expression: {e}") from None
     if config.tracing is not None and config.tracing.exporter not in ("otlp", "console"):
         raise _PathError("tracing.exporter", "expected otlp or console")
+    fetch = config.image_fetch
+    if fetch.max_bytes < 1 or fetch.timeout <= 0 or fetch.max_redirects < 0:
+        raise _PathError("image_fetch", "expected max_bytes >= 1, timeout > 0 and max_redirects >= 0")
     if config.admin_token is not None and len(config.admin_token) < 16:
         raise _PathError("admin_token", "too short: use at least 16 characters (e.g. from: openssl rand -hex 24)")
     if config.on_client_hangup not in ("close", "drain"):

@@ -41,6 +41,8 @@ from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
 from sapproxy.dispatch.guards import BodyFailed, read_whole
 from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
+from sapproxy.web.notes import announce_dropped_tools
+from sapproxy.translate.errors import UnusableAnswer
 
 log = Logger()
 
@@ -123,8 +125,11 @@ class Gateway:
         Returns the client's JSON for a whole response (for a stream, C{b""} once it has been written to
         C{request}), and the outcome.
 
-        @raise Undelivered: no deployment could answer; its error is for the client (in its dialect).
+        @raise Undelivered: no deployment could answer, or the gateway failed on an upstream's answer; its
+            error is for the client (in its dialect).
         @raise HungUp: the client went away before an upstream answered.
+        @raise Exception: anything else is raised before an attempt was made (the client's body could not be
+            converted: the frame answers 400).
         """
         tally = _Tally()
         try:
@@ -137,6 +142,14 @@ class Gateway:
             if isinstance(e, HungUp):
                 raise
             raise HungUp(tally.outcome(client_hung_up=True)) from None
+        except Exception:
+            if not tally.attempts:
+                raise
+            # Something went upstream, so whatever broke is the gateway's, not the client's body.
+            log.failure("unexpected error while handling an upstream's answer to {request_id}",
+                        request_id=record.request_id)
+            error = GatewayError("api_error", f"internal error in the gateway; request id {record.request_id}")
+            raise Undelivered(error, tally.outcome()) from None
 
     async def _attempts(self, tally: _Tally, record: RequestRecord, request: IGatewayRequest, model: str,
                         client_request: ClientRequest) -> tuple[Any, Outcome]:
@@ -166,6 +179,7 @@ class Gateway:
                     self.metrics.failover(model)
             provider = self.providers[deployment.provider]
             exchange = exchange_for(provider)
+            announce_dropped_tools(request, exchange.dropped_tools)
             tally.attempts += 1
             tally.provider = deployment.provider
             tally.deployment = deployment.id
@@ -351,7 +365,10 @@ class Gateway:
         if not isinstance(upstream, dict):
             raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
         usage = exchange.usage(upstream)
-        converted = exchange.convert(upstream)
+        try:
+            converted = exchange.convert(upstream)
+        except UnusableAnswer as e:
+            raise GatewayError("bad_gateway", e.message) from None
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),
                                         first_byte_at=first_byte_at)
 

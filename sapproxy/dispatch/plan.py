@@ -16,13 +16,21 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from attrs import frozen
+from attrs import evolve, frozen
+from twisted.logger import Logger
 
 from sapproxy.interfaces import IClientAPI, IClientCall, IProvider, IWireFormat
 from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.translate.ids import random_hex
 from sapproxy.translate.usage import Usage
+from sapproxy.translate.fit import WIRE_KINDS, fit_request
+from sapproxy.translate.prompt_estimate import InputTokensAtStart, estimate_input_tokens
 from sapproxy.translate.wire import WireRequest, WireTarget
+
+log = Logger()
+
+#: Wire formats whose streams tell the prompt's token count only at the end (see translate/prompt_estimate.py).
+_COUNT_AT_END = frozenset({"openai_chat", "openai_compatible", "openai_responses", "gemini"})
 
 
 @frozen
@@ -33,6 +41,7 @@ class Exchange:
     @ivar pipeline: for a stream, a new pipeline for the upstream's Content-Type.
     @ivar convert: for a whole response, upstream JSON to the client's JSON.
     @ivar usage: for a whole response, the token counts in the upstream JSON.
+    @ivar dropped_tools: the client's tools this upstream cannot run, left out (L{sapproxy.translate.tool_support}).
     """
 
     request: WireRequest
@@ -40,6 +49,7 @@ class Exchange:
     pipeline: Callable[[str], StreamPipeline]
     convert: Callable[[dict[str, Any]], dict[str, Any]]
     usage: Callable[[dict[str, Any]], Usage | None]
+    dropped_tools: tuple[str, ...] = ()
 
     @property
     def stream(self) -> bool:
@@ -61,17 +71,28 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
                                                          wire.passthrough_stream(call), encode),
             convert=lambda response: wire.passthrough_response(response, call), usage=wire.usage,
         )
-    request = wire.request(call.ir(), target, call.stream)
+    # Fitted to what this upstream takes (tools, tool names, sampling, output ceiling): translate/fit.py.
+    fitted = fit_request(call.ir(), WIRE_KINDS.get(wire.name, "openai"), target.model,
+                         max_output_tokens=target.max_output_tokens)
+    if fitted.dropped_tools:
+        log.info("tools {tools} left out: {model} cannot run them", tools=", ".join(fitted.dropped_tools),
+                 model=target.model)
+    request = wire.request(fitted.ir, target, call.stream)
     model = call.model
     message_id = "msg_" + random_hex(24)
+    names = fitted.names
 
     def pipeline(content_type: str) -> StreamPipeline:
+        # The restorer costs a call per event: only streams whose tool names (or enum values) need it get it.
+        restorers: list[Any] = [names.restorer()] if names.renamed else []
+        if client.name == "anthropic" and wire.name in _COUNT_AT_END:
+            restorers.append(InputTokensAtStart(estimate_input_tokens(fitted.ir)))
         return StreamPipeline(wire.stream_source(content_type),
-                              wire.stream_to_ir(model, message_id) + call.stream_from_ir(), encode)
+                              wire.stream_to_ir(model, message_id) + restorers + call.stream_from_ir(), encode)
 
     return Exchange(request=request, client=client, pipeline=pipeline,
-                    convert=lambda response: call.response_from_ir(wire.response_to_ir(response, model)),
-                    usage=wire.usage)
+                    convert=lambda response: call.response_from_ir(names.restore_message(wire.response_to_ir(response, model))),
+                    usage=wire.usage, dropped_tools=fitted.dropped_tools)
 
 
 @frozen
@@ -115,7 +136,7 @@ class Planner:
             target = provider.target(model)
             beta = request.hints.get("anthropic-beta")
             if beta:
-                target = WireTarget(target.model, reasoning=target.reasoning, anthropic_beta=beta)
+                target = evolve(target, anthropic_beta=beta)
             key = (name, target)
             found = planned.get(key)
             if found is None:

@@ -33,7 +33,7 @@ def json_pointer(path: str) -> str:
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 ALLOWED_KEYS = frozenset({
     "anthropic_version", "anthropic_beta", "max_tokens", "messages", "system", "stop_sequences", "temperature",
-    "top_p", "top_k", "tools", "tool_choice", "thinking", "metadata",
+    "top_p", "top_k", "tools", "tool_choice", "thinking", "metadata", "context_management", "output_config",
 })
 #: Betas Bedrock's InvokeModel accepts for Claude (AWS docs, as collected by LiteLLM's allow-list).
 BEDROCK_BETAS = frozenset({
@@ -42,7 +42,7 @@ BEDROCK_BETAS = frozenset({
     "context-1m-2025-08-07", "context-management-2025-06-27", "effort-2025-11-24",
     "tool-search-tool-2025-10-19", "tool-examples-2025-10-29", "fine-grained-tool-streaming-2025-05-14",
 })
-TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control", "type"})
+TOOL_KEYS = frozenset({"name", "description", "input_schema", "cache_control", "type", "input_examples"})
 
 
 def schema_errors(body: Any) -> str | None:

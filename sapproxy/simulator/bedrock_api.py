@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from . import anthropic_body, converse_api
+from . import anthropic_body, converse_api, model_rules
 from .call import Call
 from .eventstream import chunk_frame, exception_frame
 from .plan import Plan, make_plan
@@ -99,7 +99,7 @@ def invoke(call: Call, *, stream: bool) -> Reply:
     error = anthropic_body.schema_errors(call.body)
     if error is not None:
         return validation_error(error)
-    error = anthropic_body.model_errors(call.body)
+    error = anthropic_body.model_errors(call.body) or model_rules.claude_errors(call.body, model_id(call.spec.model))
     if error is not None:
         return validation_error("The model returned the following errors: " + error)
     plan = _plan(call)

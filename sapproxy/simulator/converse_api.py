@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import model_rules
 from .call import Call
 from .plan import Plan, ToolSpec, make_plan
 from .replies import JsonReply, Reply, StreamReply
@@ -168,8 +169,13 @@ def handle(call: Call) -> Reply:
     error = validate(call.body)
     if error is not None:
         return error
+    from .bedrock_api import model_id
+    message = model_rules.converse_errors(call.body, model_id(call.spec.model))
+    if message is not None:
+        return _validation(message)
     plan = _plan(call)
     body = call.body
+    wants_stop_sequence = "/stop_sequence" in (body.get("additionalModelResponseFieldPaths") or ())
     prompt = count_prompt_tokens({"s": body.get("system"), "m": body.get("messages")})
     usage = {"inputTokens": prompt, "outputTokens": plan.output_tokens, "totalTokens": prompt + plan.output_tokens}
     metrics = {"latencyMs": 1200}
@@ -187,8 +193,10 @@ def handle(call: Call) -> Reply:
         response: dict[str, Any] = {
             "output": {"message": {"role": "assistant", "content": content}}, "stopReason": plan.stop,
             "usage": usage, "metrics": metrics,
-            "additionalModelResponseFields": {"stop_sequence": plan.stop_sequence},
         }
+        if wants_stop_sequence:
+            # Bedrock returns the model's own fields only when asked for them by path.
+            response["additionalModelResponseFields"] = {"stop_sequence": plan.stop_sequence}
         if call.directive.no_usage:
             del response["usage"]
         return JsonReply(200, response)
@@ -218,8 +226,11 @@ def handle(call: Call) -> Reply:
                 for piece in block.pieces():
                     yield {"contentBlockDelta": {"contentBlockIndex": index, "delta": {"text": piece}}}
             yield {"contentBlockStop": {"contentBlockIndex": index}}
-        yield {"messageStop": {"additionalModelResponseFields": {"delta": {"stop_sequence": plan.stop_sequence}},
-                               "stopReason": plan.stop}}
+        if wants_stop_sequence:
+            yield {"messageStop": {"additionalModelResponseFields": {"delta": {"stop_sequence": plan.stop_sequence}},
+                                   "stopReason": plan.stop}}
+        else:
+            yield {"messageStop": {"stopReason": plan.stop}}
         metadata: dict[str, Any] = {"metrics": metrics}
         if not call.directive.no_usage:
             metadata["usage"] = {**usage, "serverToolUsage": {}}

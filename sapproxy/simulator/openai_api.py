@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from . import model_rules
 from .call import Call
 from .replies import JsonReply, Reply, StreamReply, sse_data
 from .shape import NUMBER, check
@@ -204,6 +205,9 @@ def validate_chat(call: Call) -> JsonReply | None:
                     tool.get("function"), Mapping) or not tool["function"].get("name"):
                 return azure_error(400, f"Missing required parameter: 'tools[{i}].function'.",
                                    param=f"tools[{i}].function", code="missing_required_parameter")
+        refused = model_rules.openai_tool_errors(body)
+        if refused is not None:
+            return azure_error(400, refused[0], param=refused[1], code="invalid_value")
     return None
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from . import model_rules
 from .call import Call
 from .plan import Block, ToolSpec, make_plan
 from .replies import JsonReply, Reply, StreamReply
@@ -61,6 +62,7 @@ BODY_SPEC = with_snake_case({
     "toolConfig": {"functionCallingConfig": {"mode": str, "allowedFunctionNames": [str]}},
     "generationConfig": {"maxOutputTokens": int, "temperature": NUMBER, "topP": NUMBER, "topK": NUMBER,
                          "stopSequences": [str], "responseMimeType": str, "responseSchema": dict,
+                         "seed": int, "presencePenalty": NUMBER, "frequencyPenalty": NUMBER,
                          "thinkingConfig": {"thinkingBudget": int, "includeThoughts": bool}},
     "labels": ANY,
 })
@@ -225,6 +227,9 @@ def handle(call: Call) -> Reply:
         return error
     body = call.body
     gen = _get(body, "generationConfig", "generation_config") or {}
+    message = model_rules.gemini_errors(body, body.get("tools"), gen, call.spec.model)
+    if message is not None:
+        return invalid_argument(message)
     thinking_cfg = _get(gen, "thinkingConfig", "thinking_config") or {}
     budget = _get(thinking_cfg, "thinkingBudget", "thinking_budget")
     if budget == 0 and "pro" in call.spec.model:
@@ -255,6 +260,16 @@ def handle(call: Call) -> Reply:
     finish = "MAX_TOKENS" if plan.stop == "max_tokens" else "STOP"
     with_usage = not call.directive.no_usage
     signature = thinking_signature(call.user_text) if thinks else None
+    if call.directive.stop == "malformed_function_call":
+        # What Gemini answers when it could not write the tool call it meant: no content at all.
+        failed = {"candidates": [{"finishReason": "MALFORMED_FUNCTION_CALL",
+                                  "finishMessage": "Malformed function call: print(default_api.f(x=))"}],
+                  **({"usageMetadata": usage} if with_usage else {}), **envelope}
+        if method == "generateContent":
+            return JsonReply(200, failed)
+        return StreamReply("text/event-stream", iter([_sse(failed)]),
+                           lambda: _sse({"error": {"code": 500, "message": "Internal error encountered.",
+                                                   "status": "INTERNAL"}}))
 
     if method == "generateContent":
         parts = list(_parts(plan.blocks, signature, whole=True))

@@ -14,6 +14,7 @@ from sapproxy.translate.client.anthropic_messages import CLIENT_API
 from sapproxy.auth import ClientIdentity
 from sapproxy.record import RequestRecord
 from sapproxy.web.frame import Route, ServicesRef, json_body
+from sapproxy.web.images import inline_remote_images
 from sapproxy.translate.counting import count_tokens
 
 PATH_PREFIX = b"/v1/messages"
@@ -53,6 +54,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             record.stream = bool(body.get("stream"))
             await route.limit(identity)
             beta = request.getHeader(b"anthropic-beta")
+            body = await inline_remote_images(route.services.images, "anthropic", resolved, body)
             hints = {"anthropic-beta": beta.decode("latin-1")} if beta else {}
             call = CLIENT_API.call(body, record.model_requested, hints)
             return await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, hints))

@@ -14,6 +14,7 @@ from sapproxy.translate.client.openai_chat import CLIENT_API
 from sapproxy.auth import ClientIdentity
 from sapproxy.record import RequestRecord
 from sapproxy.web.frame import Route, ServicesRef
+from sapproxy.web.images import inline_remote_images
 
 PATH_PREFIX = b"/v1/chat/"
 
@@ -46,6 +47,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             _check_chat(body)
             record.stream = bool(body.get("stream"))
             await route.limit(identity)
+            body = await inline_remote_images(route.services.images, "openai", resolved, body)
             call = CLIENT_API.call(body, record.model_requested,
                                    {"always_include_usage": route.config.always_include_usage})
             return await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, {}))

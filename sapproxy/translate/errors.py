@@ -20,3 +20,15 @@ class InvalidRequest(ValueError):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+class UnusableAnswer(ValueError):
+    """
+    The upstream answered, but with nothing a client can use (Gemini's C{MALFORMED_FUNCTION_CALL}: a tool
+    call it could not write, and no content).  The dispatcher answers 502 with the message, so the client
+    (or its retry logic) sees a failure rather than an empty success.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

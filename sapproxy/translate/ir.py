@@ -187,8 +187,11 @@ class ThinkingConfig(TypedDict, total=False):
 
 class Request(TypedDict, total=False):
     """
-    A Messages request body.  C{_response_format} is the IR's one side key: an OpenAI client's
-    C{response_format}, carried to a GPT upstream (and dropped by every other wire format).
+    A Messages request body, with the IR's side keys (never sent as such; see
+    L{sapproxy.translate.client.openai_chat}): C{_response_format}, an OpenAI client's C{response_format},
+    carried to a GPT upstream (Gemini maps it; dropped by the others); C{_max_tokens_default}, set when the
+    client gave no limit (L{sapproxy.translate.fit} puts the model's ceiling in and removes it);
+    C{_sampling}, an OpenAI client's C{seed} and penalties (Gemini maps them, Claude refuses them).
     """
 
     model: str
@@ -205,18 +208,26 @@ class Request(TypedDict, total=False):
     metadata: dict[str, Any]
     stream: bool
     _response_format: dict[str, Any]
+    _max_tokens_default: bool
+    _sampling: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------- responses
 
 
 class Usage(TypedDict):
-    """Token counts as Anthropic reports them (see L{sapproxy.translate.usage.Usage.to_anthropic})."""
+    """
+    Token counts as Anthropic reports them (see L{sapproxy.translate.usage.Usage.to_anthropic}), plus one
+    side key: C{output_tokens_details.thinking_tokens}, the part of C{output_tokens} spent thinking, where an
+    upstream tells it (Gemini's C{thoughtsTokenCount}, OpenAI's C{reasoning_tokens}); Anthropic has no such
+    field, and clients ignore what they do not know.
+    """
 
     input_tokens: int
     output_tokens: int
     cache_read_input_tokens: NotRequired[int]
     cache_creation_input_tokens: NotRequired[int]
+    output_tokens_details: NotRequired[dict[str, int]]
 
 
 class Response(TypedDict):

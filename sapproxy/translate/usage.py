@@ -113,9 +113,14 @@ class Usage:
         }
 
     def to_anthropic(self) -> ir.Usage:
-        return {
+        usage: ir.Usage = {
             "input_tokens": max(self.prompt_tokens - self.cached_tokens - self.cache_creation_tokens, 0),
             "output_tokens": self.completion_tokens,
             "cache_read_input_tokens": self.cached_tokens,
             "cache_creation_input_tokens": self.cache_creation_tokens,
         }
+        if self.reasoning_tokens:
+            # Not Anthropic's: the thinking share of output_tokens, which from_anthropic reads back, so
+            # an OpenAI client behind the IR gets its reasoning_tokens (see ir.Usage).
+            usage["output_tokens_details"] = {"thinking_tokens": self.reasoning_tokens}
+        return usage

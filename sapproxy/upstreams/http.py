@@ -33,7 +33,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory
+from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory, use_transfer_decoders
+from sapproxy.upstreams.chunked import TRANSFER_DECODERS
 from sapproxy.upstreams.proxying import TunnelEndpoint, proxy_for
 
 
@@ -55,6 +56,12 @@ class _CycleFreeClientProtocol(HTTP11ClientProtocol):
         super()._disconnectParser(reason)
         if parser is not None:
             parser.bodyDecoder = None
+
+    def request(self, request: Any) -> Deferred[IResponse]:
+        # Chunked bodies (every stream) through the decoder that cuts whole chunks out of a read in one loop.
+        result = super().request(request)
+        use_transfer_decoders(self, request, TRANSFER_DECODERS)
+        return result
 
 
 class _QuietFactory(HTTP11ClientFactory):
@@ -157,18 +164,20 @@ class BytesProducer:
 
     (treq wraps bytes in a L{FileBodyProducer}, which hands them over from a cooperator task: one more
     reactor turn before the upstream sees the request.)
+
+    @ivar unsent: the bytes not yet written (empty once they have been).
     """
 
-    __slots__ = ("_body", "length")
+    __slots__ = ("unsent", "length")
 
     def __init__(self, body: bytes) -> None:
-        self._body = body
+        self.unsent = body
         self.length = len(body)
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
         # Written once and never again (each attempt has a producer of its own): let go of the body, which
         # can be megabytes of conversation, instead of keeping it for as long as the response is referenced.
-        body, self._body = self._body, b""
+        body, self.unsent = self.unsent, b""
         consumer.write(body)
         return succeed(None)
 

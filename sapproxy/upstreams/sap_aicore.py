@@ -29,6 +29,7 @@ from sapproxy.models import family_of
 from sapproxy.translate.wire import WireRequest, WireTarget
 from sapproxy.upstreams import ProviderContext
 from sapproxy.upstreams.http import url_bytes
+from sapproxy.translate.model_limits import max_output_tokens
 from sapproxy.upstreams.sap_credentials import (
     CredentialGuard, check_service_key, is_rejection, mtls_clients, token_request,
 )
@@ -129,6 +130,13 @@ class TokenCache:
         self.guard = CredentialGuard(clock)
         self._replacing = False
         self._replacement: str | None = None
+
+    @property
+    def refresh_scheduled(self) -> bool:
+        """
+        Whether a refresh of the token ahead of its expiry is scheduled.
+        """
+        return self._refresh_call is not None and self._refresh_call.active()
 
     def get(self) -> Deferred[str]:
         """
@@ -381,8 +389,10 @@ class SapAiCoreProvider:
         return ("openai_responses",) if self.wire_format(model) == "openai_chat" else ()
 
     def target(self, model: str) -> WireTarget:
-        return WireTarget(self._config.model_settings(model).upstream_model or model,
-                          reasoning=is_reasoning_model(model))
+        settings = self._config.model_settings(model)
+        upstream = settings.upstream_model or model
+        return WireTarget(upstream, reasoning=is_reasoning_model(model),
+                          max_output_tokens=settings.max_output_tokens or max_output_tokens(upstream))
 
     def url(self, deployment: Deployment, request: WireRequest) -> bytes:
         key = (deployment.url, request.operation, request.stream)

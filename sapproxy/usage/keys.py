@@ -279,7 +279,7 @@ class KeyRing:
                 self.database.migrate()
             return _select_all(self.database)
 
-        return deferToThreadPool(self._reactor, self._pool, load).addCallback(self._replace)
+        return deferToThreadPool(self._reactor, self._pool, load).addCallback(self.replace)
 
     def start(self) -> Deferred[None]:
         """
@@ -307,7 +307,10 @@ class KeyRing:
 
         self.refresh().addBoth(done).addErrback(self._failed)
 
-    def _replace(self, records: list[KeyRecord]) -> None:
+    def replace(self, records: list[KeyRecord]) -> None:
+        """
+        Serve C{records} (a snapshot of the key store, as a reload reads it) from now on.
+        """
         now = self._clock.seconds()
         self._keys = {r.key_hash: r for r in records if r.usable(now)}
         self._store_has_keys = self._store_has_keys or bool(records)

@@ -40,6 +40,20 @@ class UsageStoreService(Service):
         #: The latest retention pass (fires when it is done); for tests and shutdown ordering.
         self.last_prune: Deferred[Any] | None = None
 
+    @property
+    def started(self) -> Deferred[None] | None:
+        """
+        The store's start (open, migrate) once the service has started; fires when it is done.
+        """
+        return self._started
+
+    @property
+    def retention_running(self) -> bool:
+        """
+        Whether the daily retention pass is scheduled.
+        """
+        return bool(self._retention.running)
+
     def startService(self) -> None:
         super().startService()
         self._started = self.store.start()

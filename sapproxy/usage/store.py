@@ -89,6 +89,27 @@ class UsageStore:
         self.unstorable = 0
 
     @property
+    def writing(self) -> bool:
+        """
+        Whether a batch is being written now.
+        """
+        return bool(self._lock.locked)
+
+    @property
+    def start_attempts(self) -> int:
+        """
+        How often the store has tried to open its database and run its migrations.
+        """
+        return self._start_attempts
+
+    @property
+    def start_retry_due(self) -> bool:
+        """
+        Whether a start failed and the next attempt is scheduled.
+        """
+        return self._retry_call is not None
+
+    @property
     def pending(self) -> int:
         """
         Rows recorded but not yet written.

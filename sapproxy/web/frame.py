@@ -47,6 +47,8 @@ class Services:
     rate_limiter: IRateLimiter | None = None
     metrics: Any = None
     bodies: BodyLogger | None = None
+    #: fetches image URLs for upstreams that take only inline images (None: fetching is off)
+    images: Any = None
     #: The Responses API's stored responses (sapproxy.usage.responses.ResponseStore), when there is a store.
     responses: Any = None
 

@@ -7,27 +7,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
-from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spine"))
 
-import attrs  # noqa: E402
-from treq.client import HTTPClient  # noqa: E402
-from treq.testing import RequestTraversalAgent  # noqa: E402
 
 from app_harness import Harness  # noqa: E402
-from sapproxy.compat import SynchronousBodyProducer  # noqa: E402
-from sapproxy.dispatch.forward import Gateway  # noqa: E402
-from sapproxy.dispatch.plan import Planner  # noqa: E402
-from sapproxy.registry import WIRE_FORMATS, build_providers  # noqa: E402
-from sapproxy.runtime import IGatewayReactor  # noqa: E402
-from sapproxy.upstreams import ProviderContext  # noqa: E402
-from sapproxy.upstreams.http import UpstreamClient  # noqa: E402
-from sapproxy.web.app import build_app  # noqa: E402
-from sapproxy.web.frame import ServicesRef  # noqa: E402
 
 Answer = Callable[[Any], bytes]
 
@@ -48,33 +35,26 @@ class Hostile(Resource):
         return self.answer(request)
 
 
-def _rebuild(h: Harness, upstream_client: Any, token_http: Any) -> None:
-    """
-    Rebuild C{h}'s gateway over C{upstream_client} (inference calls) and C{token_http} (XSUAA), for its config.
-    """
-    context = ProviderContext(reactor=h.clock, http=token_http, config=h.config, metrics=h.metrics)
-    h.gateway = Gateway(h.config, cast(IGatewayReactor, h.clock), upstream_client,
-                        providers=build_providers(h.config, context), planner=Planner(WIRE_FORMATS),
-                        metrics=h.metrics)
-    h.services = attrs.evolve(h.services, gateway=h.gateway)
-    h.client = StubTreq(build_app(ServicesRef(h.services)).resource())
-
-
 def hostile_harness(answer: Answer, **config: Any) -> tuple[Harness, Hostile]:
-    h = Harness(**config)
-    sim = h.simulator.resource()
-    hostile = Hostile(sim, answer)
+    """
+    The in-memory gateway with every inference call answered by C{answer} (tokens by the simulator).
+    """
+    made: list[Hostile] = []
 
-    class Root(Resource):
-        def getChild(self, name: bytes, request: Any) -> Resource:
-            request.postpath.insert(0, name)
-            request.prepath.pop()
-            return hostile if b"/oauth/token" not in request.uri else sim
+    def upstream(sim: Any) -> Resource:
+        hostile = Hostile(sim, answer)
+        made.append(hostile)
 
-    agent = RequestTraversalAgent(Root())
-    h._upstream_agent = agent
-    _rebuild(h, UpstreamClient(agent), HTTPClient(agent, data_to_body_producer=SynchronousBodyProducer))
-    return h, hostile
+        class Root(Resource):
+            def getChild(self, name: bytes, request: Any) -> Resource:
+                request.postpath.insert(0, name)
+                request.prepath.pop()
+                return hostile if b"/oauth/token" not in request.uri else sim
+
+        return Root()
+
+    h = Harness(upstream=upstream, **config)
+    return h, made[0]
 
 
 class ScriptedResponse:
@@ -148,13 +128,11 @@ def scripted_harness(responses: list[Callable[[], ScriptedResponse]], **config: 
     The in-memory gateway with two deployments for every model, whose inference calls get C{responses}.
     """
     from app_harness import MODELS, SIM
-    from sapproxy.config import SubAccount
+    from sapproxy.config import ServiceKey, SubAccount
 
-    h = Harness(**config)
-    account = h.config.subaccounts["main"]
+    key = ServiceKey(clientid="sim-client", clientsecret="sim-secret", url=SIM)
     doubled = {m: (f"{SIM}/v2/inference/deployments/{d}", f"{SIM}/v2/inference/deployments/{d}-b")
                for m, d in MODELS.items()}
-    h.config = attrs.evolve(h.config, subaccounts={"main": SubAccount("main", account.service_key, doubled)})
     upstream = ScriptedUpstream(responses)
-    _rebuild(h, upstream, h.upstream)
+    h = Harness(inference=upstream, subaccounts={"main": SubAccount("main", key, doubled)}, **config)
     return h, upstream

@@ -76,7 +76,7 @@ def row(n: int, **changes: Any) -> UsageRecord:
 
 
 async def settle(store: Any) -> None:
-    while store.pending or store._lock.locked:
+    while store.pending or store.writing:
         await store.flush()
 
 
@@ -142,7 +142,7 @@ async def test_store_down_at_start_recovers_with_every_row(tmp_path: Path) -> No
     for i in range(500):
         store.record(row(i))
     clock.advance(1.0)  # first retry, still down
-    await wait_until(lambda: store._start_attempts >= 2 and store._retry_call is not None)
+    await wait_until(lambda: store.start_attempts >= 2 and store.start_retry_due)
     assert not store.ready
     where.mkdir()
     clock.advance(2.0)  # second retry: up

@@ -196,3 +196,31 @@ def test_the_stream_event_cap_is_configurable() -> None:
     finally:
         sse.MAX_EVENT_BYTES = before
     assert response.code == 502 and b"longer than 4096 bytes" in raw, raw
+
+
+def test_an_answer_the_gateway_cannot_convert_is_its_own_500_with_the_attempt_in_the_usage_row() -> None:
+    """
+    A converter that breaks on an upstream's answer (here a chat completion whose choices are not a list, for an
+    Anthropic client) is the gateway's failure, not the client's: a 500 in the client's dialect, the
+    traceback logged once, and the usage row says the upstream was reached.
+    """
+    def answer(request: Any) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return b'{"id":"chatcmpl-1","object":"chat.completion","choices":5,"usage":{"prompt_tokens":3}}'
+
+    h, upstream = hostile_harness(answer, retry=RetryPolicy(attempts=2, max_wait=0.0, backoff=0.0))
+    events: list[Any] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        response, raw = h.post("/v1/messages", {"model": "gpt-4.1", "max_tokens": 5,
+                                                "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert response.code == 500, raw
+    body = json.loads(raw)
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert "internal error in the gateway" in body["error"]["message"]
+    assert upstream.calls == 1
+    assert len([e for e in events if e.get("log_failure") is not None]) == 1
+    row = h.rows.rows[-1]
+    assert row.status == 500 and row.attempts == 1 and row.subaccount == "main" and row.error_type == "api_error"

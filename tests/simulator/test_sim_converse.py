@@ -37,8 +37,13 @@ def test_sim_converse_stream_events() -> None:
     assert events[0] == {"messageStart": {"role": "assistant"}}
     assert [e["contentBlockDelta"]["delta"]["text"] for e in events[1:4]] == ["Echo: hi", " bravo", " charlie"]
     assert events[4] == {"contentBlockStop": {"contentBlockIndex": 0}}
-    assert events[5] == {"messageStop": {"additionalModelResponseFields": {"delta": {"stop_sequence": None}},
-                                         "stopReason": "end_turn"}}
+    # Bedrock returns the model's own fields only when asked for them by path
+    assert events[5] == {"messageStop": {"stopReason": "end_turn"}}
+    asked = sse_json(d.post("d-sonnet", "converse-stream", conv('hi #sim{"events": 3}',
+                                                                additionalModelResponseFieldPaths=["/stop_sequence"])).body)
+    assert asked[5] == {"messageStop": {"additionalModelResponseFields": {"delta": {"stop_sequence": None}},
+                                        "stopReason": "end_turn"}}
+    assert "additionalModelResponseFields" not in d.post("d-sonnet", "converse", conv("hi")).json()
     whole = d.post("d-sonnet", "converse", conv('hi #sim{"events": 3}')).json()
     assert {k: v for k, v in events[6]["metadata"]["usage"].items() if k != "serverToolUsage"} == whole["usage"]
     assert len(events) == 7
@@ -46,12 +51,13 @@ def test_sim_converse_stream_events() -> None:
 
 def test_sim_converse_stream_python_literals() -> None:
     d = Driver()
-    r = d.post("d-sonnet", "converse-stream", conv('hi #sim{"events": 2, "python_literals": true}'))
+    paths = {"additionalModelResponseFieldPaths": ["/stop_sequence"]}
+    r = d.post("d-sonnet", "converse-stream", conv('hi #sim{"events": 2, "python_literals": true}', **paths))
     datas = [data for _, data in sse_events(r.body)]
     assert datas[0] == "{'messageStart': {'role': 'assistant'}}"
     assert "None" in datas[-2]  # stop_sequence: None, not null
     parsed = [ast.literal_eval(x) for x in datas]
-    plain = sse_json(d.post("d-sonnet", "converse-stream", conv('hi #sim{"events": 2}')).body)
+    plain = sse_json(d.post("d-sonnet", "converse-stream", conv('hi #sim{"events": 2}', **paths)).body)
     assert parsed[:-1] == plain[:-1]  # the prompts differ (directive text), so only usage differs
     try:
         json.loads(datas[0])

@@ -50,8 +50,10 @@ def test_sim_anthropic_sse_matches_recorded_sequence() -> None:
 def test_sim_converse_stream_matches_recorded_keys() -> None:
     recorded = lines("bedrock/bedrock-text.chunks.txt")
     d = Driver()
+    # The recording's client (vercel/ai) asks for /stop_sequence, so its messageStop carries the field.
     mine = sse_json(d.post("d-sonnet", "converse-stream",
-                           {"messages": [{"role": "user", "content": [{"text": 'x #sim{"events": 3}'}]}]}).body)
+                           {"messages": [{"role": "user", "content": [{"text": 'x #sim{"events": 3}'}]}],
+                            "additionalModelResponseFieldPaths": ["/stop_sequence"]}).body)
     assert [next(iter(e)) for e in mine] == [next(iter(e)) for e in recorded[:1]] + ["contentBlockDelta"] * 3 + \
         [next(iter(e)) for e in recorded[-3:]]
     assert mine[0] == recorded[0]

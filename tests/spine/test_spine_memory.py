@@ -38,7 +38,7 @@ def _one_response() -> None:
     protocol.request(Request(b"POST", b"/chat", Headers({b"host": [b"sap.test"]}), producer)).addCallback(
         responses.append)
     assert producer.length == 19 and b'{"model":"gpt-4.1"}' in transport.value()
-    assert producer._body == b"", "the body is let go of once written"
+    assert producer.unsent == b"", "the body is let go of once written"
     protocol.dataReceived(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     (response,) = responses
     body: list[bytes] = []

@@ -126,4 +126,4 @@ def test_a_reload_keeps_the_token_cache_and_its_background_refresh() -> None:
     new = build_providers(h.config, context, dict(h.gateway.providers))["main"]
     old.stop()
     assert new.tokens is old.tokens  # type: ignore[attr-defined]
-    assert new.tokens._refresh_call is not None and new.tokens._refresh_call.active()  # type: ignore[attr-defined]
+    assert new.tokens.refresh_scheduled

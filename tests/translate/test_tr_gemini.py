@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.wire.gemini.signatures import mark
 from sapproxy.translate.wire.gemini import (
     GeminiToAnthropicStream,
     apply_partial_arg,
@@ -54,7 +55,8 @@ def test_every_fixture_gives_valid_events(path: Path) -> None:
     assert events[0]["type"] == "message_start" and events[-1] == {"type": "message_stop"}
     assert message["model"] == "gemini-client"
     assert stream.usage is not None
-    # Every thoughtSignature of the source is somewhere in the output, unchanged.
+    # Every thoughtSignature of the source is somewhere in the output, unchanged but marked as Gemini's
+    # (signatures.GEMINI_MARK, issue 14 item 21: foreign signatures are told apart).
     signatures = [
         part["thoughtSignature"]
         for chunk in chunks(path)
@@ -63,7 +65,7 @@ def test_every_fixture_gives_valid_events(path: Path) -> None:
         if "thoughtSignature" in part
     ]
     got = [b["signature"] for b in message["content"] if b["type"] == "thinking" and b["signature"]]
-    assert got == signatures
+    assert got == [mark(s) for s in signatures]
     # Accumulated text equals the source's text.
     source_text = "".join(
         part.get("text", "")
@@ -90,12 +92,13 @@ def test_text_stream_exact() -> None:
         },
         {"type": "content_block_stop", "index": 0},
         {"type": "content_block_start", "index": 1, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
-        {"type": "content_block_delta", "index": 1, "delta": {"type": "signature_delta", "signature": sig}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "signature_delta", "signature": mark(sig)}},
         {"type": "content_block_stop", "index": 1},
         {
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"input_tokens": 9, "output_tokens": 23 + 185, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+            "usage": {"input_tokens": 9, "output_tokens": 23 + 185, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+                      "output_tokens_details": {"thinking_tokens": 185}},
         },
         {"type": "message_stop"},
     ]
@@ -109,7 +112,7 @@ def test_empty_text_part_with_only_a_signature_is_kept() -> None:
     sig = chunks(path)[1]["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
     assert message["content"] == [
         {"type": "text", "text": "4"},
-        {"type": "thinking", "thinking": "", "signature": sig},
+        {"type": "thinking", "thinking": "", "signature": mark(sig)},
     ]
     # ... and goes back to Gemini on an empty text part, as it came.
     back = ir_request_to_gemini({"max_tokens": 10, "messages": [{"role": "user", "content": "2+2"}, message]})
@@ -170,7 +173,7 @@ def test_no_args_call_and_thought_summary() -> None:
     assert kinds == ["thinking", "tool_use", "tool_use", "tool_use", "tool_use"]
     thinking = message["content"][0]
     assert thinking["thinking"].startswith("**Processing User Requests**")
-    assert thinking["signature"].startswith("AY89a18a8")
+    assert thinking["signature"].startswith("gemini:AY89a18a8")
     assert [(b["name"], b["input"]) for b in message["content"][1:]] == [
         ("read_theme", {}),
         ("read_screen", {"id": "A"}),
@@ -235,9 +238,10 @@ def test_response_to_ir() -> None:
     assert out["stop_reason"] == "tool_use"
     assert out["content"][0] == {"type": "thinking", "thinking": "thinking...", "signature": ""}
     assert out["content"][1] == {"type": "text", "text": "Hi"}
-    assert out["content"][2] == {"type": "thinking", "thinking": "", "signature": "SIG"}
+    assert out["content"][2] == {"type": "thinking", "thinking": "", "signature": "gemini:SIG"}
     assert out["content"][3]["input"] == {"a": 1}
-    assert out["usage"] == {"input_tokens": 6, "output_tokens": 8, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0}
+    assert out["usage"] == {"input_tokens": 6, "output_tokens": 8, "cache_read_input_tokens": 4, "cache_creation_input_tokens": 0,
+                            "output_tokens_details": {"thinking_tokens": 3}}  # thoughtsTokenCount (issue 14, item 10)
     # Deterministic ids.
     assert gemini_response_to_ir(resp, "m")["content"][3]["id"] == out["content"][3]["id"]
 
@@ -465,7 +469,7 @@ def test_lost_signatures_get_the_placeholder_on_gemini_3_only() -> None:
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "1"},
                                      {"type": "tool_result", "tool_use_id": "b", "content": "2"}]},
         {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "", "signature": "REAL"},
+            {"type": "thinking", "thinking": "", "signature": "gemini:REAL"},
             {"type": "tool_use", "id": "c", "name": "f", "input": {}}]},
     ]}
     out = ir_request_to_gemini(body, model="gemini-3-pro-preview")
@@ -568,7 +572,7 @@ def test_any_gemini_stream_gives_a_valid_anthropic_stream(stream_chunks: list[di
     # Every signature survives, in order.
     sigs = [p["thoughtSignature"] for c in stream_chunks for cand in c.get("candidates", []) for p in cand["content"]["parts"] if p.get("thoughtSignature")]
     got = [b["signature"] for b in message["content"] if b["type"] == "thinking" and b["signature"]]
-    assert "".join(got) == "".join(sigs)
+    assert "".join(got) == "".join(mark(s) for s in sigs)
 
 
 @settings(max_examples=100, deadline=None)

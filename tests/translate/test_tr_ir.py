@@ -68,7 +68,8 @@ PAIRS = [
 
 #: Fields the SDK in use does not declare: the IR's own side key, and the sampling parameters that clients
 #: still send and GPT/Gemini/Converse still take, which the Messages API (SDK 2.x) no longer lists.
-SIDE_KEYS = {ir.Request: {"_response_format", "temperature", "top_p", "top_k"}}
+SIDE_KEYS = {ir.Request: {"_response_format", "_max_tokens_default", "_sampling", "temperature", "top_p", "top_k"},
+             ir.Usage: {"output_tokens_details"}}
 
 
 @pytest.mark.parametrize("ours, theirs", PAIRS, ids=lambda t: getattr(t, "__name__", str(t)))

@@ -35,7 +35,9 @@ def _param(body: dict[str, Any]) -> str | None:
 
 def test_minimal_request() -> None:
     ir = chat_request_to_ir({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-    assert ir == {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 4096}
+    # no limit set: a default the wire's fitting replaces with the model's ceiling (issue 14, item 7)
+    assert ir == {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "max_tokens": 4096,
+                  "_max_tokens_default": True}
     assert chat_request_to_ir({"messages": [{"role": "user", "content": "hi"}]}, default_max_tokens=99)["max_tokens"] == 99
 
 
@@ -194,7 +196,8 @@ def test_sampling_and_limits() -> None:
     assert (ir["temperature"], ir["top_p"], ir["stop_sequences"]) == (0.2, 0.9, ["END"])
     assert ir["metadata"] == {"user_id": "u-1"}
     assert ir["stream"] is True
-    assert chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "stop": ["a", " ", "b"]})["stop_sequences"] == ["a", "b"]
+    # whitespace-only stop sequences stay in the IR (GPT and Gemini take them); the Claude path drops them
+    assert chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "stop": ["a", " ", "b", ""]})["stop_sequences"] == ["a", " ", "b"]
 
 
 def test_reasoning_effort_turns_thinking_on() -> None:
@@ -204,7 +207,8 @@ def test_reasoning_effort_turns_thinking_on() -> None:
     assert ir["thinking"] == {"type": "enabled", "budget_tokens": 8192}
     assert ir["max_tokens"] > 8192
     assert "temperature" not in ir
-    assert "thinking" not in chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})
+    # "none" is said out loud: Gemini thinks unless told not to (issue 14, item 17)
+    assert chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})["thinking"] == {"type": "disabled"}
 
 
 def test_thinking_off_where_claude_would_refuse_it() -> None:
@@ -234,7 +238,8 @@ def test_response_format() -> None:
     assert ir["_response_format"] == rf
     assert "JSON" in ir["system"][-1]["text"] and '"integer"' in ir["system"][-1]["text"]
     ir = chat_request_to_ir({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})
-    assert "_response_format" not in ir and "JSON" in ir["system"][0]["text"]
+    # json_object travels too, for Gemini's responseMimeType (issue 14, item 11)
+    assert ir["_response_format"] == {"type": "json_object"} and "JSON" in ir["system"][0]["text"]
 
 
 def test_thinking_blocks_round_trip_byte_for_byte() -> None:

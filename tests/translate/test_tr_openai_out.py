@@ -52,7 +52,7 @@ def test_full_request() -> None:
         "max_tokens": 100,
         "temperature": 0.5,
         "top_k": 5,
-        "stop_sequences": ["a", "b", "c", "d", "e"],
+        "stop_sequences": ["a", "b", "c", "d"],
         "metadata": {"user_id": "u1"},
         "stream": True,
     }
@@ -164,7 +164,8 @@ def test_fixture_non_streaming_responses() -> None:
     message = chat_response_to_ir(resp, "claude-x")
     check_message(message)
     assert message["content"][0]["text"] == resp["choices"][0]["message"]["content"]
-    assert message["usage"] == {"input_tokens": 27, "output_tokens": 267, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    assert message["usage"] == {"input_tokens": 27, "output_tokens": 267, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+                                "output_tokens_details": {"thinking_tokens": 192}}
     resp = json.loads(fixture_path("openai/openai-text.json").read_text())
     check_message(chat_response_to_ir(resp, "claude-x"))
 
@@ -272,7 +273,8 @@ def test_golden_azure_stream() -> None:
         {
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"input_tokens": 15, "output_tokens": 78, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+            "usage": {"input_tokens": 15, "output_tokens": 78, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+                      "output_tokens_details": {"thinking_tokens": 64}},
         },
         {"type": "message_stop"},
     ]

@@ -354,7 +354,8 @@ def test_parameters() -> None:
     assert ir["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     assert ir["metadata"] == {"user_id": "u1"} and ir["stream"] is True
     plain = responses_request_to_ir({"model": "c", "input": "hi", "temperature": 0.3, "reasoning": {"effort": "none"}})
-    assert plain["temperature"] == 0.3 and "thinking" not in plain
+    # "none" is said out loud (issue 14, item 17): Gemini thinks unless told not to; Claude takes it as is
+    assert plain["temperature"] == 0.3 and plain["thinking"] == {"type": "disabled"}
 
 
 @pytest.mark.parametrize("body, param", [

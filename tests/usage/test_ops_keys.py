@@ -137,7 +137,7 @@ def test_lookup_cost(tmp_path: Any) -> None:
     The hot path is one sha256 and a dict access (measured: about a microsecond).
     """
     ring = KeyRing(open_database("sqlite:///:memory:"), reactor=Clock(), threadpool=None, clock=Clock())  # type: ignore[arg-type]
-    ring._replace([])
+    ring.replace([])
     start = time.perf_counter()
     for _ in range(100_000):
         ring.lookup("sk-sap-0123456789012345678901234567890123456789")

@@ -265,8 +265,8 @@ async def test_service_runs_retention_and_flushes_on_stop(db_url: str) -> None:
         store = open_usage_store(db_url, reactor=reactor, threadpool=pool, clock=clock)
         service = UsageStoreService(store, clock=clock, retention_days=7)
         service.startService()
-        assert service._started is not None
-        await service._started  # schema ready; retention ran once at start
+        assert service.started is not None
+        await service.started  # schema ready; retention ran once at start
         assert service.last_prune is not None
         await service.last_prune
         assert query_rows(db, 0) == []
@@ -275,7 +275,7 @@ async def test_service_runs_retention_and_flushes_on_stop(db_url: str) -> None:
         await service.stopService()  # like SIGTERM under twistd
         assert [r.request_id for r in query_rows(db, 0)] == ["req-2", "req-3"]
         # A day later the next retention pass would run; the loop is stopped with the service.
-        assert not service._retention.running
+        assert not service.retention_running
     finally:
         pool.stop()
         db.close()

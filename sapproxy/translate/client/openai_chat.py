@@ -19,11 +19,15 @@ Side keys (not part of either public API; documented here because other modules 
     signature) is sent once, at the block's end, on top of the C{reasoning_content} deltas, with an extra
     C{index} (0, 1, ... per block): the openai SDK's stream accumulator merges every list in a delta by its
     entries' C{index} and raises on entries without one.
-  - C{_response_format} on the IR request: the client's C{response_format} when it is C{json_schema},
-    as sent.  The Anthropic Messages API has no such field, so the Claude upstream path MUST pop it (and
+  - C{_response_format} on the IR request: the client's C{response_format} when it is C{json_schema} or
+    C{json_object}, as sent.  The Anthropic Messages API has no such field, so the Claude upstream path MUST pop it (and
     any other C{_}-prefixed key) before sending; the Gemini converter maps it to C{responseSchema}, and
     L{sapproxy.translate.wire.openai_chat.ir_request_to_chat} restores it as C{response_format}.  A system
     instruction asking for JSON is added as well, so a converter that ignores the key still gets JSON.
+  - C{_max_tokens_default} on the IR request: the client set no limit, so C{max_tokens} is a default that
+    L{sapproxy.translate.fit} replaces with the model's own ceiling where known.
+  - C{_sampling} on the IR request: C{seed}, C{presence_penalty}, C{frequency_penalty} as sent (see
+    L{_sampling}).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ __all__ = [
 DEFAULT_MAX_TOKENS = 4096
 
 #: C{reasoning_effort} -> Anthropic C{thinking.budget_tokens}.  1024 is Anthropic's minimum budget.
-REASONING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+REASONING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 
 _FINISH = {
     "end_turn": "stop",
@@ -198,6 +202,7 @@ def _thinking_blocks(value: Any, path: str) -> list[dict[str, Any]]:
     for j, block in enumerate(value):
         bpath = f"{path}[{j}]"
         kind = block.get("type") if isinstance(block, dict) else None
+        after = block.get("after") if isinstance(block, dict) and isinstance(block.get("after"), str) else None
         if kind == "thinking" and isinstance(block.get("signature"), str) and block["signature"]:
             thinking = block.get("thinking")
             blocks.append(
@@ -210,13 +215,37 @@ def _thinking_blocks(value: Any, path: str) -> list[dict[str, Any]]:
             continue  # no signature: Claude would refuse it, and it carries nothing the model needs back
         else:
             raise InvalidRequest(f"{bpath}.type {kind!r} is not a thinking block", f"{bpath}.type")
+        if after is not None:
+            blocks[-1]["_after"] = after
     return blocks
+
+
+def _interleave(blocks: list[dict[str, Any]], thinking: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The thinking blocks back where they were: a block marked C{after} (see L{ir_response_to_chat}) right
+    after the tool call it followed, the others first.  Claude requires interleaved thinking (thinking, tool
+    call, thinking, tool call) back in its order.
+    """
+    calls = {block["id"] for block in blocks if block["type"] == "tool_use"}
+    leading = [b for b in thinking if b.get("_after") not in calls]
+    anchored: dict[str, list[dict[str, Any]]] = {}
+    for block in thinking:
+        if block.get("_after") in calls:
+            anchored.setdefault(block["_after"], []).append(block)
+    out = leading[:]
+    for block in blocks:
+        out.append(block)
+        if block["type"] == "tool_use":
+            out.extend(anchored.get(block["id"], ()))
+    for block in out:
+        block.pop("_after", None)
+    return out
 
 
 def _assistant_blocks(message: dict[str, Any], path: str, legacy: list[str]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    if message.get("thinking_blocks") is not None:
-        blocks.extend(_thinking_blocks(message["thinking_blocks"], f"{path}.thinking_blocks"))
+    thinking = _thinking_blocks(message["thinking_blocks"], f"{path}.thinking_blocks") \
+        if message.get("thinking_blocks") is not None else []
     content = message.get("content")
     if isinstance(content, list):
         for j, part in enumerate(content):
@@ -258,7 +287,7 @@ def _assistant_blocks(message: dict[str, Any], path: str, legacy: list[str]) -> 
         legacy.append(call_id)
         arguments = _parse_arguments(function_call.get("arguments"), f"{path}.function_call.arguments")
         blocks.append({"type": "tool_use", "id": call_id, "name": function_call["name"], "input": arguments})
-    return blocks
+    return _interleave(blocks, thinking) if thinking else blocks
 
 
 def _tool_result(message: dict[str, Any], tool_use_id: str, path: str) -> dict[str, Any]:
@@ -274,6 +303,21 @@ def _tool_result(message: dict[str, Any], tool_use_id: str, path: str) -> dict[s
     elif content is not None:
         raise InvalidRequest(f"{path}.content must be a string or an array of content parts", f"{path}.content")
     return result
+
+
+def _named(message: dict[str, Any], blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The blocks of a message with a C{name} (several people, or agents, in one conversation): the IR has no
+    such field, so the first text says who speaks, C{"<name>: ..."}, as a transcript would.
+    """
+    name = message.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return blocks
+    for i, block in enumerate(blocks):
+        if block.get("type") == "text":
+            blocks[i] = {**block, "text": f"{name.strip()}: {block['text']}"}
+            break
+    return blocks
 
 
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -325,6 +369,64 @@ def _tool_choice(choice: Any) -> dict[str, Any]:
             mode = (choice.get("allowed_tools") or {}).get("mode")
             return {"type": "any"} if mode == "required" else {"type": "auto"}
     raise InvalidRequest("tool_choice must be auto, none, required or a named function", "tool_choice")
+
+
+def _sampling(body: dict[str, Any]) -> dict[str, Any]:
+    """
+    The OpenAI sampling parameters the IR has no field for (C{seed}, C{presence_penalty},
+    C{frequency_penalty}), as the side key C{_sampling}: Gemini maps them, the Claude path refuses those
+    that would change the answer (L{sapproxy.translate.fit}).  C{logprobs} (and C{top_logprobs}) cannot
+    come back through the IR: asked for, they are refused here rather than dropped.
+    """
+    if body.get("logprobs") is True or (body.get("top_logprobs") not in (None, 0)):
+        param = "logprobs" if body.get("logprobs") is True else "top_logprobs"
+        raise InvalidRequest(f"{param} is not supported for this model", param)
+    out: dict[str, Any] = {}
+    seed = body.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise InvalidRequest("seed must be an integer", "seed")
+        out["seed"] = seed
+    for key in ("presence_penalty", "frequency_penalty"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not -2 <= value <= 2:
+            raise InvalidRequest(f"{key} must be a number from -2 to 2", key)
+        out[key] = value
+    return out
+
+
+def _allowed_tools(choice: Any) -> list[str] | None:
+    """The tool names of an C{allowed_tools} choice, or None for any other choice."""
+    if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
+        return None
+    spec = choice.get("allowed_tools")
+    tools = spec.get("tools") if isinstance(spec, dict) else None
+    if not isinstance(tools, list) or not tools:
+        raise InvalidRequest("tool_choice.allowed_tools.tools must be a non-empty array", "tool_choice.allowed_tools.tools")
+    names: list[str] = []
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else (tool.get("name") if isinstance(tool, dict) else None)
+        if not isinstance(name, str) or not name:
+            path = f"tool_choice.allowed_tools.tools[{i}].function.name"
+            raise InvalidRequest(f"{path} is required", path)
+        names.append(name)
+    return names
+
+
+def _only(tools: list[dict[str, Any]], allowed: list[str]) -> list[dict[str, Any]]:
+    """
+    The tools named in an C{allowed_tools} choice: the IR has no such restriction, so the others are not
+    offered at all (the model cannot call what it is not shown).
+    """
+    known = {tool["name"] for tool in tools}
+    for i, name in enumerate(allowed):
+        if name not in known:
+            path = f"tool_choice.allowed_tools.tools[{i}]"
+            raise InvalidRequest(f"{path} names {name!r}, which is not in tools", path)
+    return [tool for tool in tools if tool["name"] in allowed]
 
 
 def _positive_int(body: dict[str, Any], key: str) -> int | None:
@@ -380,9 +482,9 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
                     if text.strip():
                         system.append({"type": "text", "text": text})
         elif role == "user":
-            _append(turns, "user", _user_blocks(message.get("content"), f"{path}.content"))
+            _append(turns, "user", _named(message, _user_blocks(message.get("content"), f"{path}.content")))
         elif role == "assistant":
-            _append(turns, "assistant", _assistant_blocks(message, path, legacy_calls))
+            _append(turns, "assistant", _named(message, _assistant_blocks(message, path, legacy_calls)))
         elif role == "tool":
             tool_call_id = message.get("tool_call_id")
             if not isinstance(tool_call_id, str) or not tool_call_id:
@@ -418,6 +520,7 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         kind = response_format.get("type")
         if kind == "json_object":
             system.append({"type": "text", "text": _JSON_OBJECT_INSTRUCTION})
+            request["_response_format"] = response_format  # Gemini: responseMimeType; GPT: as sent
         elif kind == "json_schema":
             spec = response_format.get("json_schema")
             if not isinstance(spec, dict):
@@ -438,6 +541,9 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         request["tools"] = _tools(tools)
         if body.get("tool_choice") is not None:
             tool_choice = _tool_choice(body["tool_choice"])
+            allowed = _allowed_tools(body["tool_choice"])
+            if allowed is not None:
+                request["tools"] = _only(request["tools"], allowed)
         if body.get("parallel_tool_calls") is False:
             tool_choice = tool_choice or {"type": "auto"}
             if tool_choice["type"] != "none":
@@ -461,14 +567,18 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
     thinking: dict[str, Any] | None = None
     if isinstance(body.get("thinking"), dict):
         thinking = body["thinking"]  # an Anthropic-aware client's extra_body, taken as meant
-    elif effort is not None and effort != "none":
+    elif effort == "none":
+        # Said out loud: Gemini 2.5 and 3 think unless told not to (Claude does not, and takes this as is).
+        thinking = {"type": "disabled"}
+    elif effort is not None:
         budget = REASONING_BUDGETS.get(effort) if isinstance(effort, str) else None
         if budget is None:
             raise InvalidRequest(
-                "reasoning_effort must be one of none, minimal, low, medium, high", "reasoning_effort"
+                "reasoning_effort must be one of none, minimal, low, medium, high, xhigh", "reasoning_effort"
             )
         thinking = {"type": "enabled", "budget_tokens": budget}
-    if thinking is not None and tool_choice is not None and tool_choice["type"] in ("any", "tool"):
+    if thinking is not None and thinking.get("type") != "disabled" and tool_choice is not None \
+            and tool_choice["type"] in ("any", "tool"):
         thinking = None  # Claude refuses thinking with forced tool use; the forced tool is what was asked for
     if thinking is not None and thinking.get("type") == "enabled":
         # Claude refuses a tool loop continued with thinking on unless the assistant turn that called the
@@ -484,6 +594,8 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         if isinstance(top_p, (int, float)) and top_p < 0.95:
             top_p = None
     request["max_tokens"] = max_tokens
+    if body.get("max_completion_tokens") is None and body.get("max_tokens") is None:
+        request["_max_tokens_default"] = True  # the wire's fitting puts the model's own ceiling here
     if thinking is not None:
         request["thinking"] = thinking
     if temperature is not None:
@@ -496,9 +608,12 @@ def chat_request_to_ir(body: dict[str, Any], *, default_max_tokens: int = DEFAUL
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise InvalidRequest("stop must be a string or an array of strings", "stop")
-        stops = [s for s in stops if s.strip()]  # Claude rejects whitespace-only stop sequences
+        stops = [s for s in stops if s]  # whitespace-only ones are Claude's business (model_limits.py)
         if stops:
             request["stop_sequences"] = stops
+    sampling = _sampling(body)
+    if sampling:
+        request["_sampling"] = sampling
     user = body.get("user")
     if isinstance(user, str) and user:
         request["metadata"] = {"user_id": user}
@@ -546,11 +661,13 @@ def ir_response_to_chat(
     thinking: list[str] = []
     thinking_blocks: list[dict[str, Any]] = []
     tool_calls: list[dict[str, Any]] = []
+    after: dict[str, str] = {}  # the tool call a thinking block follows: {"after": id} (see _interleave)
     for block in message.get("content") or ():
         kind = block.get("type")
         if kind == "text":
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
+            after = {"after": block.get("id") or ""}
             tool_calls.append(
                 {
                     "id": block.get("id") or new_tool_use_id(),
@@ -564,10 +681,11 @@ def ir_response_to_chat(
         elif kind == "thinking":
             thinking.append(block.get("thinking") or "")
             thinking_blocks.append(
-                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": block.get("signature") or ""}
+                {"type": "thinking", "thinking": block.get("thinking") or "", "signature": block.get("signature") or "",
+                 **after}
             )
         elif kind == "redacted_thinking":
-            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or ""})
+            thinking_blocks.append({"type": "redacted_thinking", "data": block.get("data") or "", **after})
     out_message: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not tool_calls else None,
@@ -638,6 +756,8 @@ class AnthropicToOpenAIStream:
         "_signature",
         "_thought",
         "_templates",
+        "_argued",
+        "_last_call",
     )
 
     def __init__(self, model: str, *, completion_id: str, created: int, include_usage: bool) -> None:
@@ -659,6 +779,10 @@ class AnthropicToOpenAIStream:
         #: delta key ("content", "reasoning_content") -> the chunk's JSON before and after the text, or None
         #: when the template does not fit (see L{_text_chunk})
         self._templates: dict[str, tuple[bytes, bytes] | None] = {}
+        #: OpenAI tool call indices whose arguments have been sent (at least one non-empty fragment)
+        self._argued: set[int] = set()
+        #: the id of the last tool call started: thinking blocks after it say so (C{after}, see _interleave)
+        self._last_call: str | None = None
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -717,6 +841,7 @@ class AnthropicToOpenAIStream:
             elif dkind == "input_json_delta":
                 fragment = delta.get("partial_json")
                 if fragment and slot is not None and slot >= _TOOL:
+                    self._argued.add(slot - _TOOL)
                     out.append(
                         self._chunk({"tool_calls": [{"index": slot - _TOOL, "function": {"arguments": fragment}}]})
                     )
@@ -744,10 +869,13 @@ class AnthropicToOpenAIStream:
                 self._tools += 1
                 self._blocks[index] = _TOOL + number  # type: ignore[index]
                 function: dict[str, Any] = {"name": block.get("name") or "", "arguments": ""}
-                call = {"index": number, "id": block.get("id") or new_tool_use_id(), "type": "function", "function": function}
+                call_id = str(block.get("id") or new_tool_use_id())
+                call = {"index": number, "id": call_id, "type": "function", "function": function}
+                self._last_call = call_id
                 out.append(self._chunk({"tool_calls": [call]}))
                 if block.get("input"):
                     # Converters that know the whole input up front (Gemini) put it on the start.
+                    self._argued.add(number)
                     out.append(
                         self._chunk(
                             {"tool_calls": [{"index": number, "function": {"arguments": json.dumps(block["input"], ensure_ascii=False)}}]}
@@ -762,22 +890,25 @@ class AnthropicToOpenAIStream:
                     out.append(self._chunk({"reasoning_content": block["thinking"]}))
             elif bkind == "redacted_thinking":
                 entry = {"index": self._thought, "type": "redacted_thinking", "data": block.get("data") or ""}
+                if self._last_call is not None:
+                    entry["after"] = self._last_call
                 self._thought += 1
                 out.append(self._chunk({"thinking_blocks": [entry]}))
             return out
         if kind == "content_block_stop":
-            if self._blocks.get(event.get("index")) == _THINKING:  # type: ignore[arg-type]
+            slot = self._blocks.get(event.get("index"))  # type: ignore[arg-type]
+            if slot is not None and slot >= _TOOL and slot - _TOOL not in self._argued:
+                # A call without arguments (Claude streams no input_json_delta for {}): clients JSON-parse
+                # the accumulated arguments, so they get "{}" as the whole-response path gives them.
+                self._argued.add(slot - _TOOL)
+                out.append(self._chunk({"tool_calls": [{"index": slot - _TOOL, "function": {"arguments": "{}"}}]}))
+            if slot == _THINKING:
                 thinking = "".join(self._thinking)
                 if thinking or self._signature:
-                    out.append(
-                        self._chunk(
-                            {
-                                "thinking_blocks": [
-                                    {"index": self._thought, "type": "thinking", "thinking": thinking, "signature": self._signature}
-                                ],
-                            }
-                        )
-                    )
+                    entry = {"index": self._thought, "type": "thinking", "thinking": thinking, "signature": self._signature}
+                    if self._last_call is not None:
+                        entry["after"] = self._last_call
+                    out.append(self._chunk({"thinking_blocks": [entry]}))
                     self._thought += 1
                 self._thinking = []
                 self._signature = ""

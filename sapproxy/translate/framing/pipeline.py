@@ -45,6 +45,13 @@ class SSEJsonSource:
         self._decoder = SSEDecoder()
         self._parse = parse
 
+    def keep_bytes(self, parse: Callable[[str], Any]) -> None:
+        """
+        Parse with C{parse} instead, for a first translator that wants each event's own JSON kept
+        (L{StreamPipeline} asks, for a translator with C{keeps_bytes}).
+        """
+        self._parse = parse
+
     def feed(self, data: bytes) -> list[Any]:
         return self._events(self._decoder.feed(data))
 
@@ -75,6 +82,11 @@ class StreamPipeline:
     def __init__(self, source: Source, translators: Sequence[Translator], encode: Callable[[Any], bytes]) -> None:
         self._source = source
         self._translators = tuple(translators)
+        # A pass-through translator edits the upstream's own JSON of each event rather than serialising it
+        # again; the source keeps it when it can (an SSE JSON source), at no cost to any other pipeline.
+        keeps = getattr(self._translators[0], "keeps_bytes", None) if self._translators else None
+        if keeps is not None and hasattr(source, "keep_bytes"):
+            source.keep_bytes(keeps)
         self._encode = encode
         self.error: str | None = None
         #: Characters of model output sent to the client, for an estimate when the upstream gives no usage.

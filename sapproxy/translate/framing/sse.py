@@ -10,17 +10,16 @@ optional space after the colon.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
-from attrs import frozen
 
 from sapproxy.translate.jsontext import compact_json, json_text  # json_text: re-exported, the encoders here use it
 
 
-@frozen
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """
-    One dispatched event.
+    One dispatched event (a named tuple: a stream makes one per event, and a tuple is the cheapest value to
+    make).
 
     @ivar event: the C{event:} field, or L{None} where the event had none (OpenAI streams).
     @ivar data: the C{data:} lines joined by LF.
@@ -95,6 +94,14 @@ class SSEDecoder:
         buffer = self._tail + chunk if self._tail else chunk
         if not buffer:
             return []
+        if not self._data and self._event is None and b"\r" not in buffer:
+            return self._feed_lf(buffer)
+        return self._feed_lines(buffer)
+
+    def _feed_lines(self, buffer: bytes) -> list[SSEEvent]:
+        """
+        Line by line, by the rules: any line ends, fields, comments; the unfinished last line kept.
+        """
         lines = buffer.splitlines(True)
         last = lines[-1]
         if last.endswith(b"\r"):
@@ -111,6 +118,33 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         for raw in lines:
             self._line(raw.rstrip(b"\r\n"), events)
+        return events
+
+    def _feed_lf(self, buffer: bytes) -> list[SSEEvent]:
+        """
+        The common case, LF line ends from an event boundary on: split at the blank lines, and take an event
+        that is one C{data: } line as it is, without going line by line.  What follows the last blank line
+        is an unfinished line (kept as the tail) or an event begun, which goes by the rules.
+        """
+        blocks = buffer.split(b"\n\n")
+        rest = blocks.pop()
+        if len(rest) - rest.rfind(b"\n") - 1 > self.max_event:  # the unfinished last line, checked first
+            raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
+        self._tail = b""
+        events: list[SSEEvent] = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block and len(block) - 6 <= self.max_event:
+                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
+                continue
+            for line in block.split(b"\n"):
+                self._line(line, events)
+            self._line(b"", events)
+        if b"\n" in rest:
+            # An event begun but not ended: its whole lines go by the rules (and their size limit).
+            events.extend(self._feed_lines(rest))
+        elif rest:
+            self._tail = rest
+            self._tail_len = len(rest)
         return events
 
     def finish(self) -> list[SSEEvent]:
@@ -161,8 +195,10 @@ class Rendered(dict):  # type: ignore[type-arg]
 
     A stream is mostly content deltas that differ only in their text, so a translator renders each one from
     a per-stream template (the JSON before and after the text) and one serialised string, instead of a
-    whole nested object through the encoder: about a quarter of a translated stream's CPU.  Whoever makes
-    one guarantees that C{json} is L{json_text} of the dict, and nobody changes it afterwards.
+    whole nested object through the encoder: about a quarter of a translated stream's CPU.  GPT pass-through
+    keeps the upstream's own JSON of each chunk (L{sapproxy.translate.wire.openai_passthrough}).  Whoever makes
+    one guarantees that C{json} is JSON of the dict (L{json_text} of it, or bytes that parse to it), and
+    whoever changes the dict changes C{json} with it.
     """
 
     __slots__ = ("json",)

@@ -22,11 +22,14 @@ class WireTarget:
     @ivar model: the upstream's id of the model (in a Vertex path; in a body where the format names it).
     @ivar reasoning: an OpenAI reasoning model (o-series, gpt-5): C{max_completion_tokens}, no temperature.
     @ivar anthropic_beta: the client's C{anthropic-beta} header, for formats that carry betas.
+    @ivar max_output_tokens: the most output tokens the model gives (configured, else known), sent as the
+        limit when an OpenAI client sets none; None where unknown.
     """
 
     model: str
     reasoning: bool = False
     anthropic_beta: str | None = None
+    max_output_tokens: int | None = None
 
 
 @frozen

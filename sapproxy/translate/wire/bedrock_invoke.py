@@ -7,7 +7,8 @@ translates:
 
   - C{model} and C{stream} live in the URL, not the body; C{anthropic_version} must be
     C{bedrock-2023-05-31}; betas move from the C{anthropic-beta} header into C{anthropic_beta: [...]}.
-  - Bedrock rejects top-level keys it does not know (C{metadata}, C{context_management}, C{output_config},
+  - Bedrock rejects top-level keys it does not know (C{metadata}, C{context_management} and C{output_config}
+    without their betas,
     C{service_tier}, C{container}, C{mcp_servers}, ...), so only L{ALLOWED_TOP_LEVEL} is kept.
   - Bedrock does not run Anthropic's server tools (web search, web fetch, code execution, memory, tool
     search, MCP toolsets): those tool definitions are dropped.  Client tools (no C{type} or
@@ -40,6 +41,7 @@ from sapproxy.translate.jsontext import json_text
 from sapproxy.translate import ir
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire import NoEmbeddings, WireRequest, WireTarget
+from sapproxy.translate.model_limits import CONTEXT_MANAGEMENT_BETA, EFFORT_BETA, TOOL_EXAMPLES_BETA, bedrock_model_betas
 
 BEDROCK_ANTHROPIC_VERSION = "bedrock-2023-05-31"
 
@@ -62,9 +64,11 @@ ALLOWED_TOP_LEVEL = frozenset(
 )
 
 #: Betas Bedrock accepts in C{anthropic_beta} (AWS Bedrock user guide, "Anthropic Claude Messages API",
-#: beta headers table), limited to those whose request fields survive this sanitiser.  Left out on
-#: purpose: C{context-management-2025-06-27} (C{context_management} is dropped), C{tool-examples-2025-10-29}
-#: (C{input_examples} is dropped), C{prompt-caching-*} (GA, no header needed), and Anthropic-only betas
+#: beta headers table), for every Claude model.  The model-specific ones (C{context-management-2025-06-27},
+#: C{effort-2025-11-24}, C{tool-examples-2025-10-29}) pass with their fields (C{context_management},
+#: C{output_config.effort}, C{tools[].input_examples}) where the model takes them
+#: (L{sapproxy.translate.model_limits.bedrock_model_betas}).  Left out on purpose: C{prompt-caching-*} (GA,
+#: no header needed), and Anthropic-only betas
 #: Claude Code sends (C{claude-code-20250219}, C{oauth-2025-04-20}, C{web-search-*}, C{files-api-*},
 #: C{mcp-client-*}, C{code-execution-*}).
 BEDROCK_BETAS = frozenset(
@@ -127,9 +131,9 @@ def _is_server_tool(tool: dict[str, Any]) -> bool:
     return not (isinstance(kind, str) and kind.startswith(_TYPED_TOOL_PREFIXES))
 
 
-def _clean_tool(tool: dict[str, Any]) -> dict[str, Any]:
+def _clean_tool(tool: dict[str, Any], client_keys: frozenset[str] | set[str] = _CLIENT_TOOL_KEYS) -> dict[str, Any]:
     kind = tool.get("type")
-    keys = _CLIENT_TOOL_KEYS if kind is None or kind == "custom" else _TYPED_TOOL_KEYS
+    keys = client_keys if kind is None or kind == "custom" else _TYPED_TOOL_KEYS
     return {key: value for key, value in tool.items() if key in keys}
 
 
@@ -203,7 +207,7 @@ def _content_is_empty(content: Any) -> bool:
     return not content
 
 
-def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict[str, Any]:
+def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None, model: str | None = None) -> dict[str, Any]:
     """
     Turn a client's Messages API request into a body for Bedrock C{invoke}/C{invoke-with-response-stream}.
 
@@ -217,16 +221,25 @@ def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict
     out: dict[str, Any] = {key: value for key, value in body.items() if key in ALLOWED_TOP_LEVEL}
     out["anthropic_version"] = BEDROCK_ANTHROPIC_VERSION
 
-    betas = bedrock_betas(anthropic_beta)
+    accepted = BEDROCK_BETAS | bedrock_model_betas(model)
+    betas = [name for name in parse_betas(anthropic_beta) if name in accepted]
     existing = out.get("anthropic_beta")
     if isinstance(existing, list):
-        betas = [b for b in existing if isinstance(b, str) and b in BEDROCK_BETAS] + [
+        betas = [b for b in existing if isinstance(b, str) and b in accepted] + [
             b for b in betas if b not in existing
         ]
     if betas:
         out["anthropic_beta"] = betas
     else:
         out.pop("anthropic_beta", None)
+    # The fields of the model-specific betas, where the beta goes too (model_limits.bedrock_model_betas).
+    raw = ir.as_json(body)
+    if CONTEXT_MANAGEMENT_BETA in betas and isinstance(raw.get("context_management"), dict):
+        out["context_management"] = raw["context_management"]
+    output_config = raw.get("output_config")
+    if EFFORT_BETA in betas and isinstance(output_config, dict) and "effort" in output_config:
+        out["output_config"] = {"effort": output_config["effort"]}
+    tool_keys = _CLIENT_TOOL_KEYS | ({"input_examples"} if TOOL_EXAMPLES_BETA in betas else set())
 
     # System prompt, plus any role:system turns in the conversation.
     system = out.get("system")
@@ -260,7 +273,7 @@ def bedrock_invoke_body(body: ir.Request, *, anthropic_beta: str | None) -> dict
     # Tools.
     tools = out.get("tools")
     if isinstance(tools, list):
-        kept = [_clean_tool(tool) for tool in tools if isinstance(tool, dict) and not _is_server_tool(tool)]
+        kept = [_clean_tool(tool, tool_keys) for tool in tools if isinstance(tool, dict) and not _is_server_tool(tool)]
         if kept:
             out["tools"] = kept
         else:
@@ -358,7 +371,8 @@ class BedrockInvokeWire(NoEmbeddings):
     dialect_of = "bedrock_invoke"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
-        return WireRequest("invoke", json_text(bedrock_invoke_body(ir, anthropic_beta=target.anthropic_beta)), stream)
+        body = bedrock_invoke_body(ir, anthropic_beta=target.anthropic_beta, model=target.model)
+        return WireRequest("invoke", json_text(body), stream)
 
     def passthrough(self, call: Any, target: WireTarget) -> WireRequest:
         return self.request(call.body, target, call.stream)

@@ -12,8 +12,11 @@ Mapping notes:
     C{reasoningContent.redactedContent} passed through unchanged (both are opaque base64 strings in JSON), so
     a round trip through a client is byte-exact.
   - C{top_k} and C{thinking} go in C{additionalModelRequestFields}; temperature/top_k are dropped when
-    thinking is on (as Anthropic requires).  C{tool_choice: none} has no Converse equivalent: the tools
-    stay (Bedrock requires C{toolConfig} when the history holds tool use) and no C{toolChoice} is sent.
+    thinking is on (as Anthropic requires).  C{tool_choice: none} has no Converse equivalent: the tools are
+    left out, unless the history holds tool use (Bedrock then requires C{toolConfig}): then they stay and
+    no C{toolChoice} is sent.
+  - With stop sequences, C{additionalModelResponseFieldPaths: ["/stop_sequence"]} asks Bedrock which one
+    matched, for C{stop_sequence} in the answer.
   - The IR side key C{_response_format} is dropped.
   - Stream: Converse sends C{metadata} (usage) B{after} C{messageStop}; C{message_delta}/C{message_stop} are
     emitted when C{metadata} arrives, or by L{ConverseToAnthropicStream.finish} if it never does.
@@ -233,6 +236,8 @@ def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
         inference["topP"] = body["top_p"]
     if isinstance(body.get("stop_sequences"), list) and body["stop_sequences"]:
         inference["stopSequences"] = [s for s in body["stop_sequences"] if isinstance(s, str)]
+        # Which sequence stopped the model comes back only when asked for by path.
+        out["additionalModelResponseFieldPaths"] = ["/stop_sequence"]
     if isinstance(body.get("top_k"), int) and not thinking_on:
         extra["top_k"] = body["top_k"]
     if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive", "disabled"):
@@ -263,9 +268,11 @@ def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
             specs.append({"toolSpec": spec})
             if tool.get("cache_control"):
                 specs.append(dict(_CACHE_POINT))
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "none" and not _history_uses_tools(conversation):
+            specs = []  # Converse has no "none": the tools are left out, unless the history needs them
         if specs:
             config: dict[str, Any] = {"tools": specs}
-            choice = body.get("tool_choice")
             if isinstance(choice, dict):
                 kind = choice.get("type")
                 if kind == "auto":
@@ -280,6 +287,13 @@ def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
                     raise InvalidRequest(f"unsupported tool_choice type {kind!r}", "tool_choice.type")
             out["toolConfig"] = config
     return out
+
+
+def _history_uses_tools(conversation: Any) -> bool:
+    """Whether a turn holds a tool_use or tool_result block (then Bedrock requires C{toolConfig})."""
+    return any(isinstance(turn.content, list) and any(
+        isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result") for b in turn.content)
+        for turn in conversation)
 
 
 # --------------------------------------------------------------------------------------------------------

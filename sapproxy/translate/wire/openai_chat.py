@@ -18,6 +18,7 @@ Decisions a reader might not guess:
     an empty signature.
   - C{is_error} tool results are sent as their content prefixed with C{"Error: "}: OpenAI has no flag.
   - Images inside tool results cannot go into a C{tool} message, so they follow in the user message.
+  - C{role: "system"} messages inside C{messages} stay where they are, as system/developer messages.
   - The IR side key C{_response_format} (see L{sapproxy.translate.client.openai_chat}) is restored as
     C{response_format}.
 """
@@ -268,6 +269,12 @@ def ir_request_to_chat(body: ir.Request, *, reasoning_model: bool) -> dict[str, 
             converted = _assistant_message(message.get("content"), f"{path}.content")
             if converted is not None:
                 messages.append(converted)
+        elif role == "system":
+            # Claude Code (and OpenAI clients through the IR) put system turns inside the conversation;
+            # GPT takes them where they stand, as system (or, for reasoning models, developer) messages.
+            text = _system_text(message.get("content"))
+            if text:
+                messages.append({"role": "developer" if reasoning_model else "system", "content": text})
         else:
             raise InvalidRequest(f"{path}.role {role!r} is not supported", f"{path}.role")
 
@@ -324,8 +331,11 @@ def ir_request_to_chat(body: ir.Request, *, reasoning_model: bool) -> dict[str, 
         if stops is not None:
             if not isinstance(stops, list) or not all(isinstance(x, str) for x in stops):
                 raise InvalidRequest("stop_sequences must be an array of strings", "stop_sequences")
+            if len(stops) > MAX_STOP_SEQUENCES:
+                raise InvalidRequest(f"stop_sequences: this model takes at most {MAX_STOP_SEQUENCES} stop "
+                                     f"sequences, not {len(stops)}", "stop_sequences")
             if stops:
-                out["stop"] = stops[:MAX_STOP_SEQUENCES]
+                out["stop"] = stops
     else:
         thinking = body.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") == "enabled":
@@ -444,9 +454,13 @@ class OpenAIToAnthropicStream:
     C{message_delta} (stop reason and full usage) and C{message_stop} go out with the usage chunk, or
     with the finish chunk when it carries usage itself, or at L{finish}.
 
-    Tool calls interleaved by index (a fragment for a call whose block was already closed) are relayed to
-    that call's block index anyway (L{AnthropicStreamWriter.tool_input_at}): the Anthropic SDKs accumulate
-    by index, and dropping them would corrupt the arguments.
+    Parallel tool calls: the first streams live; a call that starts while a tool_use block is open is held
+    back whole (id, name, every argument fragment) and written after it, when the choice finishes, as its
+    own block (start, one C{input_json_delta}, stop).  Azure interleaves the fragments of parallel calls
+    (0, 1, 0, 1, ...), and Anthropic's protocol allows deltas only on the open block, so writing each call
+    as it came would put a call's delta after its C{content_block_stop}.  A fragment for a call whose
+    block was closed by text in between still goes to that block's index
+    (L{AnthropicStreamWriter.tool_input_at}): the SDKs accumulate by index.
     """
 
     __slots__ = (
@@ -458,6 +472,7 @@ class OpenAIToAnthropicStream:
         "_finish_reason",
         "_refused",
         "_has_tools",
+        "_held",
     )
 
     def __init__(self, model: str, *, message_id: str | None = None) -> None:
@@ -469,6 +484,8 @@ class OpenAIToAnthropicStream:
         self._finish_reason: str | None = None
         self._refused = False
         self._has_tools = False
+        #: OpenAI tool call index -> [id, name, argument fragments] of a call held back (see the docstring)
+        self._held: dict[int, list[Any]] = {}
 
     def _start(self, out: list[ir.StreamEvent], completion_id: Any) -> None:
         if not self.message_id:
@@ -481,6 +498,8 @@ class OpenAIToAnthropicStream:
             return out
         error = chunk.get("error")
         if error is not None:
+            if self._writer.started:
+                self._write_held(out)  # what came before the error is the client's, as it would have been
             self._writer.fail(out, self._error(error))
             return out
         choices = chunk.get("choices")
@@ -498,6 +517,7 @@ class OpenAIToAnthropicStream:
             finish_reason = choice.get("finish_reason")
             if finish_reason:
                 self._finish_reason = finish_reason
+                self._write_held(out)
                 self._writer.close(out)
         usage = chunk.get("usage")
         if usage:
@@ -539,6 +559,16 @@ class OpenAIToAnthropicStream:
             number = 0
         function = call.get("function") or {}
         index = self._tools.get(number)
+        held = self._held.get(number)
+        if index is None and (held is not None or self._writer.open_type == "tool_use" or self._held):
+            # Another call while one streams: held back whole until the choice finishes.
+            self._has_tools = True
+            if held is None:
+                held = self._held[number] = [call.get("id") or new_call_id(), function.get("name") or "", []]
+            fragment = function.get("arguments")
+            if fragment and isinstance(fragment, str):
+                held[2].append(fragment)
+            return
         if index is None:
             self._has_tools = True
             index = self._writer.open(
@@ -549,6 +579,15 @@ class OpenAIToAnthropicStream:
         arguments = function.get("arguments")
         if arguments and isinstance(arguments, str):
             self._writer.tool_input_at(out, index, arguments)
+
+    def _write_held(self, out: list[ir.StreamEvent]) -> None:
+        """The calls held back, each a whole block, in the order they started."""
+        held, self._held = self._held, {}
+        for number, (call_id, name, fragments) in held.items():
+            index = self._writer.open(out, {"type": "tool_use", "id": call_id, "name": name, "input": {}})
+            self._tools[number] = index
+            if fragments:
+                self._writer.tool_input_at(out, index, "".join(fragments))
 
     def _stop_reason(self) -> str:
         if self._refused and self._finish_reason in (None, "stop", "content_filter"):
@@ -584,6 +623,7 @@ class OpenAIToAnthropicStream:
             return out
         if not self._writer.started:
             self._start(out, None)
+        self._write_held(out)
         self._end(out)
         return out
 

@@ -13,6 +13,7 @@ from sapproxy.translate import ir
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
 from sapproxy.translate.wire.gemini.schema import clean_schema
+from sapproxy.translate.wire.gemini.signatures import own, tool_use_id_signature
 
 
 def _guess_mime(url: str, default: str = "application/octet-stream") -> str:
@@ -63,7 +64,11 @@ def _media_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     raise InvalidRequest(f"unsupported source type {kind!r} for Gemini", f"{path}.source.type")
 
 
-def _tool_result_parts(block: dict[str, Any], name: str, path: str) -> list[dict[str, Any]]:
+def _tool_result_parts(block: dict[str, Any], name: str, path: str, multimodal: bool = False) -> list[dict[str, Any]]:
+    """
+    A tool result as a C{functionResponse}; its images and documents go inside it (C{functionResponse.parts},
+    Gemini 3's multimodal function responses) where the model takes them, else as parts after it.
+    """
     content = block.get("content")
     extra: list[dict[str, Any]] = []
     if content is None:
@@ -90,11 +95,13 @@ def _tool_result_parts(block: dict[str, Any], name: str, path: str) -> list[dict
         raise InvalidRequest("tool_result content must be a string or a list of blocks", f"{path}.content")
     key = "error" if block.get("is_error") else "content"
     response: dict[str, Any] = {key: text}
+    if multimodal and extra:
+        return [{"functionResponse": {"name": name, "response": response, "parts": extra}}]
     return [{"functionResponse": {"name": name, "response": response}}] + extra
 
 
 def _turn_parts(
-    content: Any, role: str, path: str, tool_names: dict[str, str]
+    content: Any, role: str, path: str, tool_names: dict[str, str], multimodal: bool = False
 ) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
@@ -102,6 +109,10 @@ def _turn_parts(
         raise InvalidRequest("content must be a string or a list of blocks", f"{path}.content")
     parts: list[dict[str, Any]] = []
     signature: str | None = None
+    # Signatures that ride in tool call ids (signatures.py) go back on their own calls; a thinking block
+    # holding the same one (a client that also kept thinking_blocks) must not put it on another part.
+    in_ids = {sig for b in content if isinstance(b, dict) and b.get("type") == "tool_use"
+              for sig in (tool_use_id_signature(b.get("id")),) if sig} if role == "model" else set()
     for i, block in enumerate(content):
         bpath = f"{path}.content[{i}]"
         if not isinstance(block, dict):
@@ -125,6 +136,11 @@ def _turn_parts(
             if isinstance(tool_id, str):
                 tool_names[tool_id] = name
             part = {"functionCall": {"name": name, "args": args}}
+            carried = tool_use_id_signature(tool_id) if role == "model" else None
+            if carried:
+                part["thoughtSignature"] = carried
+                parts.append(part)
+                continue
         elif kind == "tool_result":
             tool_id = block.get("tool_use_id")
             if not isinstance(tool_id, str):
@@ -135,11 +151,11 @@ def _turn_parts(
                     f"tool_result {tool_id!r} has no matching tool_use earlier in the conversation",
                     f"{bpath}.tool_use_id",
                 )
-            parts.extend(_tool_result_parts(block, name, bpath))
+            parts.extend(_tool_result_parts(block, name, bpath, multimodal))
             continue
         elif kind == "thinking":
-            sig = block.get("signature")
-            if role == "model" and isinstance(sig, str) and sig:
+            sig = own(block.get("signature"))  # a foreign (Claude's) signature is never Gemini's business
+            if role == "model" and sig and sig not in in_ids:
                 signature = sig
             continue
         elif kind == "redacted_thinking":
@@ -155,6 +171,9 @@ def _turn_parts(
         parts.append({"text": "", "thoughtSignature": signature})
     return parts
 
+
+#: Gemini's limit on C{generationConfig.stopSequences}.
+MAX_STOP_SEQUENCES = 5
 
 _TOOL_MODES = {"auto": "AUTO", "any": "ANY", "tool": "ANY", "none": "NONE"}
 
@@ -207,6 +226,20 @@ def _sign_function_calls(contents: list[dict[str, Any]]) -> None:
             calls[0]["thoughtSignature"] = SKIP_SIGNATURE
 
 
+def _least_thinking(model: str | None) -> dict[str, Any]:
+    """
+    Thinking off, or as little as the model allows: Gemini 2.5 Flash (and Flash-Lite) take a budget of 0,
+    2.5 Pro refuses 0 ("This model only works in thinking mode") and takes 128, its minimum; Gemini 3
+    cannot stop thinking and takes C{thinkingLevel: low}.
+    """
+    match = _MAJOR.search(model or "")
+    if match is not None and int(match.group(1)) >= 3:
+        return {"thinkingLevel": "low"}
+    if model and "pro" in model:
+        return {"thinkingBudget": 128}
+    return {"thinkingBudget": 0}
+
+
 def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[str, Any]:
     """
     An IR (Anthropic Messages) request as a Gemini C{generateContent} body (model and stream are in the URL).
@@ -222,7 +255,7 @@ def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[
     tool_names: dict[str, str] = {}
     for turn in conversation:
         grole = "model" if turn.role == "assistant" else "user"
-        parts = _turn_parts(turn.content, grole, turn.path, tool_names)
+        parts = _turn_parts(turn.content, grole, turn.path, tool_names, _needs_signatures(model))
         if not parts:
             continue
         if contents and contents[-1]["role"] == grole:
@@ -260,7 +293,10 @@ def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[
             gen[dst] = value
     stops = body.get("stop_sequences")
     if isinstance(stops, list) and stops:
-        gen["stopSequences"] = [s for s in stops if isinstance(s, str)][:5]
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise InvalidRequest(f"stop_sequences: Gemini takes at most {MAX_STOP_SEQUENCES} stop sequences, "
+                                 f"not {len(stops)}", "stop_sequences")
+        gen["stopSequences"] = [s for s in stops if isinstance(s, str)]
     thinking = body.get("thinking")
     if isinstance(thinking, dict):
         if thinking.get("type") == "enabled":
@@ -271,6 +307,13 @@ def ir_request_to_gemini(body: ir.Request, *, model: str | None = None) -> dict[
             }
         elif thinking.get("type") == "adaptive":
             gen["thinkingConfig"] = {"thinkingBudget": -1, "includeThoughts": True}
+        elif thinking.get("type") == "disabled":
+            gen["thinkingConfig"] = _least_thinking(model)
+    sampling = body.get("_sampling")
+    if isinstance(sampling, dict):
+        for src, dst in (("seed", "seed"), ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+            if sampling.get(src) is not None:
+                gen[dst] = sampling[src]
     fmt = body.get("_response_format")
     if isinstance(fmt, dict):
         if fmt.get("type") == "json_schema":

@@ -9,12 +9,23 @@ import hashlib
 from typing import Any
 
 from sapproxy.translate import ir
+from sapproxy.translate.errors import UnusableAnswer
 from sapproxy.translate.ids import new_message_id
+from sapproxy.translate.wire.gemini.signatures import mark, signed_tool_use_id
 from sapproxy.translate.usage import Usage
 
 _REFUSALS = frozenset(
     {"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT"}
 )
+
+
+#: Gemini finish reasons that leave no usable answer: the model failed to write a tool call.
+MALFORMED = frozenset({"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL"})
+
+
+def malformed_message(finish_reason: str) -> str:
+    return (f"Gemini ended its answer with {finish_reason}: it produced a tool call it could not write "
+            "(arguments not matching the tool's schema, or a call of an undeclared tool); retry the request")
 
 
 def stop_reason(finish_reason: Any, has_tool_use: bool) -> str:
@@ -61,22 +72,22 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
             text = part.get("text") if isinstance(part.get("text"), str) else ""
             if content and content[-1]["type"] == "thinking" and not content[-1]["signature"]:
                 content[-1]["thinking"] += text
-                content[-1]["signature"] = sig if isinstance(sig, str) else ""
+                content[-1]["signature"] = mark(sig) if isinstance(sig, str) else ""
             else:
-                content.append({"type": "thinking", "thinking": text, "signature": sig if isinstance(sig, str) else ""})
+                content.append({"type": "thinking", "thinking": text, "signature": mark(sig) if isinstance(sig, str) else ""})
             continue
         if isinstance(sig, str) and sig:
             if content and content[-1]["type"] == "thinking" and not content[-1]["signature"]:
-                content[-1]["signature"] = sig
+                content[-1]["signature"] = mark(sig)
             else:
-                content.append({"type": "thinking", "thinking": "", "signature": sig})
+                content.append({"type": "thinking", "thinking": "", "signature": mark(sig)})
         call = part.get("functionCall")
         if isinstance(call, dict):
             args = call.get("args")
             content.append(
                 {
                     "type": "tool_use",
-                    "id": tool_use_id(message_id, calls),
+                    "id": signed_tool_use_id(tool_use_id(message_id, calls), sig if isinstance(sig, str) else None),
                     "name": call.get("name") or "",
                     "input": args if isinstance(args, dict) else {},
                 }
@@ -92,6 +103,8 @@ def gemini_response_to_ir(resp: dict[str, Any], model: str) -> ir.Response:
     feedback = resp.get("promptFeedback") or {}
     block = feedback.get("blockReason") if isinstance(feedback, dict) else None
     finish = candidate.get("finishReason")
+    if finish in MALFORMED and calls == 0:
+        raise UnusableAnswer(malformed_message(finish))
     out: dict[str, Any] = {
         "id": message_id,
         "type": "message",

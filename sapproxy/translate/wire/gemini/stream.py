@@ -12,7 +12,10 @@ from typing import Any
 from sapproxy.translate import ir
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.wire.gemini.response import refusal_details, gemini_error_event, stop_reason, tool_use_id
+from sapproxy.translate.wire.gemini.signatures import mark, signed_tool_use_id
+from sapproxy.translate.wire.gemini.response import (
+    MALFORMED, gemini_error_event, malformed_message, refusal_details, stop_reason, tool_use_id,
+)
 
 _PATH_TOKEN = re.compile(r"\.([A-Za-z_$][\w$-]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
 
@@ -115,6 +118,7 @@ class GeminiToAnthropicStream:
         self._block_reason: str | None = None
         self._saw_tool_use = False
         self._pending_signatures: list[str] = []
+        self._call_signature: str | None = None
 
     # -- helpers
 
@@ -145,7 +149,7 @@ class GeminiToAnthropicStream:
     def _signature(self, out: list[ir.StreamEvent], sig: str) -> None:
         if self._writer.open_type != "thinking":
             self._open_block(out, {"type": "thinking", "thinking": "", "signature": ""})
-        self._writer.delta(out, {"type": "signature_delta", "signature": sig})
+        self._writer.delta(out, {"type": "signature_delta", "signature": mark(sig)})
         self._close(out)
 
     def _start_call(self, out: list[ir.StreamEvent], call: dict[str, Any]) -> None:
@@ -153,7 +157,7 @@ class GeminiToAnthropicStream:
             out,
             {
                 "type": "tool_use",
-                "id": tool_use_id(self.message_id, self._calls),
+                "id": signed_tool_use_id(tool_use_id(self.message_id, self._calls), self._call_signature),
                 "name": str(call.get("name") or ""),
                 "input": {},
             },
@@ -199,7 +203,9 @@ class GeminiToAnthropicStream:
                 else:
                     # A signature on the continuation of a streamed call: sent once the call is complete.
                     self._pending_signatures.append(sig)
+            self._call_signature = sig if call.get("name") else None  # also in the call's id (signatures.py)
             self._function_call(out, call)
+            self._call_signature = None
             return
         if sig:
             self._signature(out, sig)
@@ -249,6 +255,11 @@ class GeminiToAnthropicStream:
             return out
         self._start(out)
         self._close(out)
+        if self._finish_reason in MALFORMED and not self._saw_tool_use:
+            # No usable answer: an error, as a whole response gets (a 502), not an empty "success".
+            self._writer.fail(out, {"type": "error", "error": {"type": "api_error",
+                                                               "message": malformed_message(self._finish_reason)}})
+            return out
         if self._block_reason and self._finish_reason is None:
             reason = "refusal"
             details: dict[str, Any] | None = refusal_details(self._block_reason)
