@@ -7,7 +7,7 @@ That is the smallest faithful text (a model's output in any script is not inflat
 the same bytes whichever module serialises, so a template rendered in one place (see
 L{sapproxy.translate.framing.sse.Rendered}) matches what the encoder would have written in another.
 
-orjson writes it: a 22 MiB upstream body in ~8 ms where the stdlib encoder takes ~150 ms of the one reactor
+orjson writes it: a 22 MiB upstream body in ~40 ms where the stdlib encoder takes ~140 ms of the one reactor
 thread (issue #15, item 4), and small events several times faster too.  What orjson will not write (an integer
 beyond 64 bits, a non-string key, a string with a lone surrogate, a float subclass) falls back to the stdlib
 encoder, which writes it as before (or fails as before: a lone surrogate cannot be UTF-8).  Two differences
