@@ -246,3 +246,12 @@ def test_item11_converse_tells_an_anthropic_clients_schema_rather_than_dropping_
     assert out["system"] == [{"text": "be brief"}, {"text": "Respond only with a single valid JSON object, with no "
                              "text before or after it. It must conform to this JSON schema: " + json.dumps(SCHEMA)}]
     assert "outputConfig" not in out and "output_config" not in json.dumps(out)
+
+
+def test_item14_models_other_than_claude_on_converse_get_no_claude_tool_choice() -> None:
+    from sapproxy.translate.wire.converse import for_model
+
+    body = ir_request_to_converse(_ir(tool_choice={"type": "auto", "disable_parallel_tool_use": True}))
+    assert for_model(body, "anthropic.claude-sonnet-4-5-20250929-v1:0") == body
+    nova = for_model(body, "amazon.nova-pro-v1:0")
+    assert "additionalModelRequestFields" not in nova and nova["toolConfig"] == body["toolConfig"]

@@ -39,7 +39,7 @@ from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.structured_output import json_schema_instruction
 from sapproxy.translate.turns import split_turns
-from sapproxy.translate.framing.eventstream import anthropic_error_event
+from sapproxy.translate.framing.eventstream import ConverseEventStreamDecoder, anthropic_error_event
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
@@ -312,6 +312,35 @@ def _disable_parallel_tool_use(out: dict[str, Any], config: dict[str, Any]) -> N
     out["additionalModelRequestFields"] = {**out.get("additionalModelRequestFields", {}), "tool_choice": choice}
 
 
+def is_claude(model: str) -> bool:
+    """
+    Whether a Converse model id (Bedrock's C{anthropic.claude-...}, C{us.anthropic.claude-...}, an inference
+    profile ARN naming one, or SAP AI Core's C{anthropic--claude-...}) is one of Anthropic's models.
+    """
+    return "claude" in model.lower() or "anthropic" in model.lower()
+
+
+def for_model(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """
+    A Converse body for a model that is not Claude (Amazon Nova, Meta Llama, Mistral, ... on Bedrock): the
+    common Converse fields are the same, but C{additionalModelRequestFields} are each model's own, and
+    Anthropic's C{thinking}, C{top_k} and C{tool_choice} (C{disable_parallel_tool_use}) would make Bedrock
+    answer 400.  C{top_k} survives as Nova's C{inferenceConfig.topK}; thinking and the parallel switch have no
+    counterpart and are dropped.
+    """
+    extra = body.get("additionalModelRequestFields")
+    if not model or is_claude(model) or not isinstance(extra, dict):
+        return body
+    top_k = extra.get("top_k")
+    rest = {key: value for key, value in extra.items() if key not in ("top_k", "thinking", "tool_choice")}
+    if isinstance(top_k, int) and "nova" in model.lower():
+        rest["inferenceConfig"] = {"topK": top_k}
+    out = {key: value for key, value in body.items() if key != "additionalModelRequestFields"}
+    if rest:
+        out["additionalModelRequestFields"] = rest
+    return out
+
+
 def _history_uses_tools(conversation: Any) -> bool:
     """Whether a turn holds a tool_use or tool_result block (then Bedrock requires C{toolConfig})."""
     return any(isinstance(turn.content, list) and any(
@@ -553,6 +582,11 @@ class ConverseToAnthropicStream:
         out: list[ir.StreamEvent] = []
         if self._writer.ended:
             return out
+        if event.get("type") == "error":
+            # An exception or error frame of Bedrock's event stream, already an Anthropic error event.
+            self._start(out)
+            self._writer.fail(out, event)  # type: ignore[arg-type]
+            return out
         for name in _STREAM_EXCEPTIONS:
             if name in event:
                 detail = event[name]
@@ -617,9 +651,14 @@ class ConverseWire(NoNativeClient, NoEmbeddings):
     dialect_of = "converse"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
-        return WireRequest("converse", json_text(ir_request_to_converse(ir)), stream)
+        return WireRequest("converse", json_text(for_model(ir_request_to_converse(ir), target.model)), stream)
 
     def stream_source(self, content_type: str) -> Any:
+        """
+        Bedrock's own C{converse-stream} answers in AWS event-stream frames, SAP AI Core's in SSE lines.
+        """
+        if "amazon.eventstream" in content_type:
+            return ConverseEventStreamDecoder()
         return SSEJsonSource(parse_converse_stream_line)
 
     def stream_to_ir(self, model: str, message_id: str) -> list[Any]:
