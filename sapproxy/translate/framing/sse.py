@@ -13,7 +13,7 @@ import json
 from typing import Any, NamedTuple
 
 
-from sapproxy.translate.jsontext import compact_json, json_text  # json_text: re-exported, the encoders here use it
+from sapproxy.translate.jsontext import compact_json, json_text  # noqa: F401  (compact_json: re-exported)
 
 
 class SSEEvent(NamedTuple):
@@ -223,14 +223,14 @@ def encode_data(payload: Any) -> bytes:
     """
     if type(payload) is Rendered:
         return b"data: " + payload.json + b"\n\n"
-    return b"data: " + compact_json(payload).encode("utf-8") + b"\n\n"
+    return b"data: " + json_text(payload) + b"\n\n"
 
 
 def encode_event(payload: dict[str, Any]) -> bytes:
     """
     One Anthropic-style event: C{event:} named after the payload's C{type}, then its C{data:}.
     """
-    data = payload.json if type(payload) is Rendered else compact_json(payload).encode("utf-8")
+    data = payload.json if type(payload) is Rendered else json_text(payload)
     return b"event: " + payload["type"].encode("utf-8") + b"\ndata: " + data + b"\n\n"
 
 
