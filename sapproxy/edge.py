@@ -13,6 +13,12 @@ the body is parsed:
   - non-finite numbers are refused with a 400, as the upstream APIs refuse them;
   - nesting deeper than L{MAX_DEPTH} is refused with a 400.
 
+The parse itself is orjson's when it can be (a 22 MiB body in ~45 ms where the stdlib takes ~90 ms, on the one
+reactor thread every other request waits for).  orjson is stricter than the stdlib in ways that matter here, so
+every body it refuses (lone surrogates, C{NaN}, C{1e400}, invalid UTF-8, nesting past 1,024, a BOM) is parsed
+again by the stdlib, which gives today's repair or today's message; and a body with a run of 19 or more digits
+skips it, since orjson reads an integer beyond 64 bits as a float, losing digits the stdlib keeps.
+
 Text that goes into a usage row or a log line (the model name, the user agent) is also made printable with
 L{printable}: control characters (NUL, which PostgreSQL cannot store; newlines, which forge log lines) are
 written as visible escapes.  Model names longer than L{MAX_NAME} are refused: they are not names, and each
@@ -26,6 +32,7 @@ import math
 import re
 from typing import Any
 
+import orjson
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -66,18 +73,92 @@ def _float(text: str) -> float:
 _decoder = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
 
 
-def parse_body(raw: bytes) -> Any:
+def parse_body(raw: bytes, outline: Outline | None = None) -> Any:
     """
     A client's request body, parsed and made safe (see the module's docstring).
 
+    @param outline: C{raw}'s outline when it was gathered as the bytes arrived (L{Outline}); made here if not.
     @raise GatewayError: C{invalid_request}, with a message that says what is wrong.
+    """
+    if outline is None or outline.size != len(raw):
+        outline = Outline()
+        outline.feed(raw)
+    body = _REFUSED if outline.long_number else _fast(raw)
+    if body is _REFUSED:
+        body, surrogates = _strict(raw), _SURROGATE_ESCAPE.search(raw) is not None
+    else:
+        surrogates = False  # orjson refuses lone surrogates, and a valid pair is one character by now
+    # Depth cannot exceed the number of opening brackets: most bodies skip the walk on that count alone.
+    if surrogates or outline.opening > MAX_DEPTH:
+        body = _walk(body, surrogates)
+    return body
+
+
+_REFUSED = object()
+#: Every digit as C{0} (a long run of them is then found by one C{find}; a regex takes 8x as long) and C{{} as
+#: C{[} (the opening brackets are counted once).
+_OUTLINE = bytes.maketrans(b"123456789{", b"000000000[")
+#: 19 digits: the shortest integer literal that may fall outside 64 bits (2**63 has 19).  Digits inside
+#: strings send a body the slow way too; that costs time, never a different answer.
+_LONG_NUMBER_DIGITS = 19
+_LONG_NUMBER = b"0" * _LONG_NUMBER_DIGITS
+
+
+class Outline:
+    """
+    What L{parse_body} reads of a body's bytes besides parsing them: how many arrays and objects it opens (at
+    most; brackets in strings count too) and whether it has a run of 19 or more digits.  Fed chunk by chunk
+    as the body arrives (L{sapproxy.site.TrackingRequest}), the ~1 ns a byte it costs is spread over the
+    reactor's turns instead of adding to the parse, which cannot be split.
+
+    @ivar size: the bytes fed so far (an outline of other bytes than the body's is ignored).
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.opening = 0
+        self.long_number = False
+        self._trailing_digits = 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        outline = chunk.translate(_OUTLINE)
+        self.opening += outline.count(b"[")
+        if self.long_number:
+            return
+        if outline.find(_LONG_NUMBER) >= 0:
+            self.long_number = True
+            return
+        # A run may span chunks: the digits that ended the last chunk plus those that begin this one.
+        leading = len(outline) - len(outline.lstrip(b"0"))
+        if leading == len(outline):
+            self._trailing_digits += leading
+        else:
+            if self._trailing_digits + leading >= _LONG_NUMBER_DIGITS:
+                self.long_number = True
+            self._trailing_digits = len(outline) - len(outline.rstrip(b"0"))
+        if self._trailing_digits >= _LONG_NUMBER_DIGITS:
+            self.long_number = True
+
+
+def _fast(raw: bytes) -> Any:
+    """C{raw} parsed by orjson, or L{_REFUSED} when the stdlib must parse it (see the module docstring)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _REFUSED
+
+
+def _strict(raw: bytes) -> Any:
+    """
+    C{raw} parsed by the stdlib, with the gateway's refusals: the reference behaviour the fast path keeps.
     """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise GatewayError("invalid_request", f"the request body is not valid UTF-8 (byte {e.start})") from None
     try:
-        body = _decoder.decode(text)
+        return _decoder.decode(text)
     except RecursionError:
         raise GatewayError("invalid_request", f"the request body is nested deeper than {MAX_DEPTH} levels") from None
     except _NonFinite as e:
@@ -85,11 +166,6 @@ def parse_body(raw: bytes) -> Any:
     except ValueError as e:
         # Includes integers longer than Python's conversion limit (4,300 digits).
         raise GatewayError("invalid_request", f"the request body is not valid JSON: {str(e)[:200]}") from None
-    surrogates = _SURROGATE_ESCAPE.search(raw) is not None
-    # Depth cannot exceed the number of opening brackets: most bodies skip the walk on that count alone.
-    if surrogates or raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
-        body = _walk(body, surrogates)
-    return body
 
 
 def _walk(value: Any, fix_strings: bool) -> Any:

@@ -17,6 +17,7 @@ from twisted.web.server import Request, Site
 
 from sapproxy import __version__
 from sapproxy.config import GatewayConfig
+from sapproxy.edge import Outline
 from sapproxy.compat import channel_method, channel_path, client_disconnected, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
@@ -59,6 +60,8 @@ class TrackingRequest(PhrasedRequest):
     body_too_large: int | None = None
     #: Set by an API route's frame, which logs and counts the request itself (with model, key and tokens).
     accounted: bool = False
+    #: The body's outline for L{sapproxy.edge.parse_body}, gathered chunk by chunk.
+    body_outline: Outline | None = None
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         # JSON APIs only: never parse form uploads into request.args (nor, for that, every POST's
@@ -104,6 +107,9 @@ class TrackingRequest(PhrasedRequest):
             self._refuse_too_large(content.tell() + len(data), "more than ")
             return
         content.write(data)
+        if self.body_outline is None:
+            self.body_outline = Outline()
+        self.body_outline.feed(data)  # what the edge checks besides parsing, while the chunks arrive
 
     def processingFailed(self, reason: Any) -> Any:
         """

@@ -56,6 +56,8 @@ class ProviderModel:
 
     @ivar upstream_model: the id the upstream knows it by (in the body, the path or the Bedrock URL).
     @ivar family: the wire family (openai, claude, gemini); by default the provider's.
+    @ivar converse: (Bedrock) serve a Claude model through C{converse}/C{converse-stream} instead of
+        C{invoke}; Bedrock models that are not Anthropic's (Amazon Nova, Meta Llama, ...) always are.
     """
 
     upstream_model: str
@@ -304,13 +306,6 @@ def check_provider(p: Any, directory: Path | None = None) -> None:
         raise ProviderError("region", f"not an AWS region: {p.region}")
     if isinstance(p, GeminiProvider):
         _check_gemini(p, directory)
-    if isinstance(p, BedrockProvider):
-        for model, settings in p.models.items():
-            if settings.converse:
-                # Bedrock's own converse-stream answers in event-stream frames of Converse events, which no
-                # decoder here reads yet (SAP AI Core's converse-stream is SSE); Claude goes through invoke.
-                raise ProviderError(f"models.{model}.converse", "not supported for Bedrock providers yet; Claude "
-                                    "models are served through invoke")
     if isinstance(p, OpenAIProvider):
         for header in p.headers:
             if not re.match(r"^[A-Za-z0-9-]+$", header):

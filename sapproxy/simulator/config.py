@@ -30,6 +30,9 @@ class DeploymentSpec:
     kind: Kind
     model: str
     bedrock_stream_framing: Framing = "eventstream"
+    #: C{converse-stream}: SSE lines as SAP AI Core relays them, or event-stream frames as Bedrock's own
+    #: runtime sends them (the vendor Bedrock API).
+    converse_stream_framing: Framing = "sse"
 
 
 @frozen
@@ -81,6 +84,7 @@ def config_from_json(data: Mapping[str, Any], base: SimulatorConfig | None = Non
             dep_id: DeploymentSpec(
                 kind=spec["kind"], model=spec["model"],
                 bedrock_stream_framing=spec.get("bedrock_stream_framing", "eventstream"),
+                converse_stream_framing=spec.get("converse_stream_framing", "sse"),
             )
             for dep_id, spec in data["deployments"].items()
         }

@@ -3,7 +3,9 @@ Bedrock's Converse and ConverseStream (C{/converse}, C{/converse-stream}) for C{
 
 ConverseStream events are sent as SSE C{data:} lines, one decoded event each (C{{"messageStart": ...}}), as
 AI Core relays them; with the C{python_literals} directive they are printed as Python dict literals
-(C{{'messageStart': {'role': 'assistant'}}}), which SAP's gateway is known to emit for some events.
+(C{{'messageStart': {'role': 'assistant'}}}), which SAP's gateway is known to emit for some events.  A
+deployment with C{converse_stream_framing="eventstream"} (Bedrock's own runtime) sends them as AWS event-stream
+frames instead, C{:event-type} naming the event and its JSON body (padded with C{"p"}) the payload.
 Unlike the Anthropic stream, text and reasoning blocks have no C{contentBlockStart}; only tool use does.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from . import model_rules
 from .call import Call
+from .eventstream import converse_frame, exception_frame
 from .plan import Plan, ToolSpec, make_plan
 from .replies import JsonReply, Reply, StreamReply
 from .shape import ANY, NUMBER, check
@@ -202,8 +205,12 @@ def handle(call: Call) -> Reply:
         return JsonReply(200, response)
 
     literal = call.directive.python_literals
+    binary = call.spec.converse_stream_framing == "eventstream"
+    counter = iter(range(1 << 30))
 
     def frame(event: Mapping[str, Any]) -> bytes:
+        if binary:
+            return converse_frame(event, next(counter))
         text = repr(event) if literal else json.dumps(event, separators=(",", ":"))
         return b"data: " + text.encode("utf-8") + b"\n\n"
 
@@ -237,10 +244,13 @@ def handle(call: Call) -> Reply:
         yield {"metadata": metadata}
 
     def error_event() -> bytes:
+        if binary:
+            return exception_frame("modelStreamErrorException", "Model Stream Error")
         return frame({"modelStreamErrorException": {"message": "Model Stream Error", "originalStatusCode": 500,
                                                     "originalMessage": "The model stream failed."}})
 
-    return StreamReply("text/event-stream; charset=utf-8", (frame(e) for e in events()), error_event)
+    content_type = "application/vnd.amazon.eventstream" if binary else "text/event-stream; charset=utf-8"
+    return StreamReply(content_type, (frame(e) for e in events()), error_event)
 
 
 def _words(text: str) -> list[str]:

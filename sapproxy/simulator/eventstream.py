@@ -1,5 +1,6 @@
 """
-The binary C{application/vnd.amazon.eventstream} framing Bedrock's InvokeModelWithResponseStream uses.
+The binary C{application/vnd.amazon.eventstream} framing Bedrock's InvokeModelWithResponseStream and
+ConverseStream use.
 
 Each message: total length (4 bytes BE), headers length (4 bytes BE), CRC32 of those 8 bytes, headers, payload,
 CRC32 of everything before it. Headers here are always strings (type 7): name length (1 byte), name, type
@@ -60,3 +61,18 @@ def exception_frame(exception_type: str, message: str, original_status: int = 50
     return encode_message(
         {":message-type": "exception", ":exception-type": exception_type, ":content-type": "application/json"},
         payload)
+
+
+#: What Bedrock pads each ConverseStream event's payload with (the C{"p"} key), hiding the text's length.
+PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
+
+
+def converse_frame(event: Mapping[str, Any], seq: int = 0) -> bytes:
+    """
+    One ConverseStream event (C{{"contentBlockDelta": {...}}}) as Bedrock's own C{converse-stream} frames it:
+    the member name in C{:event-type}, its body plus the C{"p"} padding (of varying length) as the payload.
+    """
+    ((name, body),) = event.items()
+    payload = json.dumps({**body, "p": PADDING[: 1 + (seq * 7) % len(PADDING)]}, separators=(",", ":")).encode()
+    return encode_message({":event-type": name, ":content-type": "application/json", ":message-type": "event"},
+                          payload)

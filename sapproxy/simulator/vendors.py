@@ -350,16 +350,39 @@ async def _bedrock(sim: Simulator, request: IRequest, operation: str) -> bytes:
         return _reply(request, refused)
     # The model id as sent (percent-encoded, e.g. anthropic.claude-...-v1%3A0), from the raw path.
     model_id = unquote(request.uri.decode("latin-1").split("?", 1)[0].split("/")[2])
-    if operation not in ("invoke", "invoke-with-response-stream", "converse"):
-        # converse-stream answers in event-stream frames of Converse events, which nothing here speaks yet.
+    if operation not in ("invoke", "invoke-with-response-stream", "converse", "converse-stream"):
         return _reply(request, _aws_error(404, "UnknownOperationException", "Not Found"))
     if not ok:
         return _reply(request, bedrock_api.validation_error("Malformed input request, please reformat your input "
                                                              "and try again."))
-    if operation.startswith("invoke") and "anthropic." not in model_id:
+    anthropic = "anthropic." in model_id
+    if operation.startswith("invoke") and not anthropic:
         return _reply(request, bedrock_api.validation_error("The provided model identifier is invalid."))
-    spec = DeploymentSpec("bedrock", model_id)
+    if operation.startswith("converse") and not anthropic:
+        refused = _model_fields(model_id, body)
+        if refused is not None:
+            return _reply(request, refused)
+    # Bedrock's own converse-stream frames ConverseStream events as event-stream messages (SAP AI Core: SSE).
+    spec = DeploymentSpec("bedrock", model_id, converse_stream_framing="eventstream")
     return await sim.serve(request, VENDOR_IDS["bedrock"], spec, operation, body, {})
+
+
+#: The C{additionalModelRequestFields} each non-Anthropic model family takes (Nova: its own inferenceConfig,
+#: for topK); Anthropic's C{thinking} or C{top_k} there make Bedrock refuse the request.
+_MODEL_FIELDS = {"amazon.nova": frozenset({"inferenceConfig"})}
+
+
+def _model_fields(model_id: str, body: Any) -> JsonReply | None:
+    extra = body.get("additionalModelRequestFields") if isinstance(body, Mapping) else None
+    if not isinstance(extra, Mapping):
+        return None
+    allowed = next((keys for prefix, keys in _MODEL_FIELDS.items() if prefix in model_id), frozenset())
+    for key in extra:
+        if key not in allowed:
+            return bedrock_api.validation_error(f"The model returned the following errors: Malformed input request: "
+                                                f"extraneous key [{key}] is not permitted, please reformat your input "
+                                                "and try again.")
+    return None
 
 
 # Gemini API

@@ -2,75 +2,105 @@
 The one compact JSON encoder of the gateway, and the parser of upstream stream events.
 
 Everything sapproxy writes as JSON (client events and bodies, upstream request bodies, error bodies) goes
-through L{compact_json} or L{json_text}: no spaces, non-ASCII characters written as UTF-8 rather than
-escaped.  That is the smallest faithful text (a model's output in any script is not inflated sixfold by
-C{\\uXXXX}) and the same bytes whichever module serialises, so a template rendered in one place (see
+through L{json_text} or L{compact_json}: no spaces, non-ASCII characters written as UTF-8 rather than escaped.
+That is the smallest faithful text (a model's output in any script is not inflated sixfold by C{\\uXXXX}) and
+the same bytes whichever module serialises, so a template rendered in one place (see
 L{sapproxy.translate.framing.sse.Rendered}) matches what the encoder would have written in another.
 
-Both sit on a stream's per-event path (each upstream chunk parsed, each translated client event written),
-where the stdlib's C{json} was the largest single cost of a pass-through stream.  Measured on the recorded
-chunk shapes (bench/experiments/json_libs.py, instructions per 50-event Azure stream): parsing 2.66 M with
-json, 1.01 M with orjson, 0.99 M with msgspec; encoding 3.77 M, 0.38 M, 0.52 M.  So L{parse_json} uses
-msgspec (which, unlike orjson, reads integers beyond 64 bits exactly, so no text needs checking first) and
-L{json_text} orjson (whose floats differ from the stdlib's in fewer ways than msgspec's), and both fall
-back to the stdlib wherever the two would differ, so that a client sees exactly the bytes it saw before:
+orjson writes it: a 22 MiB upstream body in ~40 ms where the stdlib encoder takes ~140 ms of the one reactor
+thread (issue #15, item 4), and each client event of a stream in a tenth of the stdlib's instructions (issue
+#18).  Upstream stream events are parsed by L{parse_json}, with msgspec: a third of the stdlib's instructions,
+and, unlike orjson, integers beyond 64 bits read exactly.  Measured on the recorded chunk shapes
+(bench/experiments/json_libs.py, instructions per 50-event Azure stream): parsing 2.66 M with json, 1.01 M
+with orjson, 0.99 M with msgspec; encoding 3.77 M, 0.38 M, 0.52 M.
+
+Both keep to the stdlib's values and bytes, falling back to it wherever the libraries differ:
 
   - parsing: msgspec refuses lone surrogates, C{NaN}/C{Infinity} and numbers that overflow a double, which
-    the stdlib reads; the stdlib then reads them, and its non-finite numbers come back as L{_NonFinite}
-    (a float), which orjson refuses to encode, so they are written by the stdlib again (C{NaN}, not
-    orjson's C{null}).
-  - encoding: orjson refuses lone surrogates, integers beyond 64 bits, non-string keys and subclasses of
-    the builtin types; and it writes some floats its own way (C{1e-9} and C{0.00001} where the stdlib
-    writes C{1e-09} and C{1e-05}), so an output with C{e-} or C{0.0000} in it (two cheap scans; a regular
-    expression then tells a number from text) is written again by the stdlib.  Floats are rare in client
-    events; ids and text are what they carry.
-  - A plain C{float("nan")} made by a translator (none does) would be written as C{null}, not C{NaN}.
+    the stdlib reads; the stdlib then reads them, and its non-finite numbers come back as L{_NonFinite} (a
+    float), which orjson refuses to encode, so they are written by the stdlib again (C{NaN}, as before).
+  - encoding: what orjson will not write (an integer beyond 64 bits, a non-string key, a string with a lone
+    surrogate, a subclass of a builtin type) the stdlib writes (or fails to, as before: a lone surrogate
+    cannot be UTF-8; L{compact_json} gives the text).  orjson writes some floats its own way (C{1e-7} and
+    C{0.00001} where the stdlib writes C{1e-07} and C{1e-05}): an output with such a number in it is written
+    again by the stdlib.  Floats are rare in these bodies and events; the check is two C{bytes.find} scans.
+  - One difference remains: a plain C{float("nan")} or infinity made in Python (not read by L{parse_json};
+    the edge refuses them in client bodies) is written C{null}, valid JSON, where the stdlib wrote C{NaN}.
 
-tests/translate/test_tr_jsontext.py checks that both paths give the stdlib's values and bytes for arbitrary
-JSON.
+tests/translate/test_tr_jsontext.py checks both paths against the stdlib for arbitrary JSON.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 import orjson
 
 __all__ = ["compact_json", "json_text", "parse_json"]
 
-#: C{value} as compact JSON text (a C{str}), by the stdlib: the reference the fast path keeps to.
-compact_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
+_stdlib_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _dumps = orjson.dumps
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 _decode = msgspec.json.Decoder().decode
 _DecodeError = (msgspec.DecodeError, UnicodeEncodeError)  # the latter: a str with a lone surrogate in it
-_PASSTHROUGH = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-#: A number orjson writes unlike the stdlib: a one-digit negative exponent, or fixed notation below 1e-4.
-_ORJSON_OWN_FLOAT = re.compile(rb"[0-9]e-[0-9](?![0-9])|(?:^|[:,\[])-?0\.0000").search
+_DIGITS = b"0123456789"
+_BEFORE_VALUE = b":,["
 
 
 def _no_default(value: Any) -> Any:
     raise TypeError
 
 
-def json_text(value: Any) -> bytes:
-    """C{value} as compact JSON, UTF-8 encoded: ready to write (the bytes of L{compact_json}, faster)."""
+def _orjson_own_float(out: bytes) -> bool:
+    """
+    Whether C{out} (orjson's) may hold a number the stdlib writes otherwise: C{<digit>e-<one digit>} (the
+    stdlib pads the exponent) or C{0.0000} starting a value (the stdlib writes an exponent below 1e-4).  Text
+    that looks so only costs a needless fallback.
+    """
+    find = out.find
+    i = find(b"e-")
+    while i != -1:
+        if i and out[i - 1] in _DIGITS and out[i + 2 : i + 3] and out[i + 2] in _DIGITS \
+                and not (out[i + 3 : i + 4] and out[i + 3] in _DIGITS):
+            return True
+        i = find(b"e-", i + 2)
+    i = find(b"0.0000")
+    while i != -1:
+        j = i - 1 if i and out[i - 1] == 0x2D else i  # "-"
+        if j == 0 or out[j - 1] in _BEFORE_VALUE:
+            return True
+        i = find(b"0.0000", i + 1)
+    return False
+
+
+def _fast(value: Any) -> bytes | None:
     try:
         out: bytes = _dumps(value, _no_default, _PASSTHROUGH)
-    except TypeError:
-        return compact_json(value).encode("utf-8")
-    if (b"e-" in out or b"0.0000" in out) and _ORJSON_OWN_FLOAT(out) is not None:
-        return compact_json(value).encode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
+    if (b"e-" in out or b"0.0000" in out) and _orjson_own_float(out):
+        return None
     return out
+
+
+def json_text(value: Any) -> bytes:
+    """C{value} as compact JSON, UTF-8 encoded: ready to write."""
+    out = _fast(value)
+    return out if out is not None else _stdlib_encode(value).encode("utf-8")
+
+
+def compact_json(value: Any) -> str:
+    """C{value} as compact JSON text (a C{str}); see L{json_text}."""
+    out = _fast(value)
+    return out.decode("utf-8") if out is not None else _stdlib_encode(value)
 
 
 class _NonFinite(float):
     """
     C{NaN} or an infinity the stdlib read: a float like any other, except that orjson will not encode it,
-    so L{json_text} writes it as the stdlib does.
+    so it is written as the stdlib writes it.
     """
 
     __slots__ = ()

@@ -1,10 +1,11 @@
 """
 C{"kind": "bedrock"}: Amazon Bedrock's runtime, C{{endpoint}/model/{id}/invoke} (and
-C{invoke-with-response-stream}, C{converse}), each request signed with SigV4.
+C{invoke-with-response-stream}, C{converse}, C{converse-stream}), each request signed with SigV4.
 
 Credentials come from boto3's own chain, resolved and refreshed on the one credentials thread
 (L{sapproxy.upstreams.aws}); requests go through the shared pool like every other upstream call, and the
-stream is Bedrock's event stream, decoded as for SAP AI Core's Claude deployments.
+stream is Bedrock's event stream, decoded as for SAP AI Core's Claude deployments (Anthropic events in
+C{invoke-with-response-stream}'s frames; ConverseStream events in C{converse-stream}'s).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ from sapproxy.upstreams.vendor import VendorProvider
 _SIGNED = {"content-type": "application/json"}
 
 
+def speaks_invoke(model_id: str) -> bool:
+    """
+    Whether Bedrock's C{invoke} takes the Anthropic Messages body for C{model_id}: Anthropic's models, by
+    model id (C{anthropic.claude-...}), cross-region inference profile (C{us.anthropic.claude-...}) or an
+    ARN naming one.
+    """
+    return "anthropic." in model_id.lower()
+
+
 class BedrockProvider(VendorProvider):
     settings: Settings
     credential_span = "aws.credentials"
@@ -45,10 +55,17 @@ class BedrockProvider(VendorProvider):
     def operation_url(self, deployment: Deployment, request: WireRequest, target: WireTarget) -> str:
         if request.operation == "invoke":
             return deployment.url + ("/invoke-with-response-stream" if request.stream else "/invoke")
+        if request.operation == "converse":
+            return deployment.url + ("/converse-stream" if request.stream else "/converse")
         return f"{deployment.url}/{request.operation}"
 
     def wire_format(self, model: str) -> str:
-        return "converse" if self._models[model].converse else "bedrock_invoke"
+        """
+        Claude through C{invoke} (Anthropic's own body) unless the model says C{converse}; every other model
+        (Amazon Nova, Meta Llama, Mistral, ...) through Converse, the one API Bedrock serves them all with.
+        """
+        settings = self._models[model]
+        return "converse" if settings.converse or not speaks_invoke(settings.upstream_model) else "bedrock_invoke"
 
     def start(self) -> None:
         """

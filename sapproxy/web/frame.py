@@ -29,6 +29,7 @@ from sapproxy.ratelimit import IRateLimiter
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.jsontext import compact_json
+from sapproxy.web.pause import after_big_body
 
 log = Logger()
 
@@ -95,7 +96,7 @@ def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
     raw = content.read()
     if not raw.strip():
         raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
-    body = parse_body(raw)
+    body = parse_body(raw, getattr(request, "body_outline", None))
     if not isinstance(body, dict):
         raise GatewayError("invalid_request", "the request body must be a JSON object")
     return body
@@ -185,6 +186,7 @@ class Route:
         """
         record.call = client_request.call
         record.stream = client_request.call.stream
+        await after_big_body(self.services.gateway.reactor, request)  # the parse and the encoding, apart
         try:
             result, record.outcome = await self.services.gateway.forward(record, request, model, client_request)
         except Undelivered as e:

@@ -94,8 +94,6 @@ OA = {"kind": "openai", "base_url": "http://h/v1", "models": ["m"]}
     ({"x": {"kind": "anthropic", "models": ["c"]}}, {}, "providers.x.api_key: "),
     ({"x": {"kind": "bedrock", "region": "frankfurt", "models": ["c"]}}, {}, "providers.x.region: not an AWS region: frankfurt"),
     ({"x": {"kind": "gemini", "models": ["g"]}}, {}, "providers.x.api_key: "),
-    ({"x": {"kind": "bedrock", "region": "us-east-1", "models": {"c": {"upstream_model": "m", "converse": True}}}},
-     {}, "providers.x.models.c.converse: not supported for Bedrock providers yet"),
     ({"x": {"kind": "azure-openai", "endpoint": "https://r", "api_key": "k", "deployments": {"a": "d"},
             "models": ["b"]}}, {}, "providers.x.models.b: has no entry in deployments"),
     ({"acct1": OA}, {}, "providers.acct1: a subaccount has the same name"),
@@ -133,3 +131,11 @@ def test_a_provider_models_family_reaches_the_catalog(tmp_path: Path) -> None:
         "big-one": {"upstream_model": "anthropic/claude-sonnet-4.5", "family": "claude"}, "plain": "p"}}}})
     catalog = ModelCatalog(config.served_by, config.catalog_settings(), config.aliases)
     assert catalog.family("big-one") == "claude" and catalog.family("plain") == "openai"
+
+
+def test_a_bedrock_model_may_go_through_converse(tmp_path: Path) -> None:
+    config = load(tmp_path, {**SAP, "providers": {"aws": {"kind": "bedrock", "region": "us-east-1", "models": {
+        "claude-conv": {"upstream_model": "anthropic.claude-sonnet-4-5-20250929-v1:0", "converse": True},
+        "nova-pro": "amazon.nova-pro-v1:0"}}}})
+    models = config.providers["aws"].models
+    assert models["claude-conv"].converse and not models["nova-pro"].converse

@@ -166,6 +166,37 @@ def test_bedrock_request_is_signed_as_botocore_signs_it() -> None:
     assert p.health()["credentials"] == "failing" and "wJalr" not in json.dumps(p.health())
 
 
+def test_bedrock_converse_urls_and_which_models_take_it() -> None:
+    clock = Clock()
+    clock.advance(calendar.timegm(WHEN.utctimetuple()))
+    models = {"c": ProviderModel("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+              "c-conv": ProviderModel("anthropic.claude-sonnet-4-5-20250929-v1:0", converse=True),
+              "nova": ProviderModel("amazon.nova-pro-v1:0"), "llama": ProviderModel("meta.llama3-3-70b-instruct-v1:0")}
+    p = BedrockProvider(BedrockSettings(region="us-east-1", name="aws", models=models), clock,
+                        FixedCredentials(FrozenCredentials("AKIDEXAMPLE", "secret")))  # type: ignore[arg-type]
+    assert p.wire_format("c") == "bedrock_invoke"
+    # Claude when asked, and every model that is not Anthropic's: Bedrock's invoke takes no Messages body for them.
+    assert p.wire_format("c-conv") == p.wire_format("nova") == p.wire_format("llama") == "converse"
+    base = b"https://bedrock-runtime.us-east-1.amazonaws.com/model/amazon.nova-pro-v1%3A0"
+    assert p.url(only(p, "nova"), WireRequest("converse", b"{}", False)) == base + b"/converse"
+    assert p.url(only(p, "nova"), WireRequest("converse", b"{}", True)) == base + b"/converse-stream"
+
+
+def test_converse_body_for_a_model_that_is_not_claude() -> None:
+    from sapproxy.translate.wire.converse import WIRE_FORMAT as CONVERSE
+
+    ir: Any = {"model": "m", "max_tokens": 64, "top_k": 5, "temperature": 0.5,
+               "messages": [{"role": "user", "content": "hi"}]}
+    claude = json.loads(CONVERSE.request(ir, WireTarget("anthropic.claude-sonnet-4-5-20250929-v1:0"), True).body)
+    assert claude["additionalModelRequestFields"] == {"top_k": 5}
+    nova = json.loads(CONVERSE.request(ir, WireTarget("amazon.nova-pro-v1:0"), True).body)
+    assert nova["additionalModelRequestFields"] == {"inferenceConfig": {"topK": 5}}
+    assert nova["inferenceConfig"] == {"maxTokens": 64, "temperature": 0.5}
+    thinking: Any = {**ir, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    llama = json.loads(CONVERSE.request(thinking, WireTarget("meta.llama3-3-70b-instruct-v1:0"), False).body)
+    assert "additionalModelRequestFields" not in llama and llama["messages"] == [{"role": "user", "content": [{"text": "hi"}]}]
+
+
 class Named:
     generation = 0
 

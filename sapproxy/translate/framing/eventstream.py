@@ -1,6 +1,7 @@
 """
 AWS event-stream (C{application/vnd.amazon.eventstream}) decoding for Bedrock's
-C{invoke-with-response-stream}.
+C{invoke-with-response-stream} (L{EventStreamDecoder}) and C{converse-stream}
+(L{ConverseEventStreamDecoder}).
 
 Each binary frame is: total length (4), headers length (4), prelude CRC32 (4), headers, payload, message
 CRC32 (4).  Framing and both CRCs are checked by L{EventStreamDecoder}, headers parsed by botocore's
@@ -14,6 +15,13 @@ Frame kinds:
   - C{:message-type: exception}: C{:exception-type} names the AWS error, the payload is
     C{{"message": ...}}; returned as an Anthropic C{error} event (see L{EXCEPTION_TYPES}).
   - C{:message-type: error}: C{:error-code}/C{:error-message} headers; returned the same way.
+
+Bedrock's own C{converse-stream} uses the same frames with a different event body: C{:event-type} names the
+ConverseStream event (C{messageStart}, C{contentBlockStart}, C{contentBlockDelta}, C{contentBlockStop},
+C{messageStop}, C{metadata}) and the payload is that event's JSON body itself, with Bedrock's C{"p"} padding
+key beside the members (it hides the length of the text, and is no member of any event).
+L{ConverseEventStreamDecoder} returns C{{"<event-type>": body}}, the decoded event the converse translator reads
+(and the shape SAP AI Core's SSE converse-stream carries); exceptions and errors as above.
 """
 
 from __future__ import annotations
@@ -181,6 +189,32 @@ class EventStreamDecoder:
         return None
 
 
+class ConverseEventStreamDecoder(EventStreamDecoder):
+    """
+    Bedrock's C{converse-stream}: C{feed(bytes)} returns C{{"<event-type>": body}} per event frame (the
+    padding key C{"p"} dropped), and Anthropic C{error} events for exception and error frames.  Framing and
+    CRCs are checked as for invoke.
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def _decode(headers: dict[str, Any], payload: bytes) -> dict[str, Any] | None:
+        if headers.get(":message-type") != "event":
+            return EventStreamDecoder._decode(headers, payload)
+        name = headers.get(":event-type")
+        if not isinstance(name, str) or not name:
+            raise EventStreamError("converse-stream event frame without an :event-type header")
+        try:
+            body = _loads(payload) if payload else {}
+        except (ValueError, UnicodeDecodeError) as e:
+            raise EventStreamError(f"converse-stream {name} payload is not JSON: {e}") from e
+        if not isinstance(body, dict):
+            raise EventStreamError(f"converse-stream {name} payload is not a JSON object")
+        body.pop("p", None)
+        return {name: body}
+
+
 def _header(name: str, value: str) -> bytes:
     n = name.encode()
     v = value.encode()
@@ -203,4 +237,16 @@ def encode_chunk(event: dict[str, Any]) -> bytes:
     payload = json.dumps({"bytes": data, "p": "abcdefghij"}).encode()
     return encode_event_frame(
         payload, {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    )
+
+
+def encode_converse_event(event: dict[str, Any], padding: str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ") -> bytes:
+    """
+    A decoded ConverseStream event (C{{"contentBlockDelta": {...}}}) framed as Bedrock's C{converse-stream}
+    sends it: the member name in C{:event-type}, its body (plus the C{"p"} padding) as the payload.
+    """
+    ((name, body),) = event.items()
+    payload = json.dumps({**body, "p": padding} if padding else body, separators=(",", ":")).encode()
+    return encode_event_frame(
+        payload, {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
     )

@@ -37,7 +37,7 @@ from sapproxy.translate import ir
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.turns import split_turns
-from sapproxy.translate.framing.eventstream import anthropic_error_event
+from sapproxy.translate.framing.eventstream import ConverseEventStreamDecoder, anthropic_error_event
 from sapproxy.translate.ids import new_message_id
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
@@ -289,6 +289,34 @@ def ir_request_to_converse(body: ir.Request) -> dict[str, Any]:
     return out
 
 
+def is_claude(model: str) -> bool:
+    """
+    Whether a Converse model id (Bedrock's C{anthropic.claude-...}, C{us.anthropic.claude-...}, an inference
+    profile ARN naming one, or SAP AI Core's C{anthropic--claude-...}) is one of Anthropic's models.
+    """
+    return "claude" in model.lower() or "anthropic" in model.lower()
+
+
+def for_model(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """
+    A Converse body for a model that is not Claude (Amazon Nova, Meta Llama, Mistral, ... on Bedrock): the
+    common Converse fields are the same, but C{additionalModelRequestFields} are each model's own, and
+    Anthropic's C{thinking} and C{top_k} would make Bedrock answer 400.  C{top_k} survives as Nova's
+    C{inferenceConfig.topK}; thinking has no counterpart and is dropped.
+    """
+    extra = body.get("additionalModelRequestFields")
+    if not model or is_claude(model) or not isinstance(extra, dict):
+        return body
+    top_k = extra.get("top_k")
+    rest = {key: value for key, value in extra.items() if key not in ("top_k", "thinking")}
+    if isinstance(top_k, int) and "nova" in model.lower():
+        rest["inferenceConfig"] = {"topK": top_k}
+    out = {key: value for key, value in body.items() if key != "additionalModelRequestFields"}
+    if rest:
+        out["additionalModelRequestFields"] = rest
+    return out
+
+
 def _history_uses_tools(conversation: Any) -> bool:
     """Whether a turn holds a tool_use or tool_result block (then Bedrock requires C{toolConfig})."""
     return any(isinstance(turn.content, list) and any(
@@ -530,6 +558,11 @@ class ConverseToAnthropicStream:
         out: list[ir.StreamEvent] = []
         if self._writer.ended:
             return out
+        if event.get("type") == "error":
+            # An exception or error frame of Bedrock's event stream, already an Anthropic error event.
+            self._start(out)
+            self._writer.fail(out, event)  # type: ignore[arg-type]
+            return out
         for name in _STREAM_EXCEPTIONS:
             if name in event:
                 detail = event[name]
@@ -594,9 +627,14 @@ class ConverseWire(NoNativeClient, NoEmbeddings):
     dialect_of = "converse"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
-        return WireRequest("converse", json_text(ir_request_to_converse(ir)), stream)
+        return WireRequest("converse", json_text(for_model(ir_request_to_converse(ir), target.model)), stream)
 
     def stream_source(self, content_type: str) -> Any:
+        """
+        Bedrock's own C{converse-stream} answers in AWS event-stream frames, SAP AI Core's in SSE lines.
+        """
+        if "amazon.eventstream" in content_type:
+            return ConverseEventStreamDecoder()
         return SSEJsonSource(parse_converse_stream_line)
 
     def stream_to_ir(self, model: str, message_id: str) -> list[Any]:

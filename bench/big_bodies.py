@@ -1,0 +1,107 @@
+"""
+How long the reactor thread spends on one big chat body (issue #15, item 4), without sockets: the gateway's own
+work between the last byte read and the first byte written upstream.
+
+    .venv/bin/python bench/big_bodies.py              # 22 MiB, best of 7
+    .venv/bin/python bench/big_bodies.py --mib 28 --repeats 3
+
+For each step it prints the best CPU time (of this process, so that other processes taking the cores on a
+shared machine do not count) in milliseconds: C{parse_body} (the edge: parse, depth check, surrogate
+repair), then, per wire format, planning the exchange for a body already parsed (pass-through or
+client -> IR -> wire) including encoding the upstream body.  The last lines compare the JSON libraries on the
+same body, so a change of parser or encoder can be judged apart from the gateway's code around it.
+
+The body is a long conversation (400 messages of 55,000 characters, ASCII with some German and Chinese words,
+quotes and newlines): what a coding agent's context looks like, and the shape the red team sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sapproxy.dispatch.plan import plan  # noqa: E402
+from sapproxy.edge import parse_body  # noqa: E402
+from sapproxy.registry import WIRE_FORMATS  # noqa: E402
+from sapproxy.translate.client.openai_chat import CLIENT_API  # noqa: E402
+from sapproxy.translate.jsontext import json_text  # noqa: E402
+from sapproxy.translate.wire import WireTarget  # noqa: E402
+
+WORDS = ["gateway", "stream", "token", "def", "return", "upstream", "the", "of", "Bedrock", "{", "}", "42",
+         "über", "数据", "deployment", "\n", "client", "retry", '"quoted"']
+
+
+def conversation(mib: float, seed: int = 1) -> bytes:
+    """A chat body of about C{mib} MiB: 400 alternating messages of plain text."""
+    rng = random.Random(seed)
+    per_message = int(mib * (1 << 20) / 400)
+    messages = []
+    for i in range(400):
+        out: list[str] = []
+        size = 0
+        while size < per_message:
+            word = rng.choice(WORDS)
+            out.append(word)
+            size += len(word.encode()) + 1
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": " ".join(out)})
+    return json.dumps({"model": "m", "max_tokens": 5, "messages": messages}, ensure_ascii=False).encode()
+
+
+def best(step: Callable[[], Any], repeats: int, setup: Callable[[], Any] = lambda: None) -> float:
+    """The least CPU time of C{repeats} runs of C{step(setup())}, in ms; C{setup} is not timed."""
+    times = []
+    for _ in range(repeats):
+        prepared = setup()
+        started = time.process_time()
+        step() if prepared is None else step(prepared)
+        times.append(time.process_time() - started)
+        del prepared
+    return min(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=float, default=22)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    raw = conversation(args.mib)
+    print(f"body: {len(raw) / (1 << 20):.1f} MiB")
+    print(f"{'parse_body (edge)':<40}{best(lambda: parse_body(raw), args.repeats):8.1f} ms")
+    print(f"{'plan + encode only, openai_chat':<40}"
+          f"{best(lambda b: plan(CLIENT_API, CLIENT_API.call(b, 'gpt-4.1', {}), WIRE_FORMATS['openai_chat'], WireTarget('gpt-4.1')).request, args.repeats, lambda: parse_body(raw)):8.1f} ms")
+    for wire_name, model, note in (("openai_chat", "gpt-4.1", "pass-through"),
+                                   ("bedrock_invoke", "anthropic.claude-sonnet-4-5", "translated"),
+                                   ("converse", "amazon.nova-pro", "translated"),
+                                   ("gemini", "gemini-2.5-pro", "translated")):
+        wire = WIRE_FORMATS[wire_name]
+
+        def step() -> None:
+            call = CLIENT_API.call(parse_body(raw), model, {"always_include_usage": False})
+            plan(CLIENT_API, call, wire, WireTarget(model)).request
+
+        body_ms = best(step, args.repeats)
+        print(f"{'parse + plan + encode, ' + wire_name:<40}{body_ms:8.1f} ms  ({note})")
+    # Encoders are timed on a freshly parsed body each time: orjson keeps each string's UTF-8 form once it has
+    # made it, so encoding the same objects again would look 5x faster than a request's one encoding.
+    fresh = lambda: json.loads(raw)  # noqa: E731
+    print(f"{'json.loads (stdlib)':<40}{best(lambda: json.loads(raw), args.repeats):8.1f} ms")
+    print(f"{'json.dumps compact (stdlib)':<40}"
+          f"{best(lambda v: json.dumps(v, ensure_ascii=False, separators=(',', ':')).encode(), args.repeats, fresh):8.1f} ms")
+    print(f"{'json_text (the gateway encoder)':<40}{best(json_text, args.repeats, fresh):8.1f} ms")
+    try:
+        import orjson
+    except ImportError:
+        return
+    print(f"{'orjson.loads':<40}{best(lambda: orjson.loads(raw), args.repeats):8.1f} ms")
+    print(f"{'orjson.dumps':<40}{best(orjson.dumps, args.repeats, fresh):8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
