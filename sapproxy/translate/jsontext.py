@@ -22,10 +22,13 @@ Both keep to the stdlib's values and bytes, falling back to it wherever the libr
   - encoding: what orjson will not write (an integer beyond 64 bits, a non-string key, a string with a lone
     surrogate, a subclass of a builtin type) the stdlib writes (or fails to, as before: a lone surrogate
     cannot be UTF-8; L{compact_json} gives the text).  orjson writes some floats its own way (C{1e-7} and
-    C{0.00001} where the stdlib writes C{1e-07} and C{1e-05}): an output with such a number in it is written
-    again by the stdlib.  Floats are rare in these bodies and events; the check is two C{bytes.find} scans.
-  - One difference remains: a plain C{float("nan")} or infinity made in Python (not read by L{parse_json};
-    the edge refuses them in client bodies) is written C{null}, valid JSON, where the stdlib wrote C{NaN}.
+    C{0.00001} where the stdlib writes C{1e-07} and C{1e-05}): an output up to 64 KiB with such a number in
+    it is written again by the stdlib.  Floats are rare in these bodies and events; the check is two scans
+    for C{e-} and C{0.0000}, and a regular expression only where one is found.
+  - Two differences remain: a bigger output keeps orjson's notation of such a float (the same number; a
+    regular expression over a 22 MiB body would cost more than orjson saves), and a plain C{float("nan")}
+    or infinity made in Python (not read by L{parse_json}; the edge refuses them in client bodies) is
+    written C{null}, valid JSON, where the stdlib wrote C{NaN}.
 
 tests/translate/test_tr_jsontext.py checks both paths against the stdlib for arbitrary JSON.
 """
@@ -33,6 +36,7 @@ tests/translate/test_tr_jsontext.py checks both paths against the stdlib for arb
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgspec
@@ -45,34 +49,20 @@ _dumps = orjson.dumps
 _PASSTHROUGH = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 _decode = msgspec.json.Decoder().decode
 _DecodeError = (msgspec.DecodeError, UnicodeEncodeError)  # the latter: a str with a lone surrogate in it
-_DIGITS = b"0123456789"
-_BEFORE_VALUE = b":,["
 
 
 def _no_default(value: Any) -> Any:
     raise TypeError
 
 
-def _orjson_own_float(out: bytes) -> bool:
-    """
-    Whether C{out} (orjson's) may hold a number the stdlib writes otherwise: C{<digit>e-<one digit>} (the
-    stdlib pads the exponent) or C{0.0000} starting a value (the stdlib writes an exponent below 1e-4).  Text
-    that looks so only costs a needless fallback.
-    """
-    find = out.find
-    i = find(b"e-")
-    while i != -1:
-        if i and out[i - 1] in _DIGITS and out[i + 2 : i + 3] and out[i + 2] in _DIGITS \
-                and not (out[i + 3 : i + 4] and out[i + 3] in _DIGITS):
-            return True
-        i = find(b"e-", i + 2)
-    i = find(b"0.0000")
-    while i != -1:
-        j = i - 1 if i and out[i - 1] == 0x2D else i  # "-"
-        if j == 0 or out[j - 1] in _BEFORE_VALUE:
-            return True
-        i = find(b"0.0000", i + 1)
-    return False
+#: A number orjson writes unlike the stdlib: C{<digit>e-<one digit>} (the stdlib pads the exponent) or
+#: C{0.0000} starting a value (the stdlib writes an exponent below 1e-4).  Text that looks so only costs a
+#: needless fallback.
+_ORJSON_OWN_FLOAT = re.compile(rb"[0-9]e-[0-9](?![0-9])|(?:^|[:,\[])-?0\.0000").search
+#: Outputs up to this size are checked for those numbers (events, ordinary bodies): a regular expression
+#: over a 22 MiB body of text would cost more than orjson saved, so a bigger output keeps orjson's notation
+#: of such a float (the same number).
+_CHECKED = 64 * 1024
 
 
 def _fast(value: Any) -> bytes | None:
@@ -80,7 +70,7 @@ def _fast(value: Any) -> bytes | None:
         out: bytes = _dumps(value, _no_default, _PASSTHROUGH)
     except TypeError:  # orjson.JSONEncodeError is one
         return None
-    if (b"e-" in out or b"0.0000" in out) and _orjson_own_float(out):
+    if (b"e-" in out or b"0.0000" in out) and len(out) <= _CHECKED and _ORJSON_OWN_FLOAT(out) is not None:
         return None
     return out
 

@@ -152,3 +152,9 @@ def test_an_sse_source_still_refuses_what_is_not_json() -> None:
     source = SSEJsonSource()
     with pytest.raises(UpstreamStreamError):
         source.feed(b'data: {"a":\n\n')
+
+
+def test_a_big_body_is_not_scanned_for_floats_at_the_stdlib_s_cost() -> None:
+    text = "re-run e-mail 0.0000 " * 10_000  # text that looks like orjson's floats, in a 200 KiB body
+    assert json_text({"content": text, "t": 1e-7}) == b'{"content":"' + text.encode() + b'","t":1e-7}'
+    assert json_text({"content": text[:6000], "t": 1e-7}) == stdlib_text({"content": text[:6000], "t": 1e-7}).encode()
