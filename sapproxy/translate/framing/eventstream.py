@@ -37,6 +37,7 @@ from typing import Any, cast
 from botocore.eventstream import EventStreamHeaderParser, ParserError
 
 from sapproxy.translate import ir
+from sapproxy.translate.jsontext import parse_json as _parse_json
 
 _loads = json.loads
 _b64decode = binascii.a2b_base64
@@ -167,7 +168,7 @@ class EventStreamDecoder:
             try:
                 match = _CHUNK_PAYLOAD.fullmatch(payload)
                 raw = _b64decode(match.group(1) if match is not None else _loads(payload)["bytes"])
-                event = _loads(raw.decode("utf-8"))
+                event = _parse_json(raw)
             except (ValueError, KeyError, TypeError, binascii.Error) as e:
                 raise EventStreamError(f"event-stream chunk payload is not base64 JSON: {e}") from e
             if not isinstance(event, dict):

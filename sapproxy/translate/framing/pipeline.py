@@ -9,11 +9,11 @@ converters that change them are tested apart.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Protocol, Sequence
 
 from sapproxy.translate.estimate import event_text_chars
 from sapproxy.translate.framing.sse import SSEDecoder
+from sapproxy.translate.jsontext import parse_json
 from sapproxy.translate.usage import Usage
 
 
@@ -41,7 +41,7 @@ class SSEJsonSource:
 
     __slots__ = ("_decoder", "_parse")
 
-    def __init__(self, parse: Callable[[str], Any] = json.loads) -> None:
+    def __init__(self, parse: Callable[[str], Any] = parse_json) -> None:
         self._decoder = SSEDecoder()
         self._parse = parse
 

@@ -13,7 +13,7 @@ import json
 from typing import Any, NamedTuple
 
 
-from sapproxy.translate.jsontext import compact_json, json_text  # json_text: re-exported, the encoders here use it
+from sapproxy.translate.jsontext import compact_json, json_text  # noqa: F401  (compact_json: re-exported)
 
 
 class SSEEvent(NamedTuple):

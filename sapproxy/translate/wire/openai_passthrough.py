@@ -6,14 +6,13 @@ OpenAI's own API never shows are smoothed away.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sapproxy.translate.framing.sse import Rendered
-from sapproxy.translate.jsontext import json_text
+from sapproxy.translate.jsontext import json_text, parse_json
 from sapproxy.translate.usage import Usage
 
-_loads = json.loads
+_loads = parse_json
 
 
 def parse_keeping_bytes(data: str) -> Rendered:
