@@ -109,10 +109,11 @@ class Procs:
 def fitting_streams(nofile: int, want: int = 10000) -> int:
     """
     How many concurrent streams sapproxy can hold under a descriptor limit of C{nofile}: two sockets a stream
-    (client and upstream) and a few dozen of its own (listening socket, epoll, logs, the usage database, the
-    pool's spare connections), at most C{want}.
+    (client and upstream) and 64 of its own (listening socket, epoll, logs, the usage database, the pool's
+    spare connections), at most C{want}.  It is the gateway's own connection budget
+    (L{sapproxy.web.channel.connection_budget}), past which it sheds connections to stay able to answer.
     """
-    return max(1, min(want, (nofile - 48) // 2))
+    return max(1, min(want, (nofile - 64) // 2))
 
 
 def checkout_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -505,7 +506,7 @@ def main() -> int:
     fit = fitting_streams(nofile[0])
     holds = a.hold or ([1000] if quick else [1000, fit, 1000])
     if not a.hold and not quick and fit < 10000:
-        notes.append(f"10,000 streams need about 20,050 descriptors in sapproxy (one client and one upstream socket "
+        notes.append(f"10,000 streams need about 20,064 descriptors in sapproxy (one client and one upstream socket "
                      f"each, and its own) but RLIMIT_NOFILE is {nofile[0]} and its hard limit cannot be raised "
                      f"here: the memory test held {fit:,}, the most that fit, and the 10k row extrapolates from it")
 
@@ -647,7 +648,7 @@ def main() -> int:
                           "rss_after_mib": after})
                 r["rss_per_stream_kib"] = (r["rss_open_mib"] - before) * 1024 / n
                 if n > fitting_streams(nofile[0]):
-                    note = (f"{n} streams need about {2 * n + 48} descriptors in sapproxy (one client and one upstream "
+                    note = (f"{n} streams need about {2 * n + 64} descriptors in sapproxy (one client and one upstream "
                             f"socket each) but RLIMIT_NOFILE is {nofile[0]} and cannot be raised here (hard limit): "
                             f"failures at this size are the sandbox's limit, not necessarily sapproxy's")
                     if note not in notes:
