@@ -75,6 +75,9 @@ class IClientAPI(Interface):
 
     name = Attribute("str: the dialect's name ('openai', 'anthropic', ...); usage rows and logs carry it.")
     native_wire = Attribute("str or None: the wire format that is this dialect (its bodies pass through).")
+    input_tokens_at_start = Attribute(
+        "bool: the dialect's first stream event carries the prompt's token count (Anthropic's message_start), "
+        "so a wire format that reports it only at the end gets an estimate there.")
     done = Attribute("bytes: written after a stream's last event (OpenAI's C{data: [DONE]}), or C{b''}.")
     keepalive = Attribute("bytes: written into a silent stream so the client's watchdog stays quiet.")
 
@@ -115,6 +118,10 @@ class IWireFormat(Interface):
     """
 
     name = Attribute("str: the format's name ('openai_chat', 'bedrock_invoke', 'converse', 'gemini').")
+    fit_kind = Attribute(
+        "str: which upstream's rules this format's requests are fitted to before conversion (tools, tool names, "
+        "sampling, output ceilings; L{sapproxy.translate.fit}): openai, gemini, converse, invoke or anthropic.")
+    input_tokens_at_end = Attribute("bool: its streams report the prompt's token count only at their end.")
     dialect_of = Attribute(
         "str: the format this one is a variant of, for the pass-through rule (C{client.native_wire == "
         "wire.dialect_of}): OpenAI-compatible servers' chat is OpenAI chat; most formats name themselves.")

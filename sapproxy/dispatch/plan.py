@@ -23,14 +23,11 @@ from sapproxy.interfaces import IClientAPI, IClientCall, IProvider, IWireFormat
 from sapproxy.translate.framing.pipeline import StreamPipeline
 from sapproxy.translate.ids import random_hex
 from sapproxy.translate.usage import Usage
-from sapproxy.translate.fit import WIRE_KINDS, fit_request
+from sapproxy.translate.fit import fit_request
 from sapproxy.translate.prompt_estimate import InputTokensAtStart, estimate_input_tokens
 from sapproxy.translate.wire import WireRequest, WireTarget
 
 log = Logger()
-
-#: Wire formats whose streams tell the prompt's token count only at the end (see translate/prompt_estimate.py).
-_COUNT_AT_END = frozenset({"openai_chat", "openai_compatible", "openai_responses", "gemini"})
 
 
 @frozen
@@ -72,7 +69,7 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
             convert=lambda response: wire.passthrough_response(response, call), usage=wire.usage,
         )
     # Fitted to what this upstream takes (tools, tool names, sampling, output ceiling): translate/fit.py.
-    fitted = fit_request(call.ir(), WIRE_KINDS.get(wire.name, "openai"), target.model,
+    fitted = fit_request(call.ir(), wire.fit_kind, target.model,
                          max_output_tokens=target.max_output_tokens)
     if fitted.dropped_tools:
         log.info("tools {tools} left out: {model} cannot run them", tools=", ".join(fitted.dropped_tools),
@@ -85,7 +82,7 @@ def plan(client: IClientAPI, call: IClientCall, wire: IWireFormat, target: WireT
     def pipeline(content_type: str) -> StreamPipeline:
         # The restorer costs a call per event: only streams whose tool names (or enum values) need it get it.
         restorers: list[Any] = [names.restorer()] if names.renamed else []
-        if client.name == "anthropic" and wire.name in _COUNT_AT_END:
+        if client.input_tokens_at_start and wire.input_tokens_at_end:
             restorers.append(InputTokensAtStart(estimate_input_tokens(fitted.ir)))
         return StreamPipeline(wire.stream_source(content_type),
                               wire.stream_to_ir(model, message_id) + restorers + call.stream_from_ir(), encode)

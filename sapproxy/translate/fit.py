@@ -41,12 +41,6 @@ def upstream_kind(family: str, converse: bool) -> str:
     return "converse" if converse else "invoke"
 
 
-#: Wire format names (L{sapproxy.registry.WIRE_FORMATS}) -> the upstream kinds of the fitting rules.
-WIRE_KINDS = {"openai_chat": "openai", "openai_compatible": "openai", "openai_responses": "openai",
-              "gemini": "gemini", "converse": "converse", "bedrock_invoke": "invoke",
-              "anthropic_messages": "anthropic"}
-
-
 def fit_request(request: irtypes.Request, upstream: str, model: str, *,
                 max_output_tokens: int | None = None) -> FittedRequest:
     """

@@ -67,6 +67,7 @@ class AnthropicMessagesAPI:
     """
 
     name = "anthropic"
+    input_tokens_at_start = True
     native_wire = "anthropic_messages"
     done = b""
     keepalive = PING

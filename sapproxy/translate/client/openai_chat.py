@@ -1043,6 +1043,7 @@ class OpenAIChatAPI:
     """
 
     name = "openai"
+    input_tokens_at_start = False
     native_wire = "openai_chat"
     done = DONE
     keepalive = KEEPALIVE_COMMENT

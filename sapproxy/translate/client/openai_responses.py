@@ -945,6 +945,7 @@ class ResponsesAPI:
     """
 
     name = "responses"
+    input_tokens_at_start = False
     native_wire = "openai_responses"
     done = b""
     keepalive = KEEPALIVE_COMMENT

@@ -43,6 +43,8 @@ def _betas(target: WireTarget) -> tuple[tuple[bytes, bytes], ...]:
 @implementer(IWireFormat)
 class AnthropicMessagesWire(NoEmbeddings):
     name = "anthropic_messages"
+    fit_kind = "anthropic"
+    input_tokens_at_end = False
     dialect_of = "anthropic_messages"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:

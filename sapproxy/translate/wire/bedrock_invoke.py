@@ -418,6 +418,8 @@ class BedrockInvokeWire(NoEmbeddings):
     """
 
     name = "bedrock_invoke"
+    fit_kind = "invoke"
+    input_tokens_at_end = False
     dialect_of = "bedrock_invoke"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:

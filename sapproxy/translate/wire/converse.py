@@ -648,6 +648,8 @@ class ConverseWire(NoNativeClient, NoEmbeddings):
     """
 
     name = "converse"
+    fit_kind = "converse"
+    input_tokens_at_end = False
     dialect_of = "converse"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:

@@ -637,6 +637,8 @@ class OpenAIChatWire:
     """
 
     name = "openai_chat"
+    fit_kind = "openai"
+    input_tokens_at_end = True
     dialect_of = "openai_chat"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:

@@ -522,6 +522,8 @@ class OpenAIResponsesWire(NoEmbeddings):
     """
 
     name = "openai_responses"
+    fit_kind = "openai"
+    input_tokens_at_end = True
     dialect_of = "openai_responses"
 
     def request(self, request: IRRequest, target: WireTarget, stream: bool) -> WireRequest:

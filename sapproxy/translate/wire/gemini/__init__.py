@@ -62,6 +62,8 @@ class GeminiWire(NoNativeClient, NoEmbeddings):
     """
 
     name = "gemini"
+    fit_kind = "gemini"
+    input_tokens_at_end = True
     dialect_of = "gemini"
 
     def request(self, ir: IRRequest, target: WireTarget, stream: bool) -> WireRequest:
