@@ -86,17 +86,28 @@ def install(app: Klein, ref: ServicesRef) -> None:
             raise _not_found(previous, "previous_response_id")
         return stored.history()  # type: ignore[no-any-return]
 
+    async def prepared(request: Any, record: RequestRecord, identity: ClientIdentity, *,
+                       streams: bool) -> tuple[Any, Any, Any]:
+        """
+        What creating and counting a response share: the checked body, the model it resolves to, and the
+        conversation its C{previous_response_id} stands for.
+
+        @param streams: the route can stream (the record says whether this request asked to).
+        """
+        body = route.body(request, record)
+        resolved = route.resolve(record, body, identity)
+        route.announce(request, resolved)
+        _check(body)
+        if "input" not in body:
+            body["input"] = []
+        if streams:
+            record.stream = bool(body.get("stream"))
+        return body, resolved, await history_of(body, identity)
+
     @app.route("/v1/responses", methods=["POST"])
     async def create(request: Any) -> Any:
         async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
-            body = route.body(request, record)
-            resolved = route.resolve(record, body, identity)
-            route.announce(request, resolved)
-            _check(body)
-            if "input" not in body:
-                body["input"] = []
-            record.stream = bool(body.get("stream"))
-            history = await history_of(body, identity)
+            body, resolved, history = await prepared(request, record, identity, streams=True)
             await route.limit(identity)
             call = CLIENT_API.call(body, record.model_requested, {"history": history})
             if call.tools.dropped:
@@ -116,13 +127,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
     @app.route("/v1/responses/input_tokens", methods=["POST"])
     async def input_tokens(request: Any) -> Any:
         async def work(record: RequestRecord, identity: ClientIdentity) -> Any:
-            body = route.body(request, record)
-            resolved = route.resolve(record, body, identity)
-            route.announce(request, resolved)
-            _check(body)
-            if "input" not in body:
-                body["input"] = []
-            history = await history_of(body, identity)
+            body, resolved, history = await prepared(request, record, identity, streams=False)
             tools = map_tools(body.get("tools"), body.get("tool_choice"))
             if resolved.family == "openai":
                 count = count_chat_tokens(responses_request_to_chat(body, tools, history), resolved.family)
