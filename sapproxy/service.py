@@ -76,7 +76,7 @@ class GatewayService(MultiService):
         apply_stream_limits(config)
         admin = AdminBackend(store=self.store, keyring=self.keyring, reactor=reactor)
         self.site = GatewaySite(build_app(self.ref, admin).resource(), max_body_bytes=config.max_body_bytes,
-                                reactor=reactor, headers_deadline=config.timeouts.request_headers,
+                                body_budget_bytes=config.body_budget_bytes, reactor=reactor, headers_deadline=config.timeouts.request_headers,
                                 body_deadline=config.timeouts.request_body)
         self.site.metrics = self.metrics
         if config.simulator is not None:
@@ -138,6 +138,7 @@ class GatewayService(MultiService):
             self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
+        self.site.body_budget.limit = config.body_budget_bytes
         self.responses.ttl = config.responses_ttl_days * 86400.0
         apply_stream_limits(config)
         self.site.headers_deadline = config.timeouts.request_headers
