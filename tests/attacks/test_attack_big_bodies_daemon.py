@@ -16,6 +16,8 @@ import http.client
 import json
 import os
 import random
+import select
+import socket
 import sys
 import threading
 import time
@@ -46,6 +48,8 @@ STALL_LIMIT = 1.0
 #: conversation (strings with a non-ASCII character take 2 bytes a character), their UTF-8 kept by the encoder,
 #: the upstream body and the transport's copy of it; 119 MiB measured (151 MiB before orjson).
 PEAK_GROWTH_LIMIT_MIB = 135
+#: The same for five concurrent 22 MiB bodies under a 48 MiB budget (two held, three refused).
+CONCURRENT_GROWTH_LIMIT_MIB = 270
 
 
 def conversation(model: str, mib: float) -> bytes:
@@ -205,3 +209,76 @@ def test_the_memory_one_big_body_takes_is_bounded(tmp_path: Path, sim: Simulator
         gw.daemon.stop()
     print(f"\npeak RSS +{growth:.0f} MiB for one {len(body) / (1 << 20):.1f} MiB body")
     assert growth < PEAK_GROWTH_LIMIT_MIB, f"peak RSS grew by {growth:.0f} MiB for one 22 MiB body"
+
+
+def post_early_answer(port: int, body: bytes) -> tuple[int, str, bytes]:
+    """
+    POST C{body} to the chat route as a careful client does: the head first, the body only if no answer came
+    at once (a refused body is answered before it is read).  Status, head and body of the answer.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+                  b"application/json\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n"
+                  % len(body))
+        if not select.select([s], [], [], 0.5)[0]:
+            s.sendall(body)
+        data = b""
+        while chunk := s.recv(1 << 16):
+            data += chunk
+    head, _, answer = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head.decode("latin-1"), answer
+
+
+def test_concurrent_big_bodies_are_held_to_the_budget(tmp_path: Path, sim: Simulator) -> None:
+    config = gateway_config(tmp_path, {"simulated": subaccount(sim, {GPT: "d-gpt41"})},
+                            max_body_bytes=32 << 20, body_budget_bytes=48 << 20)
+    gw = start_gateway(tmp_path, config)
+    try:
+        small = {"model": GPT, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        assert gw.post("/v1/chat/completions", small).status == 200
+        deadline = time.monotonic() + 30
+        while "tokenizers loaded" not in gw.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = peak_rss_mib(gw.pid)
+        body = conversation(GPT, 22)
+        poller = HealthPoller(gw.port, gw.pid)
+        poller.start()
+        results: list[tuple[int, str, bytes]] = []
+        start = threading.Barrier(5)
+
+        def client() -> None:
+            start.wait()
+            results.append(post_early_answer(gw.port, body))
+
+        clients = [threading.Thread(target=client) for _ in range(5)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(120)
+        poller.done.set()
+        poller.join(10)
+        growth = peak_rss_mib(gw.pid) - before
+        rows = gw.wait_usage_rows(3)
+        metrics = gw.get("/metrics").body.decode()
+    finally:
+        gw.daemon.stop()
+    statuses = sorted(status for status, _, _ in results)
+    print(f"\n5 concurrent {len(body) / (1 << 20):.1f} MiB bodies, budget 48 MiB: {statuses}; peak RSS +{growth:.0f} MiB; "
+          f"slowest /health {max(poller.latencies) * 1000:.0f} ms, most gateway CPU during one "
+          f"{max(poller.cpu) * 1000:.0f} ms")
+    assert statuses == [200, 200, 503, 503, 503], statuses  # two fit in 48 MiB; the rest refused at once
+    for status, head, answer in results:
+        if status == 503:
+            assert "Retry-After: 2" in head
+            error = json.loads(answer)["error"]
+            assert error["type"] == "service_unavailable_error" or "budget" in error["message"] or \
+                "big request bodies" in error["message"], error
+    assert not poller.failures, poller.failures
+    # Each reactor round runs one stretch of each body being parsed: two held, two stretches at most.
+    assert max(poller.cpu) < 2 * STALL_CPU_LIMIT
+    # Two bodies held (~111 MiB each at their peak, measured alone); unbounded, five would take ~550 MiB.
+    assert growth < CONCURRENT_GROWTH_LIMIT_MIB, growth
+    # A row for each request that reached the upstream (the small one first, the two big ones), none for the
+    # refused, which never did.
+    assert [r["status"] for r in rows] == [200, 200, 200], rows
+    assert 'status="503"' in metrics or "503" in metrics
