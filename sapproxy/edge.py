@@ -151,8 +151,8 @@ def _fast(raw: bytes | memoryview) -> Any:
         return _REFUSED
 
 
-#: The parse work (bytes) a big body does between two yields of L{parse_in_pieces}: ~5-10 ms of CPU.
-PIECE = 2 << 20
+#: The parse work (bytes) a big body does between two yields of L{parse_in_pieces}: a few ms of CPU.
+PIECE = 1 << 20
 #: A body with more commas than this is parsed whole: splitting it makes an object per array element and
 #: object member (~50 ns each, in one call that cannot be split), so a body of a million tiny elements would
 #: stall longer split than whole.  Commas inside strings count too (a conservative bound).
@@ -217,6 +217,9 @@ class _Pieces:
                     raise _Unsure() from None
                 del view
                 self.work += size // 4  # msgspec's scan, about a quarter of a parse's time a byte
+                if self.work >= PIECE:
+                    self.work = 0
+                    yield
                 if isinstance(parts, dict):
                     if any(_SURROGATE.search(key) for key in parts):
                         raise _Unsure()

@@ -5,9 +5,9 @@ The red team sent 28 MiB chat bodies: each held every other request for 2.4 s (p
 on the one reactor thread), and four took RSS from 144 to 531 MiB.  Here a 22 MiB conversation goes to a GPT
 deployment (passed through) and to a Claude one (translated to Bedrock invoke) while a second client asks
 C{/health} every 10 ms on a kept-alive connection; the slowest C{/health} answer is the reactor's longest stall.
-The bar is 100 ms of the gateway's own making: the CPU the gateway spent while one /health waited (the rest
-of a wait is the machine's: on a shared 2-core box the simulator parses the same body at the same time, and
-others run).  The assertions leave room for a slower CI machine; the figures are printed (C{pytest -s}).
+The bar is 100 ms of the gateway's own making, asserted at 60 ms: the CPU the gateway's reactor thread spent
+while one /health waited (the rest of a wait is the machine's: on a shared 2-core box the simulator parses the
+same body at the same time, and others run).  The assertions leave room for a slower CI machine; the figures are printed (C{pytest -s}).
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ pytestmark = pytest.mark.integration
 GPT, CLAUDE = "gpt-4.1", "anthropic--claude-4.5-sonnet"
 WORDS = ["gateway", "stream", "token", "def", "return", "upstream", "the", "of", "Bedrock", "{", "}", "42",
          "über", "数据", "deployment", "\n", "client", "retry", '"quoted"']
-#: The most CPU the gateway may spend while one /health answer waits: the gateway's longest stretch (~20-30 ms
-#: since bodies are parsed in pieces) and the /health itself, with room for a slower CI machine and the 10 ms
-#: ticks of /proc's CPU times; it was 230 ms with the one parse, 300-600 ms before orjson and the pause.
-STALL_CPU_LIMIT = 0.08
+#: The most CPU the gateway's reactor thread may spend while one /health answer waits: its longest stretch,
+#: 31-35 ms measured since bodies are parsed in pieces taking turns (the msgspec scans of the body's structure,
+#: the planning and encoding), with room for a slower CI machine; it was 230 ms with one parse of the whole body,
+#: 300-600 ms before orjson and the pause.  Measured from the thread's own CPU count (schedstat), which other
+#: processes on a shared machine do not inflate, so the bar holds under load.
+STALL_CPU_LIMIT = 0.06
 #: The longest /health answer accepted in wall time: what a client sees, loose because on a shared 2-core machine
 #: the gateway also waits for a core (gaps of 190 ms with no CPU used were seen); the red team measured 2.4 s.
 STALL_LIMIT = 1.0
@@ -69,7 +71,15 @@ def conversation(model: str, mib: float) -> bytes:
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time process C{pid} has used so far (user and system; 10 ms ticks)."""
+    """
+    The CPU time the reactor thread of process C{pid} (its main thread) has used so far: the scheduler's own
+    count in nanoseconds where the kernel gives it, else the whole process's user and system time (10 ms ticks).
+    """
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -274,8 +284,8 @@ def test_concurrent_big_bodies_are_held_to_the_budget(tmp_path: Path, sim: Simul
             assert error["type"] == "service_unavailable_error" or "budget" in error["message"] or \
                 "big request bodies" in error["message"], error
     assert not poller.failures, poller.failures
-    # Each reactor round runs one stretch of each body being parsed: two held, two stretches at most.
-    assert max(poller.cpu) < 2 * STALL_CPU_LIMIT
+    # The bodies under way take turns, one step a reactor round: two at once stall no longer than one.
+    assert max(poller.cpu) < STALL_CPU_LIMIT
     # Two bodies held (~111 MiB each at their peak, measured alone); unbounded, five would take ~550 MiB.
     assert growth < CONCURRENT_GROWTH_LIMIT_MIB, growth
     # A row for each request that reached the upstream (the small one first, the two big ones), none for the
