@@ -27,10 +27,11 @@ distinct one would otherwise be kept in caches, logs and rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 import msgspec
 import orjson
@@ -153,13 +154,35 @@ def _fast(raw: bytes | memoryview) -> Any:
 
 #: The parse work (bytes) a big body does between two yields of L{parse_in_pieces}: a few ms of CPU.
 PIECE = 1 << 20
-#: A body with more commas than this is parsed whole: splitting it makes an object per array element and
-#: object member (~50 ns each, in one call that cannot be split), so a body of a million tiny elements would
-#: stall longer split than whole.  Commas inside strings count too (a conservative bound).
-_MAX_SPLIT_COMMAS = 400_000
+#: A container with more parts than this is parsed whole, as one piece: split, each part costs ~1 us of Python
+#: (a body of a million tiny members or elements would take seconds).  An array is read to its first few
+#: thousand elements and the rest only skipped (msgspec ignores an array's elements past a struct's fields), so
+#: a huge one costs a scan, not millions of objects; an object's members are all read (about what parsing them
+#: costs, in one call), then it is parsed whole.
+_MAX_PARTS = 4096
 _LEADING_SPACE = re.compile(rb"[ \t\r\n]*").match
 _OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-_ARRAY = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_NO_PART = msgspec.Raw(b"")
+
+
+@functools.cache
+def _array_decoder(parts: int) -> Callable[[Any], Any]:
+    """A decoder of an array's first C{parts} elements as raw JSON (unset ones empty); ~20 ms to make, once."""
+    fields = [(f"p{i}", msgspec.Raw, _NO_PART) for i in range(parts)]
+    return msgspec.json.Decoder(msgspec.defstruct("ArrayParts", fields, array_like=True)).decode
+
+
+def _array_parts(view: memoryview) -> list[Any] | None:
+    """The elements of the array C{view} as raw JSON, or L{None} when it has more than L{_MAX_PARTS}."""
+    parts = msgspec.structs.astuple(_array_decoder(_MAX_PARTS)(view))
+    if len(parts[-1]):
+        return None  # maybe more than that
+    count = 0
+    for part in parts:
+        if not len(part):
+            break
+        count += 1
+    return list(parts[:count])
 
 
 class _Unsure(Exception):
@@ -184,7 +207,7 @@ def parse_in_pieces(raw: bytes, outline: Outline | None = None) -> Generator[Non
     if outline is None or outline.size != len(raw):
         outline = Outline()
         outline.feed(raw)
-    if outline.long_number or raw.count(b",") > _MAX_SPLIT_COMMAS:
+    if outline.long_number:
         return parse_body(raw, outline)
     pieces = _Pieces(check_depth=outline.opening > MAX_DEPTH)
     try:
@@ -212,7 +235,7 @@ class _Pieces:
                 if depth >= MAX_DEPTH:
                     raise _Unsure()
                 try:
-                    parts = (_OBJECT if first == b"{" else _ARRAY)(view)
+                    parts = _OBJECT(view) if first == b"{" else _array_parts(view)
                 except msgspec.DecodeError:
                     raise _Unsure() from None
                 del view
@@ -220,18 +243,20 @@ class _Pieces:
                 if self.work >= PIECE:
                     self.work = 0
                     yield
-                if isinstance(parts, dict):
+                if isinstance(parts, dict) and len(parts) <= _MAX_PARTS:
                     if any(_SURROGATE.search(key) for key in parts):
                         raise _Unsure()
                     result: dict[str, Any] = {}
                     for key in list(parts):
                         result[key] = yield from self.value(parts.pop(key), depth + 1)
                     return result
-                items: list[Any] = []
-                parts.reverse()
-                while parts:
-                    items.append((yield from self.value(parts.pop(), depth + 1)))
-                return items
+                if isinstance(parts, list):
+                    items: list[Any] = []
+                    parts.reverse()
+                    while parts:
+                        items.append((yield from self.value(parts.pop(), depth + 1)))
+                    return items
+                del parts  # a container of very many parts: one piece
         value = _fast(memoryview(part))
         if value is _REFUSED:
             raise _Unsure()

@@ -102,8 +102,27 @@ def test_random_bodies_split_finely_give_what_one_parse_gives(monkeypatch: pytes
         assert run(raw)[0] == parse_body(raw) == json.loads(raw)
 
 
-def test_a_22_mib_conversation_is_parsed_and_encoded_in_short_stretches() -> None:
-    raw = conversation(22)
+def code_conversation(mib: float) -> bytes:
+    """A conversation of tool calls and results: code and JSON text, dense in commas, colons and escapes."""
+    rng = random.Random(3)
+    lines = ['def f(a, b):', '    return {"key": a, "value": [b, 2, 3]}', 'x = f(1, "y: z")', '{"a": 1, "b": [1, 2]}',
+             'if x: print(x, end="")', '\tfor i in range(10): pass', 'über = "数据"']
+    messages = []
+    per_message = int(mib * (1 << 20) / 400)
+    for i in range(400):
+        text = "\n".join(rng.choice(lines) for _ in range(per_message // 30))
+        if i % 2:
+            messages.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{i}", "type": "function", "function": {"name": "run", "arguments": json.dumps({"code": text})}}]})
+        else:
+            messages.append({"role": "tool", "tool_call_id": f"call_{i - 1}", "content": text})
+    messages[0] = {"role": "user", "content": messages[0]["content"]}
+    return json.dumps({"model": "m", "messages": messages}).encode()
+
+
+@pytest.mark.parametrize("kind", ["prose", "code"])
+def test_a_22_mib_conversation_is_parsed_and_encoded_in_short_stretches(kind: str) -> None:
+    raw = conversation(22) if kind == "prose" else code_conversation(22)
     outline = Outline()
     outline.feed(raw)  # as the site does while the chunks arrive
     steps = parse_in_pieces(raw, outline)
@@ -124,9 +143,30 @@ def test_a_22_mib_conversation_is_parsed_and_encoded_in_short_stretches() -> Non
         started = time.thread_time()
         request = plan(CLIENT_API, CLIENT_API.call(body, model, {}), WIRE_FORMATS[wire], WireTarget(model)).request
         encodes[wire] = (time.thread_time() - started) * 1000
-        assert len(request.body) > 20 << 20
-    print(f"\n{len(stretches)} parse stretches, longest {max(stretches):.1f} ms CPU, all {sum(stretches):.0f} ms; "
+        assert len(request.body) > 18 << 20
+    print(f"\n{kind}, {len(raw) / (1 << 20):.1f} MiB: {len(stretches)} parse stretches, longest {max(stretches):.1f} ms CPU, all {sum(stretches):.0f} ms; "
           + ", ".join(f"plan+encode {w} {ms:.1f} ms" for w, ms in encodes.items()))
     assert len(stretches) > 5
     assert max(stretches) < STRETCH_LIMIT_MS, stretches
     assert max(encodes.values()) < STRETCH_LIMIT_MS, encodes
+
+
+@pytest.mark.parametrize("raw", BODIES + [b'{"a":[1,2,3,4,5,6,7,8,9],"b":[[1],[2],[3],[4],[5]],"c":[1,2]}'])
+def test_arrays_of_many_elements_are_one_piece_and_give_the_same(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(edge, "PIECE", 1)
+    monkeypatch.setattr(edge, "_MAX_PARTS", 3)
+    assert outcome(lambda: run(raw)[0]) == outcome(lambda: parse_body(raw))
+
+
+def test_millions_of_tiny_elements_or_members_cost_no_more_than_one_parse() -> None:
+    # Split naively each would cost ~1 us of Python: a container of more than a few thousand parts is parsed
+    # whole (an array read to its first few thousand elements only, an object's members all read first).
+    for raw in (b'{"input":[' + b"1," * 3_000_000 + b'1],"model":"m"}',
+                b'{' + b"".join(b'"k%d":1,' % i for i in range(300_000)) + b'"z":0}'):
+        started = time.thread_time()
+        body, stretches = run(raw)
+        took = time.thread_time() - started
+        whole_started = time.thread_time()
+        assert body == parse_body(raw)
+        whole = time.thread_time() - whole_started
+        assert took < 3 * whole + 0.05, (took, whole)
