@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import sapproxy.edge as edge  # noqa: E402
-from big_bodies import conversation  # noqa: E402
+from big_bodies import code_conversation, conversation  # noqa: E402
 from sapproxy.dispatch.plan import plan  # noqa: E402
 from sapproxy.edge import MAX_DEPTH, Outline, parse_body, parse_in_pieces  # noqa: E402
 from sapproxy.errors import GatewayError  # noqa: E402
@@ -100,24 +100,6 @@ def test_random_bodies_split_finely_give_what_one_parse_gives(monkeypatch: pytes
         body = {"messages": [value(0) for _ in range(rng.randrange(4))]}
         raw = json.dumps(body, ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 1])).encode()
         assert run(raw)[0] == parse_body(raw) == json.loads(raw)
-
-
-def code_conversation(mib: float) -> bytes:
-    """A conversation of tool calls and results: code and JSON text, dense in commas, colons and escapes."""
-    rng = random.Random(3)
-    lines = ['def f(a, b):', '    return {"key": a, "value": [b, 2, 3]}', 'x = f(1, "y: z")', '{"a": 1, "b": [1, 2]}',
-             'if x: print(x, end="")', '\tfor i in range(10): pass', 'über = "数据"']
-    messages = []
-    per_message = int(mib * (1 << 20) / 400)
-    for i in range(400):
-        text = "\n".join(rng.choice(lines) for _ in range(per_message // 30))
-        if i % 2:
-            messages.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": f"call_{i}", "type": "function", "function": {"name": "run", "arguments": json.dumps({"code": text})}}]})
-        else:
-            messages.append({"role": "tool", "tool_call_id": f"call_{i - 1}", "content": text})
-    messages[0] = {"role": "user", "content": messages[0]["content"]}
-    return json.dumps({"model": "m", "messages": messages}).encode()
 
 
 @pytest.mark.parametrize("kind", ["prose", "code"])
