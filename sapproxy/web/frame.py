@@ -108,6 +108,11 @@ def _read_and_parse(request: IGatewayRequest, limit: int) -> Any:
         raise GatewayError("request_too_large", f"request body of {size} bytes exceeds the limit of {limit} bytes")
     content.seek(0)
     raw = content.read()
+    # Parsed once, here: the request's own copy goes, not to be held for as long as a stream lasts.
+    content.seek(0)
+    content.truncate()
+    if size >= BIG_BODY:
+        setattr(request, "parsed_size", size)  # its size, for the round before its encoding (after_big_body)
     if not raw or raw.isspace():
         raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
     return parse_body(raw, getattr(request, "body_outline", None))
