@@ -146,12 +146,12 @@ class TrackingRequest(PhrasedRequest):
     def handleContentChunk(self, data: bytes) -> None:
         content: Any = self.content
         channel: Any = self.channel
-        if self.body_too_large is None and content.tell() + len(data) > channel.site.max_body_bytes:
-            # A chunked upload without Content-Length: answer as soon as it passes the limit, not at its end.
-            self._refuse_too_large(content.tell() + len(data), "more than ")
-            return
         size = content.tell() + len(data)
-        if size > self.body_reserved and size >= BIG_BODY and not self._take_budget(size - self.body_reserved):
+        if size > channel.site.max_body_bytes and self.body_too_large is None:
+            # A chunked upload without Content-Length: answer as soon as it passes the limit, not at its end.
+            self._refuse_too_large(size, "more than ")
+            return
+        if size >= BIG_BODY and size > self.body_reserved and not self._take_budget(size - self.body_reserved):
             return  # a chunked upload grown big takes from the budget as it grows
         content.write(data)
         if self.body_outline is None:
