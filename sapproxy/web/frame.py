@@ -85,37 +85,33 @@ def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
     @raise GatewayError: too large, not UTF-8, not JSON, or not an object; each says which.
     """
     parsed = getattr(request, "parsed_body", None)
-    if parsed is not None:  # a big body, parsed in pieces already (L{Route.run})
+    if parsed is None:
+        declared = getattr(request, "body_too_large", None)
+        if declared is not None:
+            raise GatewayError("request_too_large", f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        content = request.content
+        content.seek(0, 2)
+        size = content.tell()
+        if size > limit:
+            raise GatewayError("request_too_large", f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        content.seek(0)
+        raw = content.read()
+        # Parsed once, here: the request's own copy goes, not to be held for as long as a stream lasts.
+        content.seek(0)
+        content.truncate()
+        if size >= BIG_BODY:
+            setattr(request, "parsed_size", size)  # its size, for the round before its encoding (after_big_body)
+        if not raw or raw.isspace():
+            raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
+        body = parse_body(raw, getattr(request, "body_outline", None))
+    else:  # a big body, parsed in pieces already (L{Route.run})
         setattr(request, "parsed_body", None)
         if isinstance(parsed, GatewayError):
             raise parsed
         body = parsed
-    else:
-        body = _read_and_parse(request, limit)
     if not isinstance(body, dict):
         raise GatewayError("invalid_request", "the request body must be a JSON object")
     return body
-
-
-def _read_and_parse(request: IGatewayRequest, limit: int) -> Any:
-    declared = getattr(request, "body_too_large", None)
-    if declared is not None:
-        raise GatewayError("request_too_large", f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    content = request.content
-    content.seek(0, 2)
-    size = content.tell()
-    if size > limit:
-        raise GatewayError("request_too_large", f"request body of {size} bytes exceeds the limit of {limit} bytes")
-    content.seek(0)
-    raw = content.read()
-    # Parsed once, here: the request's own copy goes, not to be held for as long as a stream lasts.
-    content.seek(0)
-    content.truncate()
-    if size >= BIG_BODY:
-        setattr(request, "parsed_size", size)  # its size, for the round before its encoding (after_big_body)
-    if not raw or raw.isspace():
-        raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
-    return parse_body(raw, getattr(request, "body_outline", None))
 
 
 async def parse_big(reactor: Any, request: IGatewayRequest, limit: int) -> None:
