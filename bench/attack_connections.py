@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from daemon_harness import gateway_config, rss_kib, start_gateway, start_simulator, subaccount  # noqa: E402
+from daemon_harness import gateway_config, start_gateway, start_simulator, subaccount  # noqa: E402
 
 REQUEST_LINE = b"POST /v1/chat/completions HTTP/1.1\r\n"
 
@@ -45,7 +45,7 @@ def attacker(port: int, count: int, source: str, every: float, duration: float) 
     In a child process: open C{count} connections from C{source}, send each a request line and then a byte
     every C{every} seconds until C{duration} seconds have passed; note how and when each one ended.
     """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     started = time.monotonic()
     selector = selectors.DefaultSelector()
@@ -144,7 +144,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def descriptors(pid: int) -> int:
@@ -249,9 +249,10 @@ def summary(args: Any, gw: Any, sim: Any, reports: list[dict[str, Any]], baselin
     for how, when in ended:
         by_how.setdefault(how, []).append(when)
     lat = out["latencies"]
-    print(f"gateway: open-files limit {args.gateway_nofile or 'its hard limit (raised at start)'}; log: "
-          + "; ".join(line.split(" ", 2)[-1][:160] for line in log.splitlines()
-                      if "open-files limit" in line or "incomplete client connections" in line)[:900])
+    said = [line.split(" ", 2)[-1][:200] for line in log.splitlines() if "open-files limit" in line]
+    said += [line.split(" ", 2)[-1][:200] for line in log.splitlines() if "incomplete client connections" in line][-1:]
+    print(f"gateway: open-files limit {args.gateway_nofile or 'its hard limit (raised at start)'}; its log: "
+          + ("; ".join(said) or "nothing about descriptors"))
     print(f"before the attack: {len(baseline['latencies'])} normal responses in 5 s, p50 "
           f"{percentile(baseline['latencies'], 50):.1f} ms, p99 {percentile(baseline['latencies'], 99):.1f} ms")
     print(f"attack: {attempted:,} connections attempted from {len(reports)} processes "
