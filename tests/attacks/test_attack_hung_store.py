@@ -258,7 +258,9 @@ def sigterm(gw: Any) -> tuple[float, int | None]:
         code = gw.daemon.process.wait(STOP_DEADLINE + 20)
     except Exception:
         code = None
-    return time.monotonic() - stopping, code
+    took = time.monotonic() - stopping
+    print(f"exited {took:.2f} s after SIGTERM with {code}")
+    return took, code
 
 
 def test_store_connections_carry_statement_timeout_and_keepalives(schema: str) -> None:
