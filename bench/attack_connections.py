@@ -204,10 +204,11 @@ def main() -> int:
 
         share = [args.connections // args.processes + (i < args.connections % args.processes)
                  for i in range(args.processes)]
+        # Each from its own source address, so that no process runs short of ephemeral ports either.
         children[:] = [subprocess.Popen([sys.executable, __file__, "--attacker",
-                                      f"{gw.port},{n},127.0.0.{i + 2},{directory / f'attacker-{i}.json'}",
-                                      "--every", str(args.every), "--duration", str(args.duration)])
-                    for i, n in enumerate(share)]
+                                         f"{gw.port},{n},127.0.0.{i + 2},{directory / f'attacker-{i}.json'}",
+                                         "--every", str(args.every), "--duration", str(args.duration)])
+                       for i, n in enumerate(share)]
         started = time.monotonic()
         threads = [threading.Thread(target=normal_client, args=(gw.port, token, stop, out)) for _ in range(args.clients)]
         for t in threads:
