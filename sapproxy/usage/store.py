@@ -302,7 +302,7 @@ class UsageStore:
             self._inflight = []
             self._pending[:0] = rows
             self._trim()
-            if not self._failing:
+            if not self._failing and not failure.check(CancelledError):  # cancelled: stop says why
                 self._failing = True
                 log.error("usage store write failed ({error}); {count} rows kept for retry",
                           error=str(failure.value).splitlines()[0] if str(failure.value) else
