@@ -199,8 +199,8 @@ def parse_in_pieces(raw: bytes, outline: Outline | None = None) -> Generator[Non
     L{PIECE}, and each small part is parsed by orjson and warmed for its encoding upstream
     (L{sapproxy.translate.jsontext.warm}).  The values are the same as one parse's; anything this path is not
     sure of (a long number, a part orjson refuses: lone surrogates, C{NaN}, invalid UTF-8; a key with a
-    surrogate; a structure msgspec refuses; very many small parts) is parsed by L{parse_body} whole, in one
-    stretch, with its repairs and messages.
+    surrogate; a structure msgspec refuses; nesting past L{MAX_DEPTH}) is parsed by L{parse_body} whole, in
+    one stretch, with its repairs and messages; a container of more than L{_MAX_PARTS} parts is one piece.
 
     @raise GatewayError: as L{parse_body}.
     """
