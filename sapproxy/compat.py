@@ -17,7 +17,9 @@ Each is used because the public API has no way to do the same thing:
     (L{sapproxy.testing});
   - twisted.web's chunked body decoder, to subclass it, and the client parser's table of body decoders, to
     give one request's parser the subclass (L{sapproxy.upstreams.chunked}: whole chunks cut out of a read in
-    one loop).
+    one loop);
+  - twisted.web's client request, to subclass it with one that writes a body already in memory together with
+    its head (L{sapproxy.upstreams.http}: an inference call without the body producer machinery).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from typing import Any
 
 from treq.testing import _SynchronousProducer as SynchronousBodyProducer
 from twisted.web._newclient import HTTP11ClientProtocol, RequestGenerationFailed, RequestTransmissionFailed
+from twisted.web._newclient import Request as HTTP11Request
 from twisted.web.client import _HTTP11ClientFactory as HTTP11ClientFactory
 from twisted.web.http import _ChunkedTransferDecoder as ChunkedTransferDecoder
 
 __all__ = [
-    "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "RequestGenerationFailed", "RequestTransmissionFailed",
+    "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "HTTP11Request", "RequestGenerationFailed", "RequestTransmissionFailed",
     "SynchronousBodyProducer", "channel_path", "client_disconnected", "forget_klein_component",
     "install_pool_factory",
 ]
