@@ -39,12 +39,37 @@ from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
+from sapproxy.translate.framing.sse import Rendered
+from sapproxy.translate.jsontext import parse_json
 from sapproxy.dispatch.guards import BodyFailed, read_whole
 from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 from sapproxy.web.notes import announce_dropped_tools
 from sapproxy.translate.errors import UnusableAnswer
 
 log = Logger()
+
+
+def _whole_json(raw: bytes) -> dict[str, Any]:
+    """
+    A whole upstream response's JSON object, with the bytes it came as: a converter that only edits a value
+    (GPT pass-through's C{model}) answers with those bytes edited instead of serialising the body again (see
+    L{sapproxy.translate.wire.openai_passthrough.openai_response}).
+
+    @raise GatewayError: the body is not a JSON object (C{bad_gateway}).
+    """
+    try:
+        upstream = parse_json(raw)
+    except ValueError:
+        try:
+            upstream = json.loads(raw)  # JSON in UTF-16 or UTF-32, which only the stdlib reads from bytes
+        except ValueError:
+            raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
+        raw = b""
+    if not isinstance(upstream, dict):
+        raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
+    if not raw or raw[:1] != b"{":
+        return upstream
+    return Rendered(upstream, raw)
 
 
 class HungUp(CancelledError):
@@ -358,17 +383,15 @@ class Gateway:
         raw = await read_whole(response, self.reactor, timeout=self.config.timeouts.idle,
                                limit=self.config.max_response_bytes)
         first_byte_at = self.reactor.seconds()
-        try:
-            upstream = json.loads(raw)
-        except ValueError:
-            raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
-        if not isinstance(upstream, dict):
-            raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
+        upstream = _whole_json(raw)
         usage = exchange.usage(upstream)
         try:
             converted = exchange.convert(upstream)
         except UnusableAnswer as e:
             raise GatewayError("bad_gateway", e.message) from None
+        if converted is upstream:
+            # Edited in place by a converter that knows nothing of the JSON it came with: that JSON is stale.
+            converted = dict(converted)
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),
                                         first_byte_at=first_byte_at)
 

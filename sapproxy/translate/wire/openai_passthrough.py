@@ -104,6 +104,24 @@ def openai_response(resp: dict[str, Any], model: str) -> dict[str, Any]:
     """
     A non-streamed Azure completion, named as the client asked; Azure's C{prompt_filter_results} kept
     (harmless in a whole response, and some clients read it).
+
+    A response that still has the upstream's JSON (L{Rendered}, as the dispatcher reads whole responses)
+    comes back as a new L{Rendered} of that JSON with its C{model} edited, as a stream's chunks do (see
+    L{OpenAIPassthrough._named}), so the client's body is not serialised again; where the edit is not
+    unambiguous, as a plain dict that the encoder serialises.
     """
-    resp["model"] = model
-    return resp
+    upstream = resp.get("model")
+    if type(resp) is not Rendered:
+        resp["model"] = model
+        return resp
+    raw: bytes = resp.json
+    if upstream != model:
+        needle = b'"model":' + json_text(upstream) if isinstance(upstream, str) else b""
+        if not needle or raw.count(needle) != 1:
+            plain = dict(resp)
+            plain["model"] = model
+            return plain
+        raw = raw.replace(needle, b'"model":' + json_text(model))
+    out = Rendered(resp, raw)
+    out["model"] = model
+    return out
