@@ -186,7 +186,10 @@ def main() -> None:
     finally:
         upstream.terminate()
         upstream.wait(10)
-        shutil.rmtree(rundir, ignore_errors=True)
+        if os.environ.get("UPSTREAM_HALF_KEEP"):
+            print(f"kept {rundir}", file=sys.stderr)
+        else:
+            shutil.rmtree(rundir, ignore_errors=True)
     print(json.dumps(result))
 
 

@@ -72,6 +72,36 @@ def _whole_json(raw: bytes) -> dict[str, Any]:
     return Rendered(upstream, raw)
 
 
+class _HeadersDeadline:
+    """
+    An upstream call waiting for its response headers: listed in L{Waiting} (a drain cancels it) and cancelled
+    after C{timeout} seconds, which then fails with L{HeadersTimeout}; one callback for both.
+    """
+
+    __slots__ = ("d", "_waiting", "_timer", "_expired", "_timeout")
+
+    def __init__(self, d: Deferred[IResponse], waiting: Waiting, clock: Any, timeout: float) -> None:
+        self.d = d
+        self._waiting = waiting
+        self._expired = False
+        self._timeout = timeout
+        waiting.add(d)
+        self._timer = clock.callLater(timeout, self._expire)
+        d.addBoth(self._settled)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self.d.cancel()
+
+    def _settled(self, result: Any) -> Any:
+        self._waiting.discard(self.d)
+        if self._timer.active():
+            self._timer.cancel()
+        if self._expired and isinstance(result, Failure):
+            raise HeadersTimeout(f"no response headers within {self._timeout:g} s")
+        return result
+
+
 class HungUp(CancelledError):
     """
     The client went away while its request was being dispatched; C{outcome} is what was done until then.
@@ -361,23 +391,7 @@ class Gateway:
 
     def _post(self, url: bytes, headers: Any, body: bytes) -> Any:
         d = self.upstream.post(url, headers, body)
-        self.waiting.track(d)
-        expired = []
-
-        def expire() -> None:
-            expired.append(True)
-            d.cancel()
-
-        timer = self.reactor.callLater(self.config.timeouts.headers, expire)
-
-        def settled(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            if expired and isinstance(result, Failure):
-                raise HeadersTimeout(f"no response headers within {self.config.timeouts.headers:g} s")
-            return result
-
-        return d.addBoth(settled)
+        return _HeadersDeadline(d, self.waiting, self.reactor, self.config.timeouts.headers).d
 
     async def _whole(self, tally: _Tally, response: IResponse, exchange: Exchange) -> tuple[dict[str, Any], Outcome]:
         raw = await read_whole(response, self.reactor, timeout=self.config.timeouts.idle,

@@ -275,6 +275,10 @@ def clamp_lifetime(expires_in: float, name: str) -> float:
     return clamped
 
 
+#: Models whose wire format and target a provider keeps (more than any config names).
+_MAX_CACHED_MODELS = 1024
+
+
 def _succeed(value: str) -> Deferred[str]:
     d: Deferred[str] = Deferred()
     d.callback(value)
@@ -349,6 +353,10 @@ class SapAiCoreProvider:
         self.tokens_handed_on = False
         #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config and the deployments.
         self._urls: dict[tuple[str, str, bool], bytes] = {}
+        #: Per model, its wire format and target: they follow from the config alone (which a reload replaces
+        #: with a new provider), and every attempt asks for both.
+        self._wire_formats: dict[str, str] = {}
+        self._targets: dict[str, WireTarget] = {}
 
     @property
     def generation(self) -> int:
@@ -373,6 +381,14 @@ class SapAiCoreProvider:
         return self._current().get(model, [])
 
     def wire_format(self, model: str) -> str:
+        found = self._wire_formats.get(model)
+        if found is None:
+            found = self._wire_format(model)
+            if len(self._wire_formats) < _MAX_CACHED_MODELS:
+                self._wire_formats[model] = found
+        return found
+
+    def _wire_format(self, model: str) -> str:
         settings = self._config.model_settings(model)
         family = family_of(model, settings)
         if family == "claude":
@@ -389,6 +405,14 @@ class SapAiCoreProvider:
         return ("openai_responses",) if self.wire_format(model) == "openai_chat" else ()
 
     def target(self, model: str) -> WireTarget:
+        found = self._targets.get(model)
+        if found is None:
+            found = self._target(model)
+            if len(self._targets) < _MAX_CACHED_MODELS:
+                self._targets[model] = found
+        return found
+
+    def _target(self, model: str) -> WireTarget:
         settings = self._config.model_settings(model)
         upstream = settings.upstream_model or model
         return WireTarget(upstream, reasoning=is_reasoning_model(model),
