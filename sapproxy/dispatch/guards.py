@@ -107,8 +107,7 @@ class _WholeBody(Protocol):
         if self._timer.active():
             self._timer.cancel()
         parts, self._parts = self._parts, []
-        # isinstance, not Failure.check: check names every class of the failure's type (a tenth of this
-        # half's instructions on a plain request).
+        # isinstance, not Failure.check, which works out the qualified name of every class of the type.
         ended = reason.value
         if isinstance(ended, (ResponseDone, PotentialDataLoss)):
             done.callback(parts[0] if len(parts) == 1 else b"".join(parts))
