@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sapproxy.translate.framing.sse import Rendered
+from sapproxy.translate.named import named_response
 from sapproxy.translate.jsontext import json_text, parse_json
 from sapproxy.translate.usage import Usage
 
@@ -110,18 +111,4 @@ def openai_response(resp: dict[str, Any], model: str) -> dict[str, Any]:
     L{OpenAIPassthrough._named}), so the client's body is not serialised again; where the edit is not
     unambiguous, as a plain dict that the encoder serialises.
     """
-    upstream = resp.get("model")
-    if type(resp) is not Rendered:
-        resp["model"] = model
-        return resp
-    raw: bytes = resp.json
-    if upstream != model:
-        needle = b'"model":' + json_text(upstream) if isinstance(upstream, str) else b""
-        if not needle or raw.count(needle) != 1:
-            plain = dict(resp)
-            plain["model"] = model
-            return plain
-        raw = raw.replace(needle, b'"model":' + json_text(model))
-    out = Rendered(resp, raw)
-    out["model"] = model
-    return out
+    return named_response(resp, model)
