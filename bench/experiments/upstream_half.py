@@ -13,6 +13,7 @@ Under callgrind, run twice (W + N and W + 2N calls); the difference over N is th
 
     .venv/bin/python bench/experiments/upstream_half.py --requests 500     # prints instructions per call
     .venv/bin/python bench/experiments/upstream_half.py --requests 500 --no-callgrind --cprofile 40
+    UPSTREAM_HALF_RAW=1 .venv/bin/python bench/experiments/upstream_half.py --requests 500   # the HTTP exchange only
 
 Only 127.0.0.1 is ever a target; ports are picked free.
 """
@@ -108,11 +109,25 @@ def gateway_process(config_path: str, warm: int, count: int) -> None:
         assert outcome.usage is not None and b'"choices"' in out, (outcome, out[:200])
         sizes.append(len(out))
 
+    raw_mode = os.environ.get("UPSTREAM_HALF_RAW")
+    if raw_mode:
+        from sapproxy.dispatch.guards import read_whole
+        from sapproxy.upstreams.sap_aicore import upstream_headers
+        url = config.subaccounts["bench"].deployment_models["gpt-4.1"][0].encode() + \
+            b"/chat/completions?api-version=2024-12-01-preview"
+        payload = json.dumps(BODY).encode()
+
+    async def raw_one() -> None:
+        # Only the HTTP exchange: the client's POST and the whole body read, as the dispatcher makes them.
+        response = await gateway.upstream.post(url, upstream_headers("bench-token", "default", None), payload)
+        raw = await read_whole(response, reactor, timeout=60, limit=1 << 20)
+        assert response.code == 200 and b'"choices"' in raw, raw[:200]
+
     async def run() -> None:
         try:
             gateway.start()
             for _ in range(warm + count):
-                await one()
+                await (raw_one() if raw_mode else one())
         finally:
             await service.pool.closeCachedConnections()
             reactor.stop()

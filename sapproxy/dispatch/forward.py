@@ -241,13 +241,16 @@ class Gateway:
             tally.deployment = deployment.id
             url = provider.url(deployment, exchange.request)
             traceparent = record.traceparent
-            span = self.tracing.child(record.span, "upstream /" + exchange.request.operation, client=True,
-                                      subaccount=deployment.provider, deployment=deployment.id,
-                                      attempt=tally.attempts)
-            if span is not None:
-                traceparent = self.tracing.traceparent(span) or traceparent
-            credential_span = self.tracing.child(record.span, provider.credential_span, subaccount=provider.name) \
-                if self.tracing.enabled and not provider.credentials_ready() else None
+            span = credential_span = None
+            if record.span is not None:  # a span only when tracing is on
+                span = self.tracing.child(record.span, "upstream /" + exchange.request.operation, client=True,
+                                          subaccount=deployment.provider, deployment=deployment.id,
+                                          attempt=tally.attempts)
+                if span is not None:
+                    traceparent = self.tracing.traceparent(span) or traceparent
+                if self.tracing.enabled and not provider.credentials_ready():
+                    credential_span = self.tracing.child(record.span, provider.credential_span,
+                                                         subaccount=provider.name)
             try:
                 headers = await provider.authorize(deployment, url, exchange.request.body, traceparent)
                 Tracing.end(credential_span)

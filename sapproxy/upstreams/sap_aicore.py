@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from sapproxy.compat import headers_like
 from sapproxy.config import GatewayConfig, ServiceKey, SubAccount, is_reasoning_model
 from sapproxy.dispatch.picker import Deployment
 from sapproxy.errors import GatewayError
@@ -289,17 +290,32 @@ def upstream_headers(token: str, resource_group: str, zone: str | None, tracepar
     """
     The headers of an inference call: SAP AI Core's bearer token, resource group and (when the service key
     names one) tenant.
+
+    Every call of a token has the same ones: they are encoded and checked once (L{Headers} does both on every
+    set) and each call gets its own copy of them (L{headers_like}).
     """
-    raw = {
-        b"authorization": [b"Bearer " + token.encode("latin-1")],
-        b"ai-resource-group": [resource_group.encode("utf-8")],
-        b"content-type": [b"application/json"],
-    }
-    if zone:
-        raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+    key = (token, resource_group, zone)
+    checked = _CHECKED_HEADERS.get(key)
+    if checked is None:
+        raw = {
+            b"authorization": [b"Bearer " + token.encode("latin-1")],
+            b"ai-resource-group": [resource_group.encode("utf-8")],
+            b"content-type": [b"application/json"],
+        }
+        if zone:
+            raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+        checked = Headers(raw)
+        if len(_CHECKED_HEADERS) >= 64:  # tokens are replaced every few hours; a few subaccounts at a time
+            _CHECKED_HEADERS.clear()
+        _CHECKED_HEADERS[key] = checked
+    headers = headers_like(checked)
     if traceparent:
-        raw[b"traceparent"] = [traceparent.encode("latin-1")]
-    return Headers(raw)
+        headers.setRawHeaders(b"traceparent", [traceparent.encode("latin-1")])
+    return headers
+
+
+#: The checked headers of each (token, resource group, tenant) in use (L{upstream_headers}).
+_CHECKED_HEADERS: dict[tuple[str, str, str | None], Headers] = {}
 
 
 #: The first Azure OpenAI api-version with the Responses API; older configured versions are raised to it there.
