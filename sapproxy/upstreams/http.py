@@ -249,8 +249,13 @@ class _WholeRequest(HTTP11Request):
             for value in values:
                 lines.append(name + b": " + value + b"\r\n")
         lines.append(b"\r\n")
-        lines.append(body)
-        transport.write(b"".join(lines))
+        if len(body) < _JOIN_BELOW:
+            lines.append(body)
+            transport.write(b"".join(lines))
+        else:
+            # A body of megabytes (a long conversation) is handed over as it is, not copied once more.
+            transport.write(b"".join(lines))
+            transport.write(body)
         return succeed(None)
 
     def stopWriting(self) -> None:
@@ -291,6 +296,9 @@ class UpstreamClient:
         request = _WholeRequest(origin, headers, body, pool.persistent)
         return pool.getConnection(origin.key, origin.endpoint).addCallback(_send, request)
 
+
+#: Bodies below this size are written in one piece with their head; larger ones after it, uncopied.
+_JOIN_BELOW = 64 * 1024
 
 #: More distinct upstream URLs than any config has; past it the cache starts again.
 _MAX_ORIGINS = 4096

@@ -167,6 +167,10 @@ async def test_pool_path_writes_what_twisted_would_and_reuses_the_connection() -
         signed = Headers({b"host": [b"bedrock.test"], b"content-type": [b"application/json"]})
         response = await clients.upstream.post(base + b"/model/invoke", signed, b"{}")
         assert await treq.content(response) == b'{"ok":true}'
+        # A body of megabytes is written after its head rather than joined to it: the same bytes on the wire.
+        big = b'{"messages":"' + b"x" * 300_000 + b'"}'
+        response = await clients.upstream.post(base + b"/big", upstream_headers("tok-big", "rg-7", None), big)
+        assert await treq.content(response) == b'{"ok":true}'
     finally:
         await clients.pool.closeCachedConnections()
         await port.stopListening()
@@ -183,3 +187,6 @@ async def test_pool_path_writes_what_twisted_would_and_reuses_the_connection() -
     line, *fields = head.split(b"\r\n")
     assert line == b"POST /model/invoke HTTP/1.1" and body == b"{}"
     assert sorted(fields) == [b"Content-Length: 2", b"Content-Type: application/json", b"Host: bedrock.test"]
+    head, _, body = seen[3].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /big HTTP/1.1\r\n") and b"\r\nContent-Length: %d\r\n" % len(big) in head
+    assert body == big
