@@ -28,6 +28,7 @@ from sapproxy.models import ModelCatalog, ResolvedModel
 from sapproxy.ratelimit import IRateLimiter
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.framing.sse import Rendered
 from sapproxy.translate.jsontext import compact_json
 from sapproxy.web.pause import BIG_BODY, after_big_body, parse_big_body
 
@@ -58,7 +59,8 @@ def json_body(request: IGatewayRequest, status: int, payload: Any, headers: dict
     C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
     chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
     """
-    body = compact_json(payload).encode("utf-8", "replace")
+    # A whole upstream response passed through keeps the upstream's JSON (L{Rendered}): written as it is.
+    body = payload.json if type(payload) is Rendered else compact_json(payload).encode("utf-8", "replace")
     request.setResponseCode(status)
     raw = request.responseHeaders
     raw.setRawHeaders(b"content-type", [b"application/json"])
