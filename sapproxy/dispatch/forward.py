@@ -374,6 +374,11 @@ class Gateway:
             def committed() -> None:
                 exchange_for.forget()
                 client_request.call.committed(record.family)
+                # The site's budget for big bodies (sapproxy.site) counts bodies held; this one no longer is.
+                # Only the daemon's requests keep a budget: a request of twisted.web's own has none to give.
+                give_back = getattr(request, "give_back_budget", None)
+                if give_back is not None:
+                    give_back()
 
             try:
                 return await self._stream(tally, request, response, pipeline, client, committed)

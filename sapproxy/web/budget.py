@@ -5,7 +5,7 @@ A body costs a few times its size while it is parsed and converted (the bytes re
 UTF-8 for the encoder, the upstream body), and a request keeps most of that until it ends.  Four 28 MiB bodies
 took the process from 144 to 531 MiB; nothing stopped forty.  So every body of L{BIG_BODY} bytes or more takes
 its size from one budget when it starts to arrive (from Content-Length, or as a chunked upload grows) and gives
-it back when its request ends: a body that would overdraw the budget is refused at once with a 503 and
+it back when its request ends, or earlier when its stream is committed and the body let go (issue #12): a body that would overdraw the budget is refused at once with a 503 and
 Retry-After (another request will have ended by then), one larger than the whole budget with a 413, before
 either is read.  Small bodies never touch it: their cost is a comparison.
 """

@@ -29,7 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
 from daemon_harness import (  # noqa: E402
-    TOKEN, Gateway, Simulator, gateway_config, http_request, start_gateway, start_simulator, subaccount,
+    TOKEN, Gateway, Simulator, directive, gateway_config, http_request, start_gateway, start_simulator, subaccount,
 )
 
 pytestmark = pytest.mark.integration
@@ -299,3 +299,36 @@ def test_concurrent_big_bodies_are_held_to_the_budget(tmp_path: Path, sim: Simul
     assert [r["status"] for r in rows] == [200, 200, 200, 200], rows
     refused = [line for line in metrics.splitlines() if line.startswith("sapproxy_requests_total") and '"503"' in line]
     assert refused and float(refused[0].rsplit(" ", 1)[1]) == 3, refused  # counted
+
+
+def test_a_committed_stream_gives_its_budget_back(tmp_path: Path, sim: Simulator) -> None:
+    """
+    A stream lets go of its body once its first byte is out (issue #12), so its share of the budget comes back
+    then, not when the stream ends minutes later: a coding agent's long stream must not turn the next big
+    request away.
+    """
+    config = gateway_config(tmp_path, {"simulated": subaccount(sim, {GPT: "d-gpt41"})},
+                            max_body_bytes=8 << 20, body_budget_bytes=3 << 20)
+    gw = start_gateway(tmp_path, config)
+    try:
+        filler = "x" * (2 << 20)
+        slow = {"model": GPT, "stream": True, "max_tokens": 50, "messages": [
+            {"role": "user", "content": filler + directive(events=20, delay=0.25)}]}
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+            raw = json.dumps(slow).encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(raw) + raw)
+            first = s.recv(1 << 16)
+            assert first.startswith(b"HTTP/1.1 200"), first[:200]
+            # The stream is under way (about 5 s of events to come): a second 2 MiB body fits in the budget again.
+            second = {"model": GPT, "max_tokens": 5, "messages": [{"role": "user", "content": filler}]}
+            status, head, answer = post_early_answer(gw.port, json.dumps(second).encode())
+            assert status == 200, (head, answer[:300])
+            rest = first
+            while chunk := s.recv(1 << 16):
+                rest += chunk
+                if b"data: [DONE]" in rest:
+                    break
+            assert rest.count(b'"finish_reason":"stop"') == 1 and b"data: [DONE]" in rest
+    finally:
+        gw.daemon.stop()
