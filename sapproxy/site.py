@@ -159,6 +159,9 @@ class GatewaySite(Site):
 
     def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, headers_deadline: float = 60.0,
                  body_deadline: float = 300.0, max_connections: int | None = None, **kwargs: Any) -> None:
+        # No idle timer of twisted.web's (12 hours by default, reset on every read, cancelled and set again for
+        # every request): the channel's own deadlines (L{sapproxy.web.channel}) are shorter and cover idling.
+        kwargs.setdefault("timeout", None)
         super().__init__(resource, reactor=reactor, **kwargs)
         self.max_body_bytes = max_body_bytes
         #: Seconds for a request's head, and then for its body, however the bytes are spread
