@@ -60,6 +60,8 @@ def static_table(app: Klein) -> dict[tuple[bytes, bytes], tuple[str, int]]:
         if handler is None:
             continue
         segments = klein_segment_count(handler)
+        if segments is None:
+            continue
         for method in rule.methods:
             key = (method.encode("ascii"), path)
             if key in taken:
@@ -122,7 +124,7 @@ class StaticRoutes(KleinResource):
                 return None
             if len(error_handlers) == 0:
                 if failure.check(HTTPException):
-                    he = failure.value
+                    he: Any = failure.value
                     request.setResponseCode(he.code)
                     resp = he.get_response({})
                     for header, value in resp.headers:
