@@ -65,6 +65,7 @@ def sapproxy_pipeline(case: str) -> Callable[[], Any]:
         "claude_to_openai": (openai_chat, "bedrock_invoke", "anthropic--claude-4.5-sonnet",
                              "application/vnd.amazon.eventstream"),
         "converse_to_openai": (openai_chat, "converse", "anthropic--claude-4-sonnet", "text/event-stream"),
+        "bedrock_converse": (openai_chat, "converse", "amazon.nova-pro-v1:0", "application/vnd.amazon.eventstream"),
         "gemini_to_openai": (openai_chat, "gemini", "gemini-2.5-pro", "text/event-stream"),
     }[case]
     api = client.CLIENT_API

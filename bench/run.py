@@ -210,7 +210,8 @@ def sapproxy_config(rundir: Path) -> Path:
             "vendor-openai": {"kind": "openai", "base_url": up + "/v1", "api_key": "sk-bench-vendor",
                               "models": {"gpt-vendor": "gpt-4.1"}},
             "vendor-aws": {"kind": "bedrock", "region": "eu-central-1", "endpoint_url": up,
-                           "models": {"claude-bedrock": "anthropic.claude-sonnet-4-5-20250929-v1:0"}},
+                           "models": {"claude-bedrock": "anthropic.claude-sonnet-4-5-20250929-v1:0",
+                                      "nova-bedrock": "amazon.nova-pro-v1:0"}},
         },
     }
     path = rundir / "sapproxy.json"
@@ -353,6 +354,8 @@ STREAM_CASES: list[tuple[str, str, str, str, bool, dict[str, Any], str]] = [
      "gpt-vendor", "/v1/chat/completions", False, {"shape": "openai"}, "sapproxy"),
     ("bedrock_signed", "OpenAI client -> Bedrock provider (SigV4-signed, event-stream -> OpenAI chunks)",
      "claude-bedrock", "/v1/chat/completions", False, {}, "sapproxy"),
+    ("bedrock_converse", "OpenAI client -> Bedrock provider, Nova (SigV4-signed ConverseStream event-stream -> "
+     "OpenAI chunks)", "nova-bedrock", "/v1/chat/completions", False, {}, "sapproxy"),
 ]
 #: The GPT pass-through cases every target runs; the floor for the translated cases is bare's on Azure chunks.
 PASSTHROUGH_CASES = [c[0] for c in STREAM_CASES if c[0].startswith("gpt_") and c[0] != "gpt_to_anthropic"]

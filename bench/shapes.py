@@ -20,6 +20,9 @@ Shapes (``#sim{"shape": ...}`` in the request body, the name of each function be
              as Bedrock's invoke-with-response-stream sends it: AWS event-stream frames ``{"bytes": b64}``
   converse   bedrock/bedrock-text.chunks.txt: ConverseStream events, one SSE ``data:`` line each (as AI Core
              relays them), ending in ``messageStop`` and ``metadata``
+  converse_eventstream
+             the same events as Bedrock's own runtime sends them: AWS event-stream frames, ``:event-type``
+             naming the event and its body, padded with ``"p"``, the payload
   gemini     gemini/google-text.chunks.txt: every chunk with ``usageMetadata``, ``modelVersion`` and
              ``responseId``; the last an empty text part with a ``thoughtSignature`` and ``finishReason``
 
@@ -39,7 +42,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 OPENAI_SHAPES = ("azure", "openai", "minimal")
-SHAPES = OPENAI_SHAPES + ("anthropic", "converse", "gemini")
+SHAPES = OPENAI_SHAPES + ("anthropic", "converse", "converse_eventstream", "gemini")
 
 
 def _lines(relative: str) -> list[dict[str, Any]]:
@@ -162,14 +165,28 @@ def anthropic(events: int, nbytes: int) -> list[bytes]:
     return frames
 
 
-def converse(events: int, nbytes: int) -> list[bytes]:
+def converse_events(events: int, nbytes: int) -> list[dict[str, Any]]:
     rec = _lines("bedrock/bedrock-text.chunks.txt")
     deltas = [e for e in rec if "contentBlockDelta" in e]
     out = [e for e in rec if "messageStart" in e]
     for text in _texts([e["contentBlockDelta"]["delta"]["text"] for e in deltas], events, nbytes):
         out.append(_with_text(deltas[0], ("contentBlockDelta", "delta", "text"), text))
     out += [e for e in rec if "contentBlockStop" in e or "messageStop" in e or "metadata" in e]
-    return _sse(out, done=False)
+    return out
+
+
+def converse(events: int, nbytes: int) -> list[bytes]:
+    return _sse(converse_events(events, nbytes), done=False)
+
+
+def converse_eventstream(events: int, nbytes: int) -> list[bytes]:
+    frames = []
+    for i, event in enumerate(converse_events(events, nbytes)):
+        ((name, body),) = event.items()
+        payload = _dumps({**body, "p": _PAD[: 8 + (i * 7) % 40]}).encode()
+        frames.append(encode_frame(payload, {":event-type": name, ":content-type": "application/json",
+                                             ":message-type": "event"}))
+    return frames
 
 
 # ------------------------------------------------------------------------------------------------ Gemini on Vertex
@@ -186,7 +203,7 @@ def gemini(events: int, nbytes: int) -> list[bytes]:
 
 BUILDERS: dict[str, Callable[[int, int], list[bytes]]] = {
     "azure": azure, "openai": openai, "minimal": minimal, "anthropic": anthropic, "converse": converse,
-    "gemini": gemini,
+    "converse_eventstream": converse_eventstream, "gemini": gemini,
 }
 
 

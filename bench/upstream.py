@@ -192,6 +192,10 @@ class Upstream(Resource):
                                 self.shapes.get("stream", events, nbytes, "anthropic"), delay)
         if path.endswith(b"/invoke"):
             return self._json(request, self.shapes.get("bedrock_json", events, nbytes))
+        if path.endswith(b"/converse-stream") and path.startswith(b"/model/"):
+            # Bedrock's own runtime (a vendor provider): binary event-stream, not AI Core's SSE.
+            return self._stream(request, b"application/vnd.amazon.eventstream",
+                                self.shapes.get("stream", events, nbytes, "converse_eventstream"), delay)
         if path.endswith(b"/converse-stream"):
             return self._stream(request, b"text/event-stream", self.shapes.get("stream", events, nbytes, "converse"),
                                 delay)

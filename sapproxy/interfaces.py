@@ -42,7 +42,7 @@ class IClientCall(Interface):
 
     model = Attribute("str: the model name the client sent; responses name it, whatever served them.")
     stream = Attribute("bool: whether the client asked for a stream.")
-    body = Attribute("dict: the client's request body, as it came.")
+    body = Attribute("dict: the client's request body, as it came; empty once L{committed}.")
 
     def ir() -> IRRequest:
         """
@@ -65,6 +65,13 @@ class IClientCall(Interface):
         """
         An offline estimate of the prompt's tokens (from the IR where it was built), for when the upstream
         reports none.
+        """
+
+    def committed(family: str) -> None:
+        """
+        The answer is on its way to the client: no attempt will be planned again.  Keep a prompt estimate for
+        L{prompt_tokens} and what the rest of the answer needs, and let the body and its IR go, so a stream
+        that lasts minutes does not hold a request that may be megabytes.
         """
 
 

@@ -77,7 +77,8 @@ def test_ten_thousand_streams_are_extrapolated_from_the_most_that_fit(run: Any) 
 
 def _streams(per_target: dict[str, list[float]], cpu: float = 95.0) -> dict[str, list[dict[str, Any]]]:
     keys = ["gpt_azure", "gpt_openai", "gpt_azure_400b", "gpt_minimal", "claude_to_openai", "converse_to_openai",
-            "gemini_to_openai", "gpt_to_anthropic", "responses_gpt", "responses_claude", "vendor_openai_passthrough", "bedrock_signed"]
+            "gemini_to_openai", "gpt_to_anthropic", "responses_gpt", "responses_claude", "vendor_openai_passthrough", "bedrock_signed",
+            "bedrock_converse"]
     return {f"{key}|{target}": [{"streams_per_s": v, "cpu_pct": cpu, "events_per_s": 50 * v} for v in values]
             for key in keys for target, values in per_target.items()}
 
@@ -134,3 +135,4 @@ def test_a_pass_through_on_another_provider_is_held_to_the_floor(run: Any) -> No
     assert rows["vendor_openai_passthrough streams/s >= 100% of bare's GPT pass-through (Azure chunks)"].endswith(
         "**FAIL** |")
     assert rows["bedrock_signed streams/s >= 90% of bare's GPT pass-through (Azure chunks)"].endswith("**PASS** |")
+    assert rows["bedrock_converse streams/s >= 90% of bare's GPT pass-through (Azure chunks)"].endswith("**PASS** |")

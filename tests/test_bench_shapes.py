@@ -75,7 +75,8 @@ def test_openai_and_long_text_shapes(shapes: Any) -> None:
 @pytest.mark.parametrize("case, shape, writes", [
     ("gpt_passthrough", "azure", 52), ("gpt_passthrough", "openai", 52), ("gpt_passthrough", "minimal", 52),
     ("gpt_to_anthropic", "azure", 55), ("claude_to_openai", "anthropic", 52),
-    ("converse_to_openai", "converse", 52), ("gemini_to_openai", "gemini", 53),
+    ("converse_to_openai", "converse", 52), ("bedrock_converse", "converse_eventstream", 52),
+    ("gemini_to_openai", "gemini", 53),
 ])
 def test_each_shape_goes_through_sapproxy_as_a_real_stream(cost: Any, shapes: Any, case: str, shape: str,
                                                           writes: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 from attrs import define
@@ -34,7 +34,7 @@ from sapproxy.dispatch.plan import ClientRequest, Exchange, Planner
 from sapproxy.dispatch.relay import FailedBeforeFirstByte, StreamRelay
 from sapproxy.dispatch.shutdown import Waiting
 from sapproxy.errors import GatewayError
-from sapproxy.interfaces import IProvider
+from sapproxy.interfaces import IClientAPI, IProvider
 from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
@@ -43,6 +43,7 @@ from sapproxy.dispatch.guards import BodyFailed, read_whole
 from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 from sapproxy.web.notes import announce_dropped_tools
 from sapproxy.translate.errors import UnusableAnswer
+from sapproxy.translate.framing.pipeline import StreamPipeline
 
 log = Logger()
 
@@ -306,8 +307,18 @@ class Gateway:
                     self.picker.failed(deployment)
                     index += 1
                     continue
+            pipeline = exchange.pipeline(content_type(response))
+            client = exchange.client
+            # From the first byte the client gets, no other attempt can follow: the request's planned bodies and
+            # the client's own go, so a stream of minutes does not hold them (the prompt estimate stays).
+            del exchange
+
+            def committed() -> None:
+                exchange_for.forget()
+                client_request.call.committed(record.family)
+
             try:
-                return await self._stream(tally, request, response, exchange)
+                return await self._stream(tally, request, response, pipeline, client, committed)
             except FailedBeforeFirstByte as e:
                 last = e.error
                 self._upstream_error(deployment, "stream")
@@ -372,17 +383,16 @@ class Gateway:
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),
                                         first_byte_at=first_byte_at)
 
-    async def _stream(self, tally: _Tally, request: IGatewayRequest, response: IResponse, exchange: Exchange) -> tuple[bytes, Outcome]:
-        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode("latin-1")
-        pipeline = exchange.pipeline(content_type)
-
+    async def _stream(self, tally: _Tally, request: IGatewayRequest, response: IResponse, pipeline: StreamPipeline,
+                      client: IClientAPI, committed: Callable[[], None]) -> tuple[bytes, Outcome]:
         def commit() -> None:
+            committed()
             request.setResponseCode(200)
             request.responseHeaders.setRawHeaders(b"content-type", [b"text/event-stream; charset=utf-8"])
             request.responseHeaders.setRawHeaders(b"cache-control", [b"no-cache"])
             request.responseHeaders.setRawHeaders(b"x-accel-buffering", [b"no"])
 
-        relay = StreamRelay(request, pipeline, exchange.client, self.reactor, idle_timeout=self.config.timeouts.idle,
+        relay = StreamRelay(request, pipeline, client, self.reactor, idle_timeout=self.config.timeouts.idle,
                             keepalive=self.config.timeouts.keepalive, on_first_write=commit,
                             drain_on_hangup=self.config.on_client_hangup == "drain",
                             write_stall=self.config.timeouts.write_stall)
@@ -417,3 +427,8 @@ class Gateway:
         """
         for relay in list(self.relays):
             relay.end_with(error)
+
+
+def content_type(response: IResponse) -> str:
+    """The upstream response's Content-Type, which says how its stream is framed."""
+    return (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode("latin-1")

@@ -119,33 +119,52 @@ class Planner:
     def __init__(self, wire_formats: Mapping[str, IWireFormat]) -> None:
         self._wires = wire_formats
 
-    def exchanges(self, request: ClientRequest, model: str) -> Callable[[IProvider], Exchange]:
+    def exchanges(self, request: ClientRequest, model: str) -> Exchanges:
         """
-        A function from a provider to the exchange for C{request} to its C{model}, planned once per format.
+        The exchanges for C{request} to its C{model}, by provider, planned once per format.
         """
-        planned: dict[tuple[str, WireTarget], Exchange] = {}
+        return Exchanges(self._wires, request, model)
 
-        def exchange_for(provider: IProvider) -> Exchange:
-            name = provider.wire_format(model)
-            native = request.client.native_wire
-            if native is not None and native != name and native in provider.also_speaks(model):
-                name = native  # the model speaks the client's own format too (GPT: the Responses API)
-            target = provider.target(model)
-            beta = request.hints.get("anthropic-beta")
-            if beta:
-                target = evolve(target, anthropic_beta=beta)
-            key = (name, target)
-            found = planned.get(key)
-            if found is None:
-                wire = self._wires[name]
-                if request.embeddings:
-                    found = _embeddings(request, wire, target)
-                else:
-                    found = plan(request.client, request.call, wire, target)
-                planned[key] = found
-            return found
 
-        return exchange_for
+class Exchanges:
+    """
+    One request's exchanges, planned on first use for each wire format and target its attempts go to, and
+    kept until the answer is committed (L{forget}): a failover to a deployment of the same format sends the
+    same bytes again.
+    """
+
+    def __init__(self, wires: Mapping[str, IWireFormat], request: ClientRequest, model: str) -> None:
+        self._wires = wires
+        self._request = request
+        self._model = model
+        self._planned: dict[tuple[str, WireTarget], Exchange] = {}
+
+    def __call__(self, provider: IProvider) -> Exchange:
+        request, model = self._request, self._model
+        name = provider.wire_format(model)
+        native = request.client.native_wire
+        if native is not None and native != name and native in provider.also_speaks(model):
+            name = native  # the model speaks the client's own format too (GPT: the Responses API)
+        target = provider.target(model)
+        beta = request.hints.get("anthropic-beta")
+        if beta:
+            target = evolve(target, anthropic_beta=beta)
+        key = (name, target)
+        found = self._planned.get(key)
+        if found is None:
+            wire = self._wires[name]
+            if request.embeddings:
+                found = _embeddings(request, wire, target)
+            else:
+                found = plan(request.client, request.call, wire, target)
+            self._planned[key] = found
+        return found
+
+    def forget(self) -> None:
+        """
+        No attempt will follow (the answer is committed): let the planned upstream bodies go.
+        """
+        self._planned.clear()
 
 
 def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -> Exchange:

@@ -57,6 +57,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             body = await inline_remote_images(route.services.images, "anthropic", resolved, body)
             hints = {"anthropic-beta": beta.decode("latin-1")} if beta else {}
             call = CLIENT_API.call(body, record.model_requested, hints)
+            del body  # the call holds it until the answer is committed, then lets it go
             return await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, hints))
 
         return await route.run(request, "/v1/messages", work)

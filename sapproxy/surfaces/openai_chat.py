@@ -50,6 +50,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             body = await inline_remote_images(route.services.images, "openai", resolved, body)
             call = CLIENT_API.call(body, record.model_requested,
                                    {"always_include_usage": route.config.always_include_usage})
+            del body  # the call holds it until the answer is committed, then lets it go
             return await route.forward(record, request, resolved.name, ClientRequest(CLIENT_API, call, {}))
 
         return await route.run(request, "/v1/chat/completions", work)

@@ -110,6 +110,8 @@ def install(app: Klein, ref: ServicesRef) -> None:
             body, resolved, history = await prepared(request, record, identity, streams=True)
             await route.limit(identity)
             call = CLIENT_API.call(body, record.model_requested, {"history": history})
+            stored = body.get("store", True) is not False
+            del body, history  # the call holds them until the answer is committed, then lets them go
             if call.tools.dropped:
                 log.info("responses: tools of type {types} dropped (no upstream here serves them); request {id}",
                          types=", ".join(call.tools.dropped), id=record.request_id)
@@ -117,7 +119,7 @@ def install(app: Klein, ref: ServicesRef) -> None:
             final = call.final
             if final is None or final.get("status") == "failed":
                 record.error_type = record.error_type or "response_failed"
-            elif body.get("store", True) is not False and route.services.responses is not None:
+            elif stored and route.services.responses is not None:
                 route.services.responses.save(identity.key_id, resolved.name, record.outcome.deployment,
                                               call.items(), final)
             return result

@@ -37,7 +37,7 @@ import re
 import struct
 from typing import Any, Callable
 
-__all__ = ["count_tokens", "count_chat_tokens", "tokenizer_name", "CLAUDE_FACTOR"]
+__all__ = ["count_tokens", "count_chat_tokens", "sketch_tokens", "tokenizer_name", "CLAUDE_FACTOR"]
 
 #: Claude tokens per C{cl100k_base} token (an estimate; see the module docstring).
 CLAUDE_FACTOR = 1.15
@@ -354,3 +354,69 @@ def count_chat_tokens(body: dict[str, Any], family: str) -> int:
         ]
         return count_tokens(ir, family) + math.ceil(counter.total)
     return count_tokens(ir, family)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Any dialect's body, by characters
+
+
+#: Keys whose string values are a file's bytes in base64 (Anthropic and Gemini C{data}, Converse C{bytes},
+#: OpenAI C{file_data}); a value starting C{data:} is a data URL wherever it is.
+_PAYLOAD_KEYS = frozenset({"data", "bytes", "file_data"})
+_MEDIA_TYPE_KEYS = ("media_type", "mime_type", "mimeType", "format")
+
+
+def sketch_tokens(body: Any, family: str) -> int:
+    """
+    A characters-per-token estimate of any dialect's request C{body} (Chat Completions, Messages, Responses,
+    or their IR): every string is text, except a file's base64 bytes, which count as the image or PDF they
+    are; each object with a C{role} is a message and adds its framing.
+
+    Kept by a streaming request once its answer is committed, so the body itself can go (a stream may last
+    minutes; its body may be megabytes): one pass over the values, no tokenizer.  The L{CHARS_PER_TOKEN}
+    ratios make it +-30% on English text, coarser than L{count_tokens}, and it is used only when the upstream
+    reports no usage (a stream cut short).
+    """
+    fam = _family(family)
+    per = CHARS_PER_TOKEN[fam]
+    chars = 0
+    extra = 0.0
+    pending: list[Any] = [body]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if "role" in value:
+                extra += MESSAGE_OVERHEAD
+            for key, item in value.items():
+                if isinstance(item, str):
+                    if item.startswith("data:") or (key in _PAYLOAD_KEYS and len(item) > 256):
+                        extra += _payload_tokens(item, value, fam)
+                    else:
+                        chars += len(item)
+                elif isinstance(item, (dict, list)):
+                    pending.append(item)
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            chars += len(value)
+    return math.ceil(chars / per + extra)
+
+
+def _payload_tokens(value: str, holder: dict[str, Any], family: str) -> float:
+    """The tokens of a file sent inline: a data URL, or base64 bytes beside their media type."""
+    media = ""
+    data = value
+    if value.startswith("data:"):
+        head, _, data = value.partition(",")
+        media = head[5:].split(";", 1)[0]
+    else:
+        for key in _MEDIA_TYPE_KEYS:
+            if isinstance(holder.get(key), str):
+                media = holder[key]
+                break
+    if "pdf" in media:
+        return float(PDF_PAGE_TOKENS * pdf_pages(data))
+    if media.startswith("text/"):
+        return len(data) / CHARS_PER_TOKEN[family]
+    size = image_size(data)
+    return float(claude_image_tokens(size) if family == "claude" else gpt_image_tokens(size))

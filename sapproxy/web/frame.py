@@ -94,6 +94,9 @@ def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
         raise GatewayError("request_too_large", f"request body of {size} bytes exceeds the limit of {limit} bytes")
     content.seek(0)
     raw = content.read()
+    # Parsed once, here: the request's own copy goes, not to be held for as long as a stream lasts.
+    content.seek(0)
+    content.truncate()
     if not raw.strip():
         raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
     body = parse_body(raw, getattr(request, "body_outline", None))

@@ -22,6 +22,7 @@ from sapproxy.translate.counting import (
     gpt_image_tokens,
     image_size,
     pdf_pages,
+    sketch_tokens,
     tokenizer_name,
 )
 
@@ -159,3 +160,51 @@ def test_raw_client_bodies_never_crash(data: st.DataObject, family: str) -> None
     """count_tokens sees bodies nobody validated: any JSON in any field counts as something, never raises."""
     body = data.draw(mutated(ir_request()))
     assert count_tokens(body, family) >= 1
+
+
+PDF = _b64(b"%PDF-1.4\n2 0 obj << /Type /Page >>\n3 0 obj <</Type/Page>>\n4 0 obj <</Type/Page>>\n" + b" " * 400)
+PADDED_PNG = PNG + "A" * 400  # long enough to be taken for a file's bytes wherever it is
+
+
+#: A 1000x500 image: 2 tiles for GPT, 667 tokens for Claude.
+GPT_PNG = 85 + 170 * 2
+CLAUDE_PNG = 667
+
+
+@pytest.mark.parametrize("body, family, expected", [
+    # Every string value by characters (4 a token for GPT and Gemini, 3.5 for Claude: the role and block types
+    # too), and 3 tokens of framing per message.
+    ({"messages": [{"role": "user", "content": "x" * 400}]}, "gpt", math.ceil((400 + 4) / 4 + 3)),
+    ({"messages": [{"role": "user", "content": "x" * 350}]}, "claude", math.ceil((350 + 4) / 3.5 + 3)),
+    ({"input": "x" * 40, "instructions": "y" * 40}, "gpt", 20),
+    # Files as the files they are, in each dialect's shape: Chat's data URL, Anthropic's base64 source, the
+    # Responses API's input_image, Gemini's inline_data, Converse's bytes.
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}}]}]},
+     "gpt", math.ceil(len("user" "image_url") / 4 + 3 + GPT_PNG)),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PADDED_PNG}}]}]},
+     "claude", math.ceil(len("user" "image" "base64" "image/png") / 3.5 + 3 + CLAUDE_PNG)),
+    ({"input": [{"type": "input_image", "image_url": "data:image/png;base64," + PNG}]}, "gpt",
+     math.ceil(len("input_image") / 4 + GPT_PNG)),
+    ({"contents": [{"parts": [{"inline_data": {"mime_type": "image/png", "data": PADDED_PNG}}]}]}, "gemini",
+     math.ceil(len("image/png") / 4 + GPT_PNG)),
+    ({"content": [{"image": {"format": "png", "source": {"bytes": PADDED_PNG}}}]}, "claude",
+     math.ceil(len("png") / 3.5 + CLAUDE_PNG)),
+    # A PDF by its pages.
+    ({"messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}}]}]},
+     "claude", math.ceil(len("user" "document" "base64" "application/pdf") / 3.5 + 3 + 3 * 2000)),
+], ids=["gpt-text", "claude-text", "responses-text", "chat-image", "messages-image", "responses-image",
+        "gemini-image", "converse-image", "pdf"])
+def test_sketch_counts_characters_and_files(body: dict[str, Any], family: str, expected: int) -> None:
+    """
+    What a stream keeps once its body is let go: the same ballpark as the tokenizer's count, files counted as
+    files (a megabyte of base64 is an image's few hundred tokens, not a quarter million).
+    """
+    assert sketch_tokens(body, family) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.sampled_from(["claude", "gpt", "gemini"]))
+def test_sketch_never_crashes(data: st.DataObject, family: str) -> None:
+    """The sketch walks bodies nobody converted (a pass-through's): any JSON anywhere, never an exception."""
+    body = data.draw(mutated(ir_request()))
+    assert sketch_tokens(body, family) >= 0

@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IClientAPI, IClientCall
-from sapproxy.translate.counting import count_tokens
+from sapproxy.translate.counting import count_tokens, sketch_tokens
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import encode_event
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse, as_json, as_request
@@ -39,13 +39,14 @@ class AnthropicMessagesCall:
     One Messages request; the IR is the body.
     """
 
-    __slots__ = ("body", "model", "stream", "hints")
+    __slots__ = ("body", "model", "stream", "hints", "_prompt")
 
     def __init__(self, body: dict[str, Any], model: str, hints: dict[str, Any]) -> None:
         self.body = body
         self.model = model
         self.stream = bool(body.get("stream"))
         self.hints = hints
+        self._prompt: int | None = None
 
     def ir(self) -> IRRequest:
         return as_request(self.body)
@@ -57,7 +58,14 @@ class AnthropicMessagesCall:
         return []
 
     def prompt_tokens(self, family: str) -> int:
+        if self._prompt is not None:
+            return self._prompt
         return estimate_prompt(count_tokens, self.body, family)
+
+    def committed(self, family: str) -> None:
+        if self._prompt is None:
+            self._prompt = sketch_tokens(self.body, family)
+        self.body = {}
 
 
 @implementer(IClientAPI)

@@ -42,7 +42,7 @@ from zope.interface import implementer
 from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IClientAPI, IClientCall
 from sapproxy.translate.structured_output import JSON_OBJECT_INSTRUCTION, json_schema_instruction
-from sapproxy.translate.counting import count_chat_tokens, count_tokens
+from sapproxy.translate.counting import count_chat_tokens, count_tokens, sketch_tokens
 from sapproxy.translate import ir
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.errors import InvalidRequest
@@ -1007,7 +1007,7 @@ class OpenAIChatCall:
     One Chat Completions request: its IR (converted once, when first asked for), the ids its answer carries.
     """
 
-    __slots__ = ("body", "model", "stream", "include_usage", "created", "completion_id", "_ir")
+    __slots__ = ("body", "model", "stream", "include_usage", "created", "completion_id", "_ir", "_prompt")
 
     def __init__(self, body: dict[str, Any], model: str, *, always_include_usage: bool, created: int) -> None:
         self.body = body
@@ -1018,6 +1018,7 @@ class OpenAIChatCall:
         self.created = created
         self.completion_id = "chatcmpl-" + random_hex(24)
         self._ir: IRRequest | None = None
+        self._prompt: int | None = None
 
     def ir(self) -> IRRequest:
         if self._ir is None:
@@ -1032,8 +1033,15 @@ class OpenAIChatCall:
                                         include_usage=self.include_usage)]
 
     def prompt_tokens(self, family: str) -> int:
+        if self._prompt is not None:
+            return self._prompt
         return estimate_prompt(count_tokens, self._ir, family) if self._ir is not None \
             else estimate_prompt(count_chat_tokens, self.body, family)
+
+    def committed(self, family: str) -> None:
+        if self._prompt is None:
+            self._prompt = sketch_tokens(self.body, family)
+        self.body, self._ir = {}, None
 
 
 @implementer(IClientAPI)

@@ -29,7 +29,7 @@ from sapproxy.errors import GatewayError
 from sapproxy.interfaces import IClientAPI, IClientCall
 from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.client.openai_chat import chat_request_to_ir, openai_error_body
-from sapproxy.translate.counting import count_chat_tokens, count_tokens
+from sapproxy.translate.counting import count_chat_tokens, count_tokens, sketch_tokens
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import KEEPALIVE_COMMENT, Rendered, encode_event, json_text
@@ -426,11 +426,19 @@ def responses_request_to_ir(body: dict[str, Any], tools: ToolMap | None = None,
 # The response object
 
 
+#: The request settings a response object repeats.
+ECHOED = ("reasoning", "text", "instructions", "max_output_tokens", "parallel_tool_calls", "prompt_cache_key",
+          "safety_identifier", "store", "temperature", "tool_choice", "tools", "top_p", "truncation", "user",
+          "metadata")
+
+
 @define
 class ResponseFrame:
     """
     What every response object of one request repeats, and the builder of those objects.
 
+    @ivar echoed: the request's settings a response object repeats (L{ECHOED}), not its input: a stream keeps
+        its frame to the end, and must not keep the conversation with it.
     @ivar include_encrypted: the client asked for C{reasoning.encrypted_content} (C{include}); stored
         copies always keep it, so C{previous_response_id} loses nothing.
     """
@@ -438,7 +446,7 @@ class ResponseFrame:
     response_id: str
     model: str
     created_at: int
-    body: dict[str, Any]
+    echoed: dict[str, Any]
     tools: ToolMap
     include_encrypted: bool = False
     previous_response_id: str | None = None
@@ -449,12 +457,13 @@ class ResponseFrame:
         include = body.get("include")
         wants = isinstance(include, list) and "reasoning.encrypted_content" in include
         previous = body.get("previous_response_id")
-        return cls(response_id or new_response_id(), model, created_at, body, tools, wants,
+        echoed = {key: body[key] for key in ECHOED if key in body}
+        return cls(response_id or new_response_id(), model, created_at, echoed, tools, wants,
                    previous if isinstance(previous, str) else None)
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None = None, *,
                  error: dict[str, Any] | None = None, incomplete: str | None = None) -> dict[str, Any]:
-        body = self.body
+        body = self.echoed
         reasoning: dict[str, Any] = body["reasoning"] if isinstance(body.get("reasoning"), dict) else {}
         text: dict[str, Any] = body["text"] if isinstance(body.get("text"), dict) else {}
         fmt = text["format"] if isinstance(text.get("format"), dict) else {"type": "text"}
@@ -898,6 +907,8 @@ class ResponsesCall:
         self.translators: list[Any] = []
         self.finals: list[dict[str, Any]] = []
         self._ir: IRRequest | None = None
+        self._prompt: int | None = None
+        self._kept: list[dict[str, Any]] | None = None
 
     @property
     def final(self) -> dict[str, Any] | None:
@@ -910,6 +921,8 @@ class ResponsesCall:
 
     def items(self) -> list[dict[str, Any]]:
         """The conversation this request continues and its own input: what a stored response keeps."""
+        if self._kept is not None:
+            return self._kept
         return self.history + input_items(self.body)
 
     def ir(self) -> IRRequest:
@@ -927,7 +940,16 @@ class ResponsesCall:
         self.translators.append(translator)
         return [translator]
 
+    def committed(self, family: str) -> None:
+        if self._prompt is None:
+            self._prompt = sketch_tokens([self.history, self.body], family)
+            # A stored response keeps its input (GET .../input_items, previous_response_id); nothing else does.
+            self._kept = self.items() if self.body.get("store", True) is not False else []
+        self.body, self._ir, self.history = {}, None, []
+
     def prompt_tokens(self, family: str) -> int:
+        if self._prompt is not None:
+            return self._prompt
         if self._ir is not None:
             return estimate_prompt(count_tokens, self._ir, family)
         try:
