@@ -24,7 +24,7 @@ import sys
 import time
 from typing import IO, Any
 
-from twisted.logger import ILogObserver, formatEvent
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
 from zope.interface import implementer
 
 from sapproxy.compat import twistd_log_options
@@ -35,6 +35,27 @@ _SKIP = {"log_logger", "log_source", "log_io", "log_trace", "log_format", "log_f
          "time"}
 #: The members every line starts with; an event's own field of the same name is kept as C{field_<name>}.
 _RESERVED = ("time", "level", "namespace", "message", "error", "traceback")
+
+
+_LEVELS = frozenset(LogLevel.iterconstants())
+
+
+class QuickLogger(Logger):
+    """
+    A L{Logger} for lines written once a request (the request log): the same events, without Twisted's check
+    of the level against a freshly sorted list of every level each time (a tenth of the cost of emitting).
+    """
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
+        if level not in _LEVELS:
+            super().emit(level, format, **kwargs)  # Twisted's own complaint about the level
+            return
+        kwargs.update(log_logger=self, log_level=level, log_namespace=self.namespace, log_source=self.source,
+                      log_format=format, log_time=time.time())
+        if "log_trace" in kwargs:
+            trace: Any = kwargs["log_trace"]
+            trace.append((self, self.observer))
+        self.observer(kwargs)
 
 
 def rfc3339(epoch: float) -> str:
