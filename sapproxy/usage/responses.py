@@ -18,7 +18,7 @@ from typing import Any
 
 from attrs import frozen
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -121,6 +121,11 @@ class ResponseStore:
                     del self._pending[record.response_id]
 
         def failed(failure: Any) -> None:
+            if failure.check(CancelledError):
+                # Given up on at a stop deadline (a hung database): nothing to retry after.
+                log.error("{n} stored responses were not written: the database did not answer before shutdown",
+                          n=len(batch))
+                return
             # Kept in memory meanwhile, so conversations go on; tried again with the next batch.
             log.failure("storing {n} responses failed; kept for the next attempt", failure, n=len(batch))
             self._queue[:0] = [r for r in batch if self._pending.get(r.response_id) is r]
@@ -176,15 +181,21 @@ class ResponseStoreService(Service):
     """
     Writes the responses still queued when the gateway stops.  Added after the usage store's service, so it is
     stopped first: its batch reaches the store's one-thread pool before the usage store closes the database.
+    The write is given C{stop_timeout} seconds: a hung database link must not hold SIGTERM for ever.
     """
 
     name = "response-store"
 
-    def __init__(self, store: ResponseStore) -> None:
+    def __init__(self, store: ResponseStore, stop_timeout: float = 10.0) -> None:
         self.store = store
+        self.stop_timeout = stop_timeout
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         if self.store._flush_call is not None and self.store._flush_call.active():
             self.store._flush_call.cancel()
-        return self.store.flush()
+        flushed = self.store.flush()
+        if flushed.called:
+            return flushed
+        timer = self.store._reactor.callLater(self.stop_timeout, flushed.cancel)
+        return flushed.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])

@@ -229,31 +229,44 @@ class UsageStore:
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._closed = True
+        # One deadline for the whole stop: a hung link must not hold SIGTERM until the service manager kills
+        # us, whether the writer thread hangs in our batch or in someone else's work (the key ring's refresh,
+        # a stored response) queued before it.
+        deadline = self._clock.seconds() + self.stop_timeout
         hung = False
         if self._migrated and (self._pending or self._lock.locked):
-            # Bounded: a hung link must not hold SIGTERM until the service manager kills us.
-            flushed = self.flush()
-            timer = self._clock.callLater(self.stop_timeout, flushed.cancel)
             try:
-                await flushed
-            except CancelledError:
-                hung = True
-                log.error("usage store did not answer within {t} s at stop", t=self.stop_timeout)
+                hung = not await self._within(self.flush(), deadline)
             except Exception:
                 pass  # _flush_once logged it
-            finally:
-                if timer.active():
-                    timer.cancel()
         left = self._inflight + self._pending if hung else self._pending
         if left:
             self._spill(list(left), "they could not be written before shutdown")
             self._pending.clear()
+            self._inflight = []
         if self.spool is not None:
             self.spool.close()
         if self._ready is not None and not hung:
-            await self._defer(self.database.close)
-            if self._owns_pool:
-                self.threadpool.stop()
+            hung = not await self._within(self._defer(self.database.close), deadline)
+        if hung:
+            log.error("usage store did not answer within {t:g} s at stop", t=self.stop_timeout)
+        elif self._ready is not None and self._owns_pool:
+            self.threadpool.stop()  # joins the writer thread: only when it is not stuck
+
+    async def _within(self, work: Deferred[Any], deadline: float) -> bool:
+        """
+        Wait for C{work} until C{deadline} (on our clock); cancel it then.  Whether it finished in time (its
+        failure, if it failed in time, is raised).
+        """
+        timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), work.cancel)
+        try:
+            await work
+        except CancelledError:
+            return False
+        finally:
+            if timer.active():
+                timer.cancel()
+        return True
 
     def _tick(self) -> None:
         # Skip while a flush is running: during an outage one attempt can outlast many ticks (a PostgreSQL
@@ -289,7 +302,7 @@ class UsageStore:
             self._inflight = []
             self._pending[:0] = rows
             self._trim()
-            if not self._failing:
+            if not self._failing and not failure.check(CancelledError):  # cancelled: stop says why
                 self._failing = True
                 log.error("usage store write failed ({error}); {count} rows kept for retry",
                           error=str(failure.value).splitlines()[0] if str(failure.value) else

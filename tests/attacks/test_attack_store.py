@@ -219,6 +219,30 @@ async def test_stop_has_a_deadline_when_the_store_hangs(tmp_path: Path) -> None:
         release.set()
 
 
+@pytest_twisted.ensureDeferred
+async def test_stop_has_a_deadline_when_other_work_hangs_the_writer(tmp_path: Path) -> None:
+    """
+    Nothing of ours to write, but the writer thread hangs in other work on the same link (the key ring's
+    refresh, every second): closing the connection, queued behind it, once held stop for ever.
+    """
+    from twisted.internet.threads import deferToThreadPool
+
+    clock = Clock()
+    store = open_usage_store(f"sqlite:///{tmp_path / 'usage.db'}", reactor=reactor, clock=clock)
+    store.stop_timeout = 5.0
+    await store.start()
+    release = threading.Event()
+    try:
+        deferToThreadPool(reactor, store.threadpool, release.wait, 30)
+        stopping = store.stop()
+        await wait_until(lambda: clock.getDelayedCalls() != [])
+        assert not stopping.called
+        clock.advance(5.0)
+        await wait_until(lambda: stopping.called)
+    finally:
+        release.set()
+
+
 async def wait_until(condition: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
