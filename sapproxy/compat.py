@@ -20,7 +20,11 @@ Each is used because the public API has no way to do the same thing:
     (L{sapproxy.testing});
   - twisted.web's chunked body decoder, to subclass it, and the client parser's table of body decoders, to
     give one request's parser the subclass (L{sapproxy.upstreams.chunked}: whole chunks cut out of a read in
-    one loop).
+    one loop);
+  - the table of a L{Headers}, to make the same headers for every inference call of a token from one checked
+    copy (L{sapproxy.upstreams.sap_aicore.upstream_headers}) instead of encoding and checking them each time;
+  - twisted.web's client request, to subclass it with one that writes a body already in memory together with
+    its head (L{sapproxy.upstreams.http}: an inference call without the body producer machinery).
 """
 
 from __future__ import annotations
@@ -29,14 +33,26 @@ from typing import Any
 
 from treq.testing import _SynchronousProducer as SynchronousBodyProducer
 from twisted.web._newclient import HTTP11ClientProtocol, RequestGenerationFailed, RequestTransmissionFailed
+from twisted.web._newclient import Request as HTTP11Request
 from twisted.web.client import _HTTP11ClientFactory as HTTP11ClientFactory
 from twisted.web.http import _ChunkedTransferDecoder as ChunkedTransferDecoder
+from twisted.web.http_headers import Headers
 
 __all__ = [
-    "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "RequestGenerationFailed", "RequestTransmissionFailed",
-    "SynchronousBodyProducer", "channel_path", "client_disconnected", "forget_klein_component",
+    "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "HTTP11Request", "RequestGenerationFailed", "RequestTransmissionFailed",
+    "SynchronousBodyProducer", "channel_path", "client_disconnected", "forget_klein_component", "headers_like",
     "install_pool_factory", "klein_apply_response", "klein_error_handlers", "klein_segment_count",
 ]
+
+
+def headers_like(checked: Headers) -> Headers:
+    """
+    A new L{Headers} with the same headers as C{checked}, made without encoding or checking them again (which
+    L{Headers.copy} does); its value lists are its own, so adding to them leaves C{checked} as it is.
+    """
+    headers = Headers()
+    headers._rawHeaders = {name: list(values) for name, values in checked._rawHeaders.items()}
+    return headers
 
 
 def install_pool_factory(pool: Any, factory: type[HTTP11ClientFactory]) -> None:

@@ -27,16 +27,19 @@ distinct one would otherwise be kept in caches, logs and rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Callable, Generator
 
+import msgspec
 import orjson
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from sapproxy.errors import GatewayError
+from sapproxy.translate.jsontext import warm
 
 _log = Logger()
 
@@ -141,12 +144,130 @@ class Outline:
             self.long_number = True
 
 
-def _fast(raw: bytes) -> Any:
+def _fast(raw: bytes | memoryview) -> Any:
     """C{raw} parsed by orjson, or L{_REFUSED} when the stdlib must parse it (see the module docstring)."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _REFUSED
+
+
+#: The parse work (bytes) a big body does between two yields of L{parse_in_pieces}: a few ms of CPU.
+PIECE = 1 << 20
+#: A container with more parts than this is parsed whole, as one piece: split, each part costs ~1 us of Python
+#: (a body of a million tiny members or elements would take seconds).  An array is read to its first few
+#: thousand elements and the rest only skipped (msgspec ignores an array's elements past a struct's fields), so
+#: a huge one costs a scan, not millions of objects; an object's members are all read (about what parsing them
+#: costs, in one call), then it is parsed whole.
+_MAX_PARTS = 4096
+_LEADING_SPACE = re.compile(rb"[ \t\r\n]*").match
+_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_NO_PART = msgspec.Raw(b"")
+
+
+@functools.cache
+def _array_decoder(parts: int) -> Callable[[Any], Any]:
+    """A decoder of an array's first C{parts} elements as raw JSON (unset ones empty); ~20 ms to make, once."""
+    fields = [(f"p{i}", msgspec.Raw, _NO_PART) for i in range(parts)]
+    return msgspec.json.Decoder(msgspec.defstruct("ArrayParts", fields, array_like=True)).decode
+
+
+def _array_parts(view: memoryview) -> list[Any] | None:
+    """The elements of the array C{view} as raw JSON, or L{None} when it has more than L{_MAX_PARTS}."""
+    parts = msgspec.structs.astuple(_array_decoder(_MAX_PARTS)(view))
+    if len(parts[-1]):
+        return None  # maybe more than that
+    count = 0
+    for part in parts:
+        if not len(part):
+            break
+        count += 1
+    return list(parts[:count])
+
+
+class _Unsure(Exception):
+    """The piecewise parse met what only the whole parse answers as the gateway does (see L{parse_in_pieces})."""
+
+
+def parse_in_pieces(raw: bytes, outline: Outline | None = None) -> Generator[None, None, Any]:
+    """
+    L{parse_body}'s answer for a big body, worked out in stretches of about L{PIECE} bytes: a generator that
+    yields between them (so that its driver can let the reactor serve other requests) and returns the body.
+
+    The body's structure is split by msgspec, which reads an object's members or an array's elements as raw
+    JSON without parsing them (~0.5 ns a byte); the parts are split again while they are bigger than
+    L{PIECE}, and each small part is parsed by orjson and warmed for its encoding upstream
+    (L{sapproxy.translate.jsontext.warm}).  The values are the same as one parse's; anything this path is not
+    sure of (a long number, a part orjson refuses: lone surrogates, C{NaN}, invalid UTF-8; a key with a
+    surrogate; a structure msgspec refuses; nesting past L{MAX_DEPTH}) is parsed by L{parse_body} whole, in
+    one stretch, with its repairs and messages; a container of more than L{_MAX_PARTS} parts is one piece.
+
+    @raise GatewayError: as L{parse_body}.
+    """
+    if outline is None or outline.size != len(raw):
+        outline = Outline()
+        outline.feed(raw)
+    if outline.long_number:
+        return parse_body(raw, outline)
+    pieces = _Pieces(check_depth=outline.opening > MAX_DEPTH)
+    try:
+        body = yield from pieces.value(raw, 0)
+    except _Unsure:
+        yield
+        return parse_body(raw, outline)
+    return body
+
+
+class _Pieces:
+    def __init__(self, check_depth: bool) -> None:
+        self.check_depth = check_depth
+        self.work = 0
+
+    def value(self, part: Any, depth: int) -> Generator[None, None, Any]:
+        """The value of C{part} (bytes or a C{msgspec.Raw}), C{depth} levels inside the body."""
+        size = len(part)
+        if size > PIECE:
+            view = memoryview(part)
+            spaces = _LEADING_SPACE(view)
+            start = spaces.end() if spaces is not None else 0
+            first = view[start:start + 1].tobytes()
+            if first == b"{" or first == b"[":
+                if depth >= MAX_DEPTH:
+                    raise _Unsure()
+                try:
+                    parts = _OBJECT(view) if first == b"{" else _array_parts(view)
+                except msgspec.DecodeError:
+                    raise _Unsure() from None
+                del view
+                self.work += size // 4  # msgspec's scan, about a quarter of a parse's time a byte
+                if self.work >= PIECE:
+                    self.work = 0
+                    yield
+                if isinstance(parts, dict) and len(parts) <= _MAX_PARTS:
+                    if any(_SURROGATE.search(key) for key in parts):
+                        raise _Unsure()
+                    result: dict[str, Any] = {}
+                    for key in list(parts):
+                        result[key] = yield from self.value(parts.pop(key), depth + 1)
+                    return result
+                if isinstance(parts, list):
+                    items: list[Any] = []
+                    parts.reverse()
+                    while parts:
+                        items.append((yield from self.value(parts.pop(), depth + 1)))
+                    return items
+                del parts  # a container of very many parts: one piece
+        value = _fast(memoryview(part))
+        if value is _REFUSED:
+            raise _Unsure()
+        if self.check_depth and isinstance(value, (dict, list)):
+            _walk(value, False, depth)
+        warm(value)
+        self.work += size
+        if self.work >= PIECE:
+            self.work = 0
+            yield
+        return value
 
 
 def _strict(raw: bytes) -> Any:
@@ -168,14 +289,14 @@ def _strict(raw: bytes) -> Any:
         raise GatewayError("invalid_request", f"the request body is not valid JSON: {str(e)[:200]}") from None
 
 
-def _walk(value: Any, fix_strings: bool) -> Any:
+def _walk(value: Any, fix_strings: bool, depth: int = 0) -> Any:
     """
-    Check the nesting depth of C{value} and, when C{fix_strings}, replace lone surrogates in every string;
-    iterative, so that depth itself cannot overflow the stack.
+    Check the nesting depth of C{value} (itself C{depth} levels inside the body) and, when C{fix_strings},
+    replace lone surrogates in every string; iterative, so that depth itself cannot overflow the stack.
     """
     if fix_strings and isinstance(value, str):
         return _SURROGATE.sub("\ufffd", value)
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, depth + 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:

@@ -18,11 +18,13 @@ from typing import Any, cast
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.server import Site
 
 from sapproxy import __version__
 from sapproxy.accounting import Accounting
+from sapproxy.translate.counting import load_tokenizers
 from sapproxy.auth import Authenticator
 from sapproxy.bodylog import BodyLogger
 from sapproxy.config import ConfigError, GatewayConfig, load_config
@@ -76,7 +78,7 @@ class GatewayService(MultiService):
         apply_stream_limits(config)
         admin = AdminBackend(store=self.store, keyring=self.keyring, reactor=reactor)
         self.site = GatewaySite(build_app(self.ref, admin).resource(), max_body_bytes=config.max_body_bytes,
-                                reactor=reactor, headers_deadline=config.timeouts.request_headers,
+                                body_budget_bytes=config.body_budget_bytes, reactor=reactor, headers_deadline=config.timeouts.request_headers,
                                 body_deadline=config.timeouts.request_body)
         self.site.metrics = self.metrics
         if config.simulator is not None:
@@ -138,6 +140,7 @@ class GatewayService(MultiService):
             self.gateway.start()
         self.config = config
         self.site.max_body_bytes = config.max_body_bytes
+        self.site.body_budget.limit = config.body_budget_bytes
         self.responses.ttl = config.responses_ttl_days * 86400.0
         apply_stream_limits(config)
         self.site.headers_deadline = config.timeouts.request_headers
@@ -176,6 +179,12 @@ class GatewayService(MultiService):
         if soft != before:
             log.info("open-files limit raised from {before} to {soft}", before=before, soft=soft)
         self.site.max_connections = connection_budget(soft)
+        threads = getattr(self.reactor, "getThreadPool", None)
+        if threads is not None:
+            # The tokenizers load in a worker, not on the reactor thread at the first count (a 120-220 ms stall).
+            deferToThreadPool(self.reactor, threads(), load_tokenizers).addCallbacks(
+                lambda _: log.info("tokenizers loaded"),
+                lambda failure: log.failure("loading the tokenizers failed", failure))
         super().startService()
         self.gateway.start()
         try:

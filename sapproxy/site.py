@@ -21,6 +21,7 @@ from sapproxy.edge import Outline
 from sapproxy.compat import channel_method, channel_path, client_disconnected, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
+from sapproxy.web.budget import BIG_BODY, RETRY_AFTER, BodyBudget
 from sapproxy.web.channel import GatewayChannel
 from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.web.requestlog import request_done
@@ -62,6 +63,9 @@ class TrackingRequest(PhrasedRequest):
     accounted: bool = False
     #: The body's outline for L{sapproxy.edge.parse_body}, gathered chunk by chunk.
     body_outline: Outline | None = None
+    #: The bytes this request's body took from the site's L{BodyBudget} (a big body's), given back at its end.
+    body_reserved: int = 0
+    _budget: BodyBudget
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
         # JSON APIs only: never parse form uploads into request.args (nor, for that, every POST's
@@ -75,37 +79,80 @@ class TrackingRequest(PhrasedRequest):
         if length is not None and length > limit:
             # Twisted dispatches a request only after its whole body; answer now and hang up instead.
             self._refuse_too_large(length, "")
+        elif length is not None and length >= BIG_BODY and not self._take_budget(length):
+            return
         else:
             super().gotLength(length)
+
+    def _take_budget(self, size: int) -> bool:
+        """
+        Take C{size} more bytes of the site's budget for big bodies, or refuse the request (503 or 413, see
+        L{sapproxy.web.budget}) and say so.
+        """
+        channel: Any = self.channel
+        budget: BodyBudget = channel.site.body_budget
+        refused = budget.take(size)
+        if not refused:
+            self.body_reserved += size
+            self._budget = budget  # the channel may be gone by the time the bytes are given back
+            return True
+        self.give_back_budget()
+        self.body_too_large = self.body_reserved + size
+        self.content = _Discard()
+        if refused == 413:
+            error = GatewayError("request_too_large", f"request body of {self.body_too_large} bytes exceeds the "
+                                 f"gateway's budget for big bodies of {budget.limit} bytes")
+            self._refuse(413, b"413 Payload Too Large", error)
+        else:
+            error = GatewayError("overloaded", "the gateway is handling as many big request bodies as it holds "
+                                 f"at once ({budget.limit} bytes); retry after {RETRY_AFTER} s",
+                                 retry_after=RETRY_AFTER)
+            self._refuse(503, b"503 Service Unavailable", error, b"Retry-After: %d\r\n" % RETRY_AFTER)
+        return False
+
+    def give_back_budget(self) -> None:
+        """Give the bytes this request's body took from the budget back (once; at its end, or its refusal)."""
+        if self.body_reserved:
+            self._budget.give_back(self.body_reserved)
+            self.body_reserved = 0
 
     def _refuse_too_large(self, size: int, qualifier: str) -> None:
         channel: Any = self.channel
         limit = channel.site.max_body_bytes
+        self.give_back_budget()
         self.body_too_large = size
         self.content = _Discard()
         error = GatewayError("request_too_large",
                              f"request body of {qualifier}{size} bytes exceeds the limit of {limit} bytes")
+        self._refuse(413, b"413 Payload Too Large", error)
+
+    def _refuse(self, code: int, status: bytes, error: GatewayError, headers: bytes = b"") -> None:
+        """Answer C{error} in the client's dialect and hang up, before the body is read."""
+        channel: Any = self.channel
         body = json.dumps(client_api_for(channel_path(channel)).error_body(error)).encode()
         path = channel_path(channel)
         method = channel_method(channel).decode("latin-1", "replace")
-        request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], 413,
+        request_done(channel.site.metrics, method, path.decode("latin-1", "replace").split("?", 1)[0], code,
                      0.0, (self.requestHeaders.getRawHeaders(b"user-agent") or [b""])[0].decode("latin-1"))
         refuse = getattr(channel, "refuse_body", None)
         if refuse is not None:
-            refuse(b"413 Payload Too Large", body)
+            refuse(status, body, headers)
             return
         channel.transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: close\r\n" + headers
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         channel.transport.loseConnection()
 
     def handleContentChunk(self, data: bytes) -> None:
         content: Any = self.content
         channel: Any = self.channel
-        if self.body_too_large is None and content.tell() + len(data) > channel.site.max_body_bytes:
+        size = content.tell() + len(data)
+        if size > channel.site.max_body_bytes and self.body_too_large is None:
             # A chunked upload without Content-Length: answer as soon as it passes the limit, not at its end.
-            self._refuse_too_large(content.tell() + len(data), "more than ")
+            self._refuse_too_large(size, "more than ")
             return
+        if size >= BIG_BODY and size > self.body_reserved and not self._take_budget(size - self.body_reserved):
+            return  # a chunked upload grown big takes from the budget as it grows
         content.write(data)
         if self.body_outline is None:
             self.body_outline = Outline()
@@ -153,7 +200,12 @@ class TrackingRequest(PhrasedRequest):
         self.notifyFinish().addBoth(self._finished, site)
         super().process()
 
+    def connectionLost(self, reason: Any) -> None:
+        self.give_back_budget()  # a client gone before its request ended
+        super().connectionLost(reason)
+
     def _finished(self, result: object, site: Any) -> None:
+        self.give_back_budget()
         site.inflight.discard(self)
         site.finished += 1
         # Klein's render keeps a self-referencing error handler that closes over the request, so every request
@@ -171,13 +223,16 @@ class GatewaySite(Site):
     requestFactory = TrackingRequest
     displayTracebacks = False
 
-    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, headers_deadline: float = 60.0,
+    def __init__(self, resource: Any, *, max_body_bytes: int, reactor: Any, body_budget_bytes: int = 256 << 20,
+                 headers_deadline: float = 60.0,
                  body_deadline: float = 300.0, max_connections: int | None = None, **kwargs: Any) -> None:
         # No idle timer of twisted.web's (12 hours by default, reset on every read, cancelled and set again for
         # every request): the channel's own deadlines (L{sapproxy.web.channel}) are shorter and cover idling.
         kwargs.setdefault("timeout", None)
         super().__init__(resource, reactor=reactor, **kwargs)
         self.max_body_bytes = max_body_bytes
+        #: Bytes of big request bodies held at once (L{sapproxy.web.budget}).
+        self.body_budget = BodyBudget(body_budget_bytes)
         #: Seconds for a request's head, and then for its body, however the bytes are spread
         #: (L{sapproxy.web.channel}).
         self.headers_deadline = headers_deadline

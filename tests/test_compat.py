@@ -158,3 +158,24 @@ def test_klein_error_handlers_segment_counts_and_responses() -> None:
     body = compat.klein_apply_response(Response(code=201, headers={"x-a": "1"}, body=b"made"), request)
     assert body == b"made"
     assert request.code == 201 and request.responseHeaders.getRawHeaders(b"x-a") == [b"1"]
+
+
+def test_headers_like_copies_the_table_and_owns_its_lists() -> None:
+    from twisted.web.http_headers import Headers
+
+    checked = Headers({b"authorization": [b"Bearer t"], b"content-type": [b"application/json"]})
+    copy = compat.headers_like(checked)
+    assert copy == checked and list(copy.getAllRawHeaders()) == list(checked.getAllRawHeaders())
+    assert copy.getRawHeaders(b"Authorization") == [b"Bearer t"], "names kept in the case Headers looks them up in"
+    copy.addRawHeader(b"authorization", b"more")
+    copy.setRawHeaders(b"x-extra", [b"1"])
+    assert checked.getRawHeaders(b"authorization") == [b"Bearer t"] and not checked.hasHeader(b"x-extra")
+
+
+def test_http11_request_is_the_client_protocols_own() -> None:
+    from twisted.web import _newclient
+
+    assert compat.HTTP11Request is _newclient.Request
+    request = compat.HTTP11Request(b"POST", b"/x", None, None)
+    assert (request.method, request.uri, request.bodyProducer, request._parsedURI) == (b"POST", b"/x", None, None)
+    assert callable(request.writeTo) and callable(request.stopWriting)

@@ -263,6 +263,9 @@ class GatewayConfig:
     #: Send a usage chunk on every translated OpenAI stream, as the original proxy's clients expect.
     always_include_usage: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
+    #: The request bodies of 1 MiB or more held at once, in bytes (each costs a few times its size while it is
+    #: parsed and converted): a new one past it gets a 503 with Retry-After, one larger than it alone a 413.
+    body_budget_bytes: int = 256 * 1024 * 1024
     #: The largest whole (non-stream) upstream response read; larger ones end in a 502.
     max_response_bytes: int = 64 * 1024 * 1024
     #: The longest line, and largest event, of an upstream event stream; longer ones end the stream (502).
@@ -348,7 +351,7 @@ _TOP_LEVEL = {
     "subAccounts", "secret_authentication_tokens", "host", "port", "models", "aliases", "timeouts", "retry",
     "usage_store", "usage_retention_days", "responses_ttl_days", "usage_spool", "usage_spool_max_bytes",
     "redis_url", "metrics_token", "ops_token", "simulator", "always_include_usage",
-    "max_body_bytes", "max_response_bytes", "max_stream_event_bytes", "drain_timeout", "pool_size",
+    "max_body_bytes", "body_budget_bytes", "max_response_bytes", "max_stream_event_bytes", "drain_timeout", "pool_size",
     "on_client_hangup", "log_bodies", "redact_patterns", "tracing", "model_filters", "discovery",
     "session_affinity", "strict_model_names", "image_fetch", "admin_token", "providers", "routing",
     # The legacy single-account form.
@@ -736,7 +739,8 @@ _RANGES: list[tuple[str, float, bool, float]] = [
     ("timeouts.request_body", 0, False, 86400),
     ("retry.attempts", 1, True, 100), ("retry.max_wait", 0, True, 3600), ("retry.backoff", 0, True, 600),
     ("retry.cooldown", 0, True, 86400), ("retry.breaker_failures", 1, True, 1000),
-    ("max_body_bytes", 1, True, 1 << 40), ("max_response_bytes", 1024, True, 1 << 40),
+    ("max_body_bytes", 1, True, 1 << 40), ("body_budget_bytes", 1 << 20, True, 1 << 40),
+    ("max_response_bytes", 1024, True, 1 << 40),
     ("max_stream_event_bytes", 1024, True, 1 << 30),
     ("drain_timeout", 0, True, 86400), ("pool_size", 0, True, 100_000),
     ("usage_spool_max_bytes", 0, True, 1 << 40), ("usage_retention_days", 1, True, 36500),

@@ -22,6 +22,10 @@ from sapproxy.dispatch.picker import Deployment
 SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id")
 
 
+#: The header names looked at, as bytes, by the configured header (there is one per config).
+_HEADER_NAMES: dict[str | None, tuple[bytes, ...]] = {}
+
+
 def session_key(headers: Callable[[bytes], bytes | None], body: Any, settings: AffinitySettings) -> str | None:
     """
     The session a request belongs to: the configured header, an agent's own session header, or the body's
@@ -29,9 +33,14 @@ def session_key(headers: Callable[[bytes], bytes | None], body: Any, settings: A
     """
     if not settings.enabled:
         return None
-    names = ((settings.header,) if settings.header else ()) + SESSION_HEADERS
+    names = _HEADER_NAMES.get(settings.header)
+    if names is None:
+        names = tuple(n.lower().encode("latin-1") for n in ((settings.header,) if settings.header else ())
+                      + SESSION_HEADERS)
+        if len(_HEADER_NAMES) < 64:
+            _HEADER_NAMES[settings.header] = names
     for name in names:
-        value = headers(name.lower().encode("latin-1"))
+        value = headers(name)
         if value:
             return value.decode("latin-1").strip()[:256] or None
     if isinstance(body, dict):

@@ -39,6 +39,8 @@ from sapproxy.record import Outcome, RequestRecord, Undelivered
 from sapproxy.runtime import IGatewayReactor, IGatewayRequest
 from sapproxy.tracing import Tracing
 from sapproxy.translate.estimate import response_text_chars
+from sapproxy.translate.framing.sse import Rendered
+from sapproxy.translate.jsontext import parse_json
 from sapproxy.dispatch.guards import BodyFailed, read_whole
 from sapproxy.upstreams.http import UpstreamClient, sleep, with_headers
 from sapproxy.web.notes import announce_dropped_tools
@@ -46,6 +48,59 @@ from sapproxy.translate.errors import UnusableAnswer
 from sapproxy.translate.framing.pipeline import StreamPipeline
 
 log = Logger()
+
+
+def _whole_json(raw: bytes) -> dict[str, Any]:
+    """
+    A whole upstream response's JSON object, with the bytes it came as: a converter that only edits a value
+    (GPT pass-through's C{model}) answers with those bytes edited instead of serialising the body again (see
+    L{sapproxy.translate.wire.openai_passthrough.openai_response}).
+
+    @raise GatewayError: the body is not a JSON object (C{bad_gateway}).
+    """
+    try:
+        upstream = parse_json(raw)
+    except ValueError:
+        try:
+            upstream = json.loads(raw)  # JSON in UTF-16 or UTF-32, which only the stdlib reads from bytes
+        except ValueError:
+            raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
+        raw = b""
+    if not isinstance(upstream, dict):
+        raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
+    if not raw or raw[:1] != b"{":
+        return upstream
+    return Rendered(upstream, raw)
+
+
+class _HeadersDeadline:
+    """
+    An upstream call waiting for its response headers: listed in L{Waiting} (a drain cancels it) and cancelled
+    after C{timeout} seconds, which then fails with L{HeadersTimeout}; one callback for both.
+    """
+
+    __slots__ = ("d", "_waiting", "_timer", "_expired", "_timeout")
+
+    def __init__(self, d: Deferred[IResponse], waiting: Waiting, clock: Any, timeout: float) -> None:
+        self.d = d
+        self._waiting = waiting
+        self._expired = False
+        self._timeout = timeout
+        waiting.add(d)
+        self._timer = clock.callLater(timeout, self._expire)
+        d.addBoth(self._settled)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self.d.cancel()
+
+    def _settled(self, result: Any) -> Any:
+        self._waiting.discard(self.d)
+        if self._timer.active():
+            self._timer.cancel()
+        if self._expired and isinstance(result, Failure):
+            raise HeadersTimeout(f"no response headers within {self._timeout:g} s")
+        return result
 
 
 class HungUp(CancelledError):
@@ -186,13 +241,16 @@ class Gateway:
             tally.deployment = deployment.id
             url = provider.url(deployment, exchange.request)
             traceparent = record.traceparent
-            span = self.tracing.child(record.span, "upstream /" + exchange.request.operation, client=True,
-                                      subaccount=deployment.provider, deployment=deployment.id,
-                                      attempt=tally.attempts)
-            if span is not None:
-                traceparent = self.tracing.traceparent(span) or traceparent
-            credential_span = self.tracing.child(record.span, provider.credential_span, subaccount=provider.name) \
-                if self.tracing.enabled and not provider.credentials_ready() else None
+            span = credential_span = None
+            if record.span is not None:  # a span only when tracing is on
+                span = self.tracing.child(record.span, "upstream /" + exchange.request.operation, client=True,
+                                          subaccount=deployment.provider, deployment=deployment.id,
+                                          attempt=tally.attempts)
+                if span is not None:
+                    traceparent = self.tracing.traceparent(span) or traceparent
+                if self.tracing.enabled and not provider.credentials_ready():
+                    credential_span = self.tracing.child(record.span, provider.credential_span,
+                                                         subaccount=provider.name)
             try:
                 headers = await provider.authorize(deployment, url, exchange.request.body, traceparent)
                 Tracing.end(credential_span)
@@ -347,39 +405,21 @@ class Gateway:
 
     def _post(self, url: bytes, headers: Any, body: bytes) -> Any:
         d = self.upstream.post(url, headers, body)
-        self.waiting.track(d)
-        expired = []
-
-        def expire() -> None:
-            expired.append(True)
-            d.cancel()
-
-        timer = self.reactor.callLater(self.config.timeouts.headers, expire)
-
-        def settled(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            if expired and isinstance(result, Failure):
-                raise HeadersTimeout(f"no response headers within {self.config.timeouts.headers:g} s")
-            return result
-
-        return d.addBoth(settled)
+        return _HeadersDeadline(d, self.waiting, self.reactor, self.config.timeouts.headers).d
 
     async def _whole(self, tally: _Tally, response: IResponse, exchange: Exchange) -> tuple[dict[str, Any], Outcome]:
         raw = await read_whole(response, self.reactor, timeout=self.config.timeouts.idle,
                                limit=self.config.max_response_bytes)
         first_byte_at = self.reactor.seconds()
-        try:
-            upstream = json.loads(raw)
-        except ValueError:
-            raise GatewayError("bad_gateway", "the upstream answered with a body that is not JSON") from None
-        if not isinstance(upstream, dict):
-            raise GatewayError("bad_gateway", "the upstream answered with JSON that is not an object")
+        upstream = _whole_json(raw)
         usage = exchange.usage(upstream)
         try:
             converted = exchange.convert(upstream)
         except UnusableAnswer as e:
             raise GatewayError("bad_gateway", e.message) from None
+        if converted is upstream:
+            # Edited in place by a converter that knows nothing of the JSON it came with: that JSON is stale.
+            converted = dict(converted)
         return converted, tally.outcome(usage=usage, output_chars=response_text_chars(converted),
                                         first_byte_at=first_byte_at)
 

@@ -99,8 +99,11 @@ class DeploymentPicker:
             if i == 0:
                 self._next_url[key] = first + 1
             ordered.extend(deployments[(first + j) % len(deployments)] for j in range(len(deployments)))
+        open_until = self._open_until
+        if not open_until:
+            return ordered  # no breaker open (the usual case): all healthy, in turn order
         now = self._clock.seconds()
-        healthy = [d for d in ordered if self._open_until.get(d.url, 0.0) <= now]
+        healthy = [d for d in ordered if open_until.get(d.url, 0.0) <= now]
         return healthy + [d for d in ordered if d not in healthy]
 
     def tiers(self, model: str, deployments: list[Deployment]) -> tuple[list[Deployment], list[Deployment]]:

@@ -26,6 +26,7 @@ from sapproxy.translate.usage import Usage
 from sapproxy.translate.fit import fit_request
 from sapproxy.translate.prompt_estimate import InputTokensAtStart, estimate_input_tokens
 from sapproxy.translate.wire import WireRequest, WireTarget
+from sapproxy.translate.named import named_response
 
 log = Logger()
 
@@ -175,8 +176,9 @@ def _embeddings(request: ClientRequest, wire: IWireFormat, target: WireTarget) -
     requested = call.model
 
     def convert(response: dict[str, Any]) -> dict[str, Any]:
-        response["model"] = requested
-        return response
+        # Named as the client asked; the upstream's JSON kept where it came with it (thousands of floats that
+        # need not be written again).
+        return named_response(response, requested)
 
     def never(_: str) -> StreamPipeline:
         raise AssertionError("embeddings never stream")

@@ -157,7 +157,7 @@ class StreamRelay(Protocol):
         self._flush()
         if self._over:
             return
-        if not reason.check(ResponseDone):
+        if not isinstance(reason.value, ResponseDone):  # not Failure.check, which names every class of the type
             self._broken(GatewayError("bad_gateway", "the upstream connection broke mid-stream"))
             return
         try:

@@ -38,6 +38,15 @@ class Waiting:
 
         d.addBoth(settled)
 
+    def add(self, d: Deferred[Any]) -> None:
+        """
+        List C{d}; whoever adds it calls L{discard} once it has fired (L{track} does both).
+        """
+        self._calls.add(d)
+
+    def discard(self, d: Deferred[Any]) -> None:
+        self._calls.discard(d)
+
     def cancel_all(self) -> int:
         calls = list(self._calls)
         for d in calls:

@@ -73,6 +73,15 @@ def _encoder(name: str) -> Callable[[str], int] | None:
     return lambda text: len(encode(text))
 
 
+def load_tokenizers() -> None:
+    """
+    Load every tokenizer now: the first count otherwise loads its own on the thread that asks, 120-220 ms of
+    pure Python (meant for a worker thread at start-up, where it yields the interpreter every few ms).
+    """
+    for name in ("cl100k_base", "o200k_base"):
+        _encoder(name)
+
+
 def tokenizer_name(family: str) -> str:
     """What counts text for C{family}: C{"o200k_base"}, C{"cl100k_base*1.15"} or C{"chars/3.5"}."""
     fam = _family(family)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from attrs import frozen
+from attrs import field, frozen
 from hyperlink import EncodedURL
 from treq.client import HTTPClient
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IConsumer, IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
@@ -33,7 +33,9 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from sapproxy.compat import HTTP11ClientFactory, HTTP11ClientProtocol, install_pool_factory, use_transfer_decoders
+from sapproxy.compat import (
+    HTTP11ClientFactory, HTTP11ClientProtocol, HTTP11Request, install_pool_factory, use_transfer_decoders,
+)
 from sapproxy.upstreams.chunked import TRANSFER_DECODERS
 from sapproxy.upstreams.proxying import TunnelEndpoint, proxy_for
 
@@ -154,7 +156,7 @@ def make_http_client(reactor: Any, *, pool_size: int, connect_timeout: float,
     install_pool_factory(pool, _QuietFactory)
     endpoints = CachedEndpoints(reactor, connect_timeout=connect_timeout, environ=environ)
     agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
-    return HttpClients(HTTPClient(agent), UpstreamClient(agent), pool)
+    return HttpClients(HTTPClient(agent), UpstreamClient(agent, pool, endpoints), pool)
 
 
 @implementer(IBodyProducer)
@@ -191,17 +193,119 @@ class BytesProducer:
         pass
 
 
+class _Origin:
+    """
+    What every request to one URL shares, worked out on its first request: the pool key and endpoint, the
+    request target, and the head of the request up to its headers (request line, C{Host}).
+    """
+
+    __slots__ = ("key", "endpoint", "uri", "path", "head", "host_line")
+
+    def __init__(self, url: bytes, endpoints: IAgentEndpointFactory, persistent: bool) -> None:
+        uri = URI.fromBytes(url)
+        # Twisted's own checks of the method and request target, once per URL instead of once per request.
+        HTTP11Request(b"POST", uri.originForm, Headers(), None)
+        self.key = (uri.scheme, uri.host, uri.port)
+        self.endpoint = endpoints.endpointForURI(uri)
+        self.uri = uri
+        self.path = uri.originForm
+        host = b"[" + uri.host + b"]" if isIPv6Address(uri.host.decode("ascii", "replace")) else uri.host
+        if (uri.scheme, uri.port) not in ((b"http", 80), (b"https", 443)):
+            host = b"%b:%d" % (host, uri.port)
+        self.head = b"POST " + self.path + b" HTTP/1.1\r\n" + (b"" if persistent else b"Connection: close\r\n")
+        self.host_line = b"Host: " + host + b"\r\n"
+
+
+class _WholeRequest(HTTP11Request):
+    """
+    A POST whose body is in memory, written with its head in one piece.
+
+    Twisted's request writes the head, then hands the body to a producer through a length-enforcing consumer,
+    with three Deferreds and a producer registration to say when it is done: machinery for bodies that
+    arrive over time, one of the larger costs of an inference call.  This request writes what Twisted's
+    would (the same head, C{Content-Length}, the body) and is done at once.
+    """
+
+    def __init__(self, origin: _Origin, headers: Headers, body: bytes, persistent: bool) -> None:
+        # Not Twisted's __init__: the method and target were checked when the origin was made.
+        self.method = b"POST"
+        self.uri = origin.path
+        self.headers = headers
+        self.bodyProducer = None
+        self.persistent = persistent
+        self._parsedURI = origin.uri
+        self._origin = origin
+        self._body = body
+
+    def writeTo(self, transport: Any) -> Deferred[None]:
+        origin = self._origin
+        body, self._body = self._body, b""  # written once: let go of it (it can be megabytes)
+        headers = self.headers
+        lines = [origin.head]
+        if not headers.hasHeader(b"host"):
+            lines.append(origin.host_line)
+        lines.append(b"Content-Length: %d\r\n" % len(body))
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines.append(name + b": " + value + b"\r\n")
+        lines.append(b"\r\n")
+        if len(body) < _JOIN_BELOW:
+            lines.append(body)
+            transport.write(b"".join(lines))
+        else:
+            # A body of megabytes (a long conversation) is handed over as it is, not copied once more.
+            transport.write(b"".join(lines))
+            transport.write(body)
+        return succeed(None)
+
+    def stopWriting(self) -> None:
+        pass  # everything was written by writeTo
+
+
 @frozen
 class UpstreamClient:
     """
-    POSTs to deployments through an L{IAgent} (in production the pool's; in tests treq's
-    C{RequestTraversalAgent}), answering with the plain L{IResponse}, body unread.
+    POSTs to deployments through an L{IAgent} (in tests treq's C{RequestTraversalAgent}), answering with the
+    plain L{IResponse}, body unread.
+
+    Given the pool and the endpoints the agent uses (as in production), it goes to the pool itself: the
+    agent's work per request (parse the URL, look up the endpoint, copy the headers to add C{Host}, check the
+    method and target) is done once per URL, and the request is a L{_WholeRequest}.  The URLs are the
+    configured deployments' (the providers keep them), so the cache of origins is bounded by the config; a
+    hostile number of them is cut off at L{_MAX_ORIGINS}.
     """
 
     agent: IAgent
+    pool: HTTPConnectionPool | None = None
+    endpoints: IAgentEndpointFactory | None = None
+    _origins: dict[bytes, _Origin] = field(factory=dict, eq=False, repr=False)
 
     def post(self, url: bytes, headers: Headers, body: bytes) -> Deferred[IResponse]:
-        return self.agent.request(b"POST", url, headers, BytesProducer(body))
+        pool = self.pool
+        if pool is None or self.endpoints is None:
+            return self.agent.request(b"POST", url, headers, BytesProducer(body))
+        origin = self._origins.get(url)
+        if origin is None:
+            try:
+                origin = _Origin(url.strip(), self.endpoints, pool.persistent)
+            except SchemeNotSupported:
+                return fail()
+            if len(self._origins) >= _MAX_ORIGINS:
+                self._origins.clear()
+            self._origins[url] = origin
+        request = _WholeRequest(origin, headers, body, pool.persistent)
+        return pool.getConnection(origin.key, origin.endpoint).addCallback(_send, request)
+
+
+#: Bodies below this size are written in one piece with their head; larger ones after it, uncopied.
+_JOIN_BELOW = 64 * 1024
+
+#: More distinct upstream URLs than any config has; past it the cache starts again.
+_MAX_ORIGINS = 4096
+
+
+def _send(protocol: HTTP11ClientProtocol, request: _WholeRequest) -> Deferred[IResponse]:
+    return protocol.request(request)
 
 
 def url_bytes(url: str) -> bytes:

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from sapproxy.compat import headers_like
 from sapproxy.config import GatewayConfig, ServiceKey, SubAccount, is_reasoning_model
 from sapproxy.dispatch.picker import Deployment
 from sapproxy.errors import GatewayError
@@ -275,6 +276,10 @@ def clamp_lifetime(expires_in: float, name: str) -> float:
     return clamped
 
 
+#: Models whose wire format and target a provider keeps (more than any config names).
+_MAX_CACHED_MODELS = 1024
+
+
 def _succeed(value: str) -> Deferred[str]:
     d: Deferred[str] = Deferred()
     d.callback(value)
@@ -285,17 +290,32 @@ def upstream_headers(token: str, resource_group: str, zone: str | None, tracepar
     """
     The headers of an inference call: SAP AI Core's bearer token, resource group and (when the service key
     names one) tenant.
+
+    Every call of a token has the same ones: they are encoded and checked once (L{Headers} does both on every
+    set) and each call gets its own copy of them (L{headers_like}).
     """
-    raw = {
-        b"authorization": [b"Bearer " + token.encode("latin-1")],
-        b"ai-resource-group": [resource_group.encode("utf-8")],
-        b"content-type": [b"application/json"],
-    }
-    if zone:
-        raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+    key = (token, resource_group, zone)
+    checked = _CHECKED_HEADERS.get(key)
+    if checked is None:
+        raw = {
+            b"authorization": [b"Bearer " + token.encode("latin-1")],
+            b"ai-resource-group": [resource_group.encode("utf-8")],
+            b"content-type": [b"application/json"],
+        }
+        if zone:
+            raw[b"ai-tenant-id"] = [zone.encode("utf-8")]
+        checked = Headers(raw)
+        if len(_CHECKED_HEADERS) >= 64:  # tokens are replaced every few hours; a few subaccounts at a time
+            _CHECKED_HEADERS.clear()
+        _CHECKED_HEADERS[key] = checked
+    headers = headers_like(checked)
     if traceparent:
-        raw[b"traceparent"] = [traceparent.encode("latin-1")]
-    return Headers(raw)
+        headers.setRawHeaders(b"traceparent", [traceparent.encode("latin-1")])
+    return headers
+
+
+#: The checked headers of each (token, resource group, tenant) in use (L{upstream_headers}).
+_CHECKED_HEADERS: dict[tuple[str, str, str | None], Headers] = {}
 
 
 #: The first Azure OpenAI api-version with the Responses API; older configured versions are raised to it there.
@@ -349,6 +369,10 @@ class SapAiCoreProvider:
         self.tokens_handed_on = False
         #: (deployment URL, operation, stream) -> request-line bytes; bounded by the config and the deployments.
         self._urls: dict[tuple[str, str, bool], bytes] = {}
+        #: Per model, its wire format and target: they follow from the config alone (which a reload replaces
+        #: with a new provider), and every attempt asks for both.
+        self._wire_formats: dict[str, str] = {}
+        self._targets: dict[str, WireTarget] = {}
 
     @property
     def generation(self) -> int:
@@ -373,6 +397,14 @@ class SapAiCoreProvider:
         return self._current().get(model, [])
 
     def wire_format(self, model: str) -> str:
+        found = self._wire_formats.get(model)
+        if found is None:
+            found = self._wire_format(model)
+            if len(self._wire_formats) < _MAX_CACHED_MODELS:
+                self._wire_formats[model] = found
+        return found
+
+    def _wire_format(self, model: str) -> str:
         settings = self._config.model_settings(model)
         family = family_of(model, settings)
         if family == "claude":
@@ -389,6 +421,14 @@ class SapAiCoreProvider:
         return ("openai_responses",) if self.wire_format(model) == "openai_chat" else ()
 
     def target(self, model: str) -> WireTarget:
+        found = self._targets.get(model)
+        if found is None:
+            found = self._target(model)
+            if len(self._targets) < _MAX_CACHED_MODELS:
+                self._targets[model] = found
+        return found
+
+    def _target(self, model: str) -> WireTarget:
         settings = self._config.model_settings(model)
         upstream = settings.upstream_model or model
         return WireTarget(upstream, reasoning=is_reasoning_model(model),

@@ -159,7 +159,7 @@ class GatewayChannel(http.HTTPChannel):
         self.refuse_body(status, json.dumps({"error": {"message": message, "type": "invalid_request_error",
                                                        "param": None, "code": None}}).encode())
 
-    def refuse_body(self, status: bytes, body: bytes) -> None:
+    def refuse_body(self, status: bytes, body: bytes, headers: bytes = b"") -> None:
         """
         Answer C{status} with the JSON C{body} and close: the rest of what the client sends is not read.
         """
@@ -170,7 +170,8 @@ class GatewayChannel(http.HTTPChannel):
         self.factory.channels.pop(self, None)
         if self.transport is not None:
             self.transport.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: close"
-                                 b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                                 b"\r\n" + headers + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                                 + body)
             # Stop reading at once: a 100 MB upload is not read to its end before the answer.
             stop_reading = getattr(self.transport, "stopReading", None)
             if stop_reading is not None:

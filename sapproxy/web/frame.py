@@ -28,8 +28,9 @@ from sapproxy.models import ModelCatalog, ResolvedModel
 from sapproxy.ratelimit import IRateLimiter
 from sapproxy.tracing import Tracing
 from sapproxy.translate.errors import InvalidRequest
+from sapproxy.translate.framing.sse import Rendered
 from sapproxy.translate.jsontext import compact_json
-from sapproxy.web.pause import after_big_body
+from sapproxy.web.pause import BIG_BODY, after_big_body, parse_big_body
 
 log = Logger()
 
@@ -58,7 +59,8 @@ def json_body(request: IGatewayRequest, status: int, payload: Any, headers: dict
     C{payload} as the response's JSON body, with its length: a whole response is sent in one piece, not
     chunked (clients learn its size up front, and the connection is reusable without a closing chunk).
     """
-    body = compact_json(payload).encode("utf-8", "replace")
+    # A whole upstream response passed through keeps the upstream's JSON (L{Rendered}): written as it is.
+    body = payload.json if type(payload) is Rendered else compact_json(payload).encode("utf-8", "replace")
     request.setResponseCode(status)
     raw = request.responseHeaders
     raw.setRawHeaders(b"content-type", [b"application/json"])
@@ -84,25 +86,81 @@ def read_json_object(request: IGatewayRequest, limit: int) -> dict[str, Any]:
 
     @raise GatewayError: too large, not UTF-8, not JSON, or not an object; each says which.
     """
-    declared = getattr(request, "body_too_large", None)
-    if declared is not None:
-        raise GatewayError("request_too_large", f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    content = request.content
-    content.seek(0, 2)
-    size = content.tell()
-    if size > limit:
-        raise GatewayError("request_too_large", f"request body of {size} bytes exceeds the limit of {limit} bytes")
-    content.seek(0)
-    raw = content.read()
-    # Parsed once, here: the request's own copy goes, not to be held for as long as a stream lasts.
-    content.seek(0)
-    content.truncate()
-    if not raw.strip():
-        raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
-    body = parse_body(raw, getattr(request, "body_outline", None))
+    parsed = getattr(request, "parsed_body", None)
+    if parsed is None:
+        declared = getattr(request, "body_too_large", None)
+        if declared is not None:
+            raise GatewayError("request_too_large", f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        content = request.content
+        content.seek(0, 2)
+        size = content.tell()
+        if size > limit:
+            raise GatewayError("request_too_large", f"request body of {size} bytes exceeds the limit of {limit} bytes")
+        content.seek(0)
+        raw = content.read()
+        # Parsed once, here: the request's own copy goes, not to be held for as long as a stream lasts.
+        content.seek(0)
+        content.truncate()
+        if size >= BIG_BODY:
+            setattr(request, "parsed_size", size)  # its size, for the round before its encoding (after_big_body)
+        if not raw or raw.isspace():
+            raise GatewayError("invalid_request", "the request body is empty; expected a JSON object")
+        body = parse_body(raw, getattr(request, "body_outline", None))
+    else:  # a big body, parsed in pieces already (L{Route.run})
+        setattr(request, "parsed_body", None)
+        if isinstance(parsed, GatewayError):
+            raise parsed
+        body = parsed
     if not isinstance(body, dict):
         raise GatewayError("invalid_request", "the request body must be a JSON object")
     return body
+
+
+async def parse_big(reactor: Any, request: IGatewayRequest, limit: int) -> None:
+    """
+    Parse C{request}'s big body in pieces between reactor turns (L{parse_big_body}) and keep the result (or the
+    error) for L{read_json_object}; the body's bytes are let go of at once, only its size is kept.
+    """
+    if getattr(request, "body_too_large", None) is not None:
+        return
+    content = request.content
+    size = content.seek(0, 2)
+    if size > limit:
+        return  # read_json_object answers 413
+    content.seek(0)
+    raw = content.read()
+    if not raw or raw.isspace():
+        return
+    setattr(request, "parsed_size", size)
+    request.content = _EMPTY
+    close = getattr(content, "close", None)
+    if close is not None:
+        close()
+    del content
+    try:
+        parsed: Any = await parse_big_body(reactor, raw, getattr(request, "body_outline", None))
+    except GatewayError as e:
+        parsed = e
+    setattr(request, "parsed_body", parsed)
+
+
+class _Empty:
+    """The content of a request whose body was parsed in pieces: its bytes are not kept."""
+
+    def seek(self, *_: Any) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, *_: Any) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+_EMPTY = _Empty()
 
 
 class ServicesRef:
@@ -219,6 +277,9 @@ class Route:
         try:
             identity = self.identify(request)
             record.identity = identity
+            outline = getattr(request, "body_outline", None)
+            if outline is not None and outline.size >= BIG_BODY and request.method == b"POST":
+                await parse_big(clock, request, self.config.max_body_bytes)
             result = await work(record, identity)
             if isinstance(result, (dict, list)):
                 record.status = 200

@@ -137,3 +137,41 @@ def test_a_big_body_waits_two_reactor_rounds_a_small_one_none(size: int, rounds:
         assert not done.called  # the sockets are polled between the rounds: other requests are served
         reactor.round()
     assert done.called
+
+
+def test_big_bodies_under_way_together_take_one_step_a_round_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sapproxy.edge as edge
+    import sapproxy.web.pause as pause
+
+    monkeypatch.setattr(edge, "PIECE", 64)
+    steps: list[str] = []
+
+    def counted(name: str) -> Any:
+        def parse(raw: bytes, outline: Any) -> Any:
+            pieces = edge.parse_in_pieces(raw, outline)
+            while True:
+                steps.append(name)
+                try:
+                    next(pieces)
+                except StopIteration as done:
+                    return done.value
+                yield
+        return parse
+
+    reactor = Rounds()
+    bodies = {name: json.dumps({"messages": [{"content": name * 100}] * 8}).encode() for name in "ab"}
+    done = {}
+    for name, raw in bodies.items():
+        monkeypatch.setattr(pause, "parse_in_pieces", counted(name))
+        done[name] = Deferred.fromCoroutine(pause.parse_big_body(reactor, raw, None))
+    rounds = 0
+    while not (done["a"].called and done["b"].called):
+        before = len(steps)
+        reactor.round()
+        rounds += 1
+        assert len(steps) - before <= 1, steps[before:]  # one step of one body, whatever the number under way
+        assert rounds < 200
+    assert steps.count("a") > 8 and steps.count("b") > 8
+    assert "ab" in "".join(steps) and "ba" in "".join(steps)  # in turn
+    for name, raw in bodies.items():
+        assert done[name].result == json.loads(raw)

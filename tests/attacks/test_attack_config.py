@@ -34,6 +34,8 @@ BAD = [
     ({"retry": {"breaker_failures": 0}}, "retry.breaker_failures"),
     ({"max_body_bytes": -1}, "max_body_bytes"),
     ({"max_body_bytes": 0}, "max_body_bytes"),
+    ({"body_budget_bytes": 0}, "body_budget_bytes"),
+    ({"body_budget_bytes": (1 << 20) - 1}, "body_budget_bytes"),
     ({"drain_timeout": -3}, "drain_timeout"),
     ({"pool_size": -1}, "pool_size"),
     ({"usage_spool_max_bytes": -1}, "usage_spool_max_bytes"),
@@ -70,8 +72,8 @@ def test_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
     config = load_config(write(tmp_path / "config.json", {
         "timeouts": {"headers": 0.1, "idle": 0.1, "keepalive": 0.1}, "retry": {"attempts": 1, "max_wait": 0,
                                                                             "backoff": 0}, "pool_size": 0,
-        "drain_timeout": 0, "max_body_bytes": 1}))
-    assert config.retry.attempts == 1 and config.timeouts.headers == 0.1
+        "drain_timeout": 0, "max_body_bytes": 1, "body_budget_bytes": 1 << 20}))
+    assert config.retry.attempts == 1 and config.timeouts.headers == 0.1 and config.body_budget_bytes == 1 << 20
 
 
 def test_reload_refuses_an_out_of_range_value_and_keeps_the_running_config(tmp_path: Path) -> None:

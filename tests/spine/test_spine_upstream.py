@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest_twisted
 import treq
 from treq.testing import RequestTraversalAgent
+from twisted.internet.protocol import Protocol
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 
@@ -107,3 +109,84 @@ def test_unsupported_scheme_is_refused() -> None:
         pass
     else:
         raise AssertionError("ftp accepted")
+
+
+class RawRecorder(Protocol):
+    """A loopback upstream that keeps every request's bytes and answers each with a small JSON body."""
+
+    def __init__(self, seen: list[bytes]) -> None:
+        self.seen = seen
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n\r\n" in self.buffer:
+            head, _, rest = self.buffer.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:")))
+            if len(rest) < length:
+                return
+            self.seen.append(head + b"\r\n\r\n" + rest[:length])
+            self.buffer = rest[length:]
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+                                 b'{"ok":true}')
+
+
+@pytest_twisted.ensureDeferred
+async def test_pool_path_writes_what_twisted_would_and_reuses_the_connection() -> None:
+    """
+    In production the client goes to the pool itself (L{UpstreamClient} with the pool and endpoints): one
+    request's bytes are the head Twisted's agent writes (request line, C{Host}, C{Content-Length}, the given
+    headers) and the body, and the next request to the URL goes over the same kept-alive connection.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.protocol import Factory
+
+    from sapproxy.upstreams.http import make_http_client
+
+    seen: list[bytes] = []
+    connections: list[Any] = []
+
+    class Upstream(Factory):
+        def buildProtocol(self, addr: Any) -> Protocol:
+            connections.append(addr)
+            return RawRecorder(seen)
+
+    port = reactor.listenTCP(0, Upstream(), interface="127.0.0.1")
+    clients = make_http_client(reactor, pool_size=4, connect_timeout=5)
+    number = port.getHost().port
+    try:
+        base = f"http://127.0.0.1:{number}".encode()
+        for i in range(2):
+            headers = upstream_headers(f"tok-{i}", "rg-7", None)
+            response = await clients.upstream.post(base + b"/v2/inference/deployments/d1/chat/completions?v=1",
+                                                   headers, b'{"model":"x"}')
+            assert response.code == 200
+            assert await treq.content(response) == b'{"ok":true}'
+        # An upstream whose signature covers Host (Bedrock's SigV4) sends its own, and only that one.
+        signed = Headers({b"host": [b"bedrock.test"], b"content-type": [b"application/json"]})
+        response = await clients.upstream.post(base + b"/model/invoke", signed, b"{}")
+        assert await treq.content(response) == b'{"ok":true}'
+        # A body of megabytes is written after its head rather than joined to it: the same bytes on the wire.
+        big = b'{"messages":"' + b"x" * 300_000 + b'"}'
+        response = await clients.upstream.post(base + b"/big", upstream_headers("tok-big", "rg-7", None), big)
+        assert await treq.content(response) == b'{"ok":true}'
+    finally:
+        await clients.pool.closeCachedConnections()
+        await port.stopListening()
+    assert len(connections) == 1, "one kept-alive connection for every request"
+    host = b"127.0.0.1:%d" % number
+    for i, raw in enumerate(seen[:2]):
+        head, _, body = raw.partition(b"\r\n\r\n")
+        line, *fields = head.split(b"\r\n")
+        assert line == b"POST /v2/inference/deployments/d1/chat/completions?v=1 HTTP/1.1"
+        assert sorted(fields) == sorted([b"Host: " + host, b"Content-Length: 13", b"Authorization: Bearer tok-%d" % i,
+                                         b"Ai-Resource-Group: rg-7", b"Content-Type: application/json"])
+        assert body == b'{"model":"x"}'
+    head, _, body = seen[2].partition(b"\r\n\r\n")
+    line, *fields = head.split(b"\r\n")
+    assert line == b"POST /model/invoke HTTP/1.1" and body == b"{}"
+    assert sorted(fields) == [b"Content-Length: 2", b"Content-Type: application/json", b"Host: bedrock.test"]
+    head, _, body = seen[3].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /big HTTP/1.1\r\n") and b"\r\nContent-Length: %d\r\n" % len(big) in head
+    assert body == big

@@ -48,6 +48,7 @@ from sapproxy.translate.ir import Request as IRRequest, Response as IRResponse
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import DONE, KEEPALIVE_COMMENT, Rendered, encode_data, json_text, split_template
+from sapproxy.translate.jsontext import parse_json
 from sapproxy.translate.ids import chat_id_from_message_id, new_tool_use_id, random_hex
 from sapproxy.translate.usage import Usage
 
@@ -188,7 +189,9 @@ def _parse_arguments(arguments: Any, path: str) -> dict[str, Any]:
     if not isinstance(arguments, str):
         raise InvalidRequest(f"{path} must be a JSON string", path)
     try:
-        value = json.loads(arguments)
+        # msgspec (the stdlib where they differ): the arguments of a long agent history are megabytes of JSON
+        # text, parsed while the request is planned, in one stretch of the reactor (issue #15, item 4).
+        value = parse_json(arguments)
     except ValueError:
         raise InvalidRequest(f"{path} is not valid JSON", path) from None
     if not isinstance(value, dict):

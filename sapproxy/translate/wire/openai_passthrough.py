@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sapproxy.translate.framing.sse import Rendered
+from sapproxy.translate.named import named_response
 from sapproxy.translate.jsontext import json_text, parse_json
 from sapproxy.translate.usage import Usage
 
@@ -104,6 +105,10 @@ def openai_response(resp: dict[str, Any], model: str) -> dict[str, Any]:
     """
     A non-streamed Azure completion, named as the client asked; Azure's C{prompt_filter_results} kept
     (harmless in a whole response, and some clients read it).
+
+    A response that still has the upstream's JSON (L{Rendered}, as the dispatcher reads whole responses)
+    comes back as a new L{Rendered} of that JSON with its C{model} edited, as a stream's chunks do (see
+    L{OpenAIPassthrough._named}), so the client's body is not serialised again; where the edit is not
+    unambiguous, as a plain dict that the encoder serialises.
     """
-    resp["model"] = model
-    return resp
+    return named_response(resp, model)
