@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.logger import Logger
 
+from sapproxy.logs import QuickLogger
 from sapproxy.record import RequestRecord
 from sapproxy.translate.estimate import CHARS_PER_TOKEN, completion_tokens, estimated_usage
 from sapproxy.translate.usage import Usage
 
-log = Logger(namespace="sapproxy.request")
+log = QuickLogger(namespace="sapproxy.request")
 
 
 class Accounting:

@@ -13,6 +13,9 @@ Each is used because the public API has no way to do the same thing:
     answer a 413 in the dialect of the route;
   - whether a request's client has gone (Klein cancels the route's Deferred either way);
   - Klein's per-request component cache, released when a request finishes (a reference cycle otherwise);
+  - Klein's error handlers, a route's segment count and a L{klein.Response}'s application to a request, for
+    the fixed-path dispatch of L{sapproxy.web.routing} (Klein's own C{render}, minus the URL map's binding and
+    matching);
   - treq's synchronous body producer, for an in-memory treq client that needs no cooperator
     (L{sapproxy.testing});
   - twisted.web's chunked body decoder, to subclass it, and the client parser's table of body decoders, to
@@ -38,7 +41,7 @@ from twisted.web.http_headers import Headers
 __all__ = [
     "ChunkedTransferDecoder", "use_transfer_decoders", "HTTP11ClientFactory", "HTTP11ClientProtocol", "HTTP11Request", "RequestGenerationFailed", "RequestTransmissionFailed",
     "SynchronousBodyProducer", "channel_path", "client_disconnected", "forget_klein_component", "headers_like",
-    "install_pool_factory",
+    "install_pool_factory", "klein_apply_response", "klein_error_handlers", "klein_segment_count",
 ]
 
 
@@ -96,6 +99,29 @@ def forget_klein_component(request: Any) -> None:
     Drop Klein's per-request component cache (its URL map adapter), which closes a reference cycle.
     """
     request._adapterCache = {}
+
+
+def klein_error_handlers(app: Any) -> list[Any]:
+    """
+    C{app}'s error handlers, in the order Klein tries them: C{(exception types, handler)} pairs.
+    """
+    return app._error_handlers
+
+
+def klein_segment_count(handler: Any) -> int | None:
+    """
+    How many path segments the route of C{handler} (an entry of C{Klein.endpoints}) consumes, which Klein
+    moves from the request's C{postpath} to its C{prepath}; L{None} if Klein did not say.
+    """
+    count = getattr(handler, "segment_count", None)
+    return count if isinstance(count, int) else None
+
+
+def klein_apply_response(response: Any, request: Any) -> Any:
+    """
+    Apply a route's L{klein.Response} to C{request}, as Klein's resource does: what is left to render.
+    """
+    return response._applyToRequest(request)
 
 
 def twistd_log_options() -> tuple[str, bool] | None:

@@ -134,6 +134,32 @@ def test_twistd_log_options_from_the_app_logger_calling_the_factory() -> None:
     assert compat.twistd_log_options() is None
 
 
+def test_klein_error_handlers_segment_counts_and_responses() -> None:
+    from klein import Response
+
+    app = Klein()
+
+    @app.route("/v1/chat/completions", methods=["POST"])
+    def chat(request: Request) -> bytes:
+        return b"ok"
+
+    @app.handle_errors(ValueError)
+    def bad(request: Request, failure: Any) -> bytes:
+        return b"bad"
+
+    handlers = compat.klein_error_handlers(app)
+    assert [types for types, _ in handlers] == [[ValueError]]
+    assert app.execute_error_handler(handlers[0][1], None, None) == b"bad"  # type: ignore[arg-type]
+    rule = next(r for r in app.url_map.iter_rules() if r.rule == "/v1/chat/completions")
+    assert compat.klein_segment_count(app.endpoints[rule.endpoint]) == 3
+    assert compat.klein_segment_count(object()) is None
+
+    request = Request(DummyChannel())
+    body = compat.klein_apply_response(Response(code=201, headers={"x-a": "1"}, body=b"made"), request)
+    assert body == b"made"
+    assert request.code == 201 and request.responseHeaders.getRawHeaders(b"x-a") == [b"1"]
+
+
 def test_headers_like_copies_the_table_and_owns_its_lists() -> None:
     from twisted.web.http_headers import Headers
 

@@ -5,6 +5,7 @@ One row of usage: what a single client request cost and how it went.
 from __future__ import annotations
 
 import re
+from operator import attrgetter
 from typing import Any
 
 from attrs import evolve, fields, frozen
@@ -58,6 +59,12 @@ class UsageRecord:
         This row with every text made storable in any backend (no NUL for PostgreSQL, no lone surrogate for
         UTF-8) and printable; itself when it already is (nearly always: the edge cleaned the client's text).
         """
+        texts = _texts_of(self)
+        try:
+            if not _UNSAFE.search(" ".join(filter(None, texts))):  # one search over all of them, nearly always
+                return self
+        except TypeError:  # not all text after all: field by field
+            pass
         changes: dict[str, Any] = {}
         for name in _TEXTS:
             value = getattr(self, name)
@@ -81,3 +88,4 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 _BOOLEANS = ("stream", "tokens_estimated", "client_hung_up")
 _TEXTS = tuple(f.name for f in fields(UsageRecord) if f.type in ("str", "str | None"))
 _UNSAFE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_texts_of = attrgetter(*_TEXTS)

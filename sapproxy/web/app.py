@@ -13,10 +13,20 @@ from sapproxy.errors import GatewayError
 from sapproxy.registry import SURFACES, client_api_for
 from sapproxy.web import admin, ops
 from sapproxy.web.frame import ServicesRef, error_body
+from sapproxy.web.routing import StaticRoutes
+
+
+class GatewayKlein(Klein):
+    """
+    Klein, whose resource dispatches the fixed-path routes from a table (L{sapproxy.web.routing}).
+    """
+
+    def resource(self) -> StaticRoutes:
+        return StaticRoutes(self)
 
 
 def build_app(ref: ServicesRef, admin_backend: admin.AdminBackend | None = None) -> Klein:
-    app = Klein()
+    app = GatewayKlein()
     admin.install(app, ref, admin_backend)
     for surface in SURFACES:
         surface.install(app, ref)

@@ -36,7 +36,9 @@ class GatewayChannel(http.HTTPChannel):
     MAX_LENGTH = MAX_LINE
     totalHeadersSize = MAX_HEAD
 
+    #: The connection's one timer (see L{_start}), and when the current phase's deadline falls (L{None}: none).
     _deadline: IDelayedCall | None = None
+    _deadline_at: float | None = None
     _phase = "head"
     _got_bytes = False
     _closing = False
@@ -84,7 +86,7 @@ class GatewayChannel(http.HTTPChannel):
             self._start("head")
 
     def connectionLost(self, reason: Any = connectionDone) -> None:
-        self._stop()
+        self._drop_timer()
         self.factory.channels.pop(self, None)
         self.factory.connections -= 1
         super().connectionLost(reason)
@@ -94,25 +96,54 @@ class GatewayChannel(http.HTTPChannel):
         Close this incomplete connection to make room for others.
         """
         self._closing = True
-        self._stop()
+        self._drop_timer()
         self.factory.channels.pop(self, None)
         if self.transport is not None:
             cast(Any, self.transport).abortConnection()
 
     def _start(self, phase: str) -> None:
-        self._stop()
+        """
+        Give the connection until now plus the phase's limit.  One timer a connection, armed lazily: moving the
+        deadline later (the next phase, or the next request on a kept-alive connection) only writes down the
+        new time, which the timer reads when it fires; only a sooner deadline moves the timer.  A plain request
+        then costs no timer calls at all, where a timer per phase cost a callLater and a cancel each.
+        """
         self._phase = phase
         site = self.factory
+        reactor = site.reactor
         limit = site.headers_deadline if phase == "head" else site.body_deadline
-        self._deadline = site.reactor.callLater(limit, self._expired)
+        at = reactor.seconds() + limit
+        self._deadline_at = at
+        timer = self._deadline
+        if timer is None:
+            self._deadline = reactor.callLater(limit, self._check)
+        elif timer.getTime() > at:
+            timer.reset(limit)
 
     def _stop(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        """No deadline until the next phase starts (the timer, if it fires meanwhile, lapses)."""
+        self._deadline_at = None
+
+    def _drop_timer(self) -> None:
+        self._deadline_at = None
+        timer, self._deadline = self._deadline, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _check(self) -> None:
         self._deadline = None
+        at = self._deadline_at
+        if at is None:
+            return
+        reactor = self.factory.reactor
+        left = at - reactor.seconds()
+        if left > 1e-6:  # the deadline moved on since the timer was armed
+            self._deadline = reactor.callLater(left, self._check)
+            return
+        self._deadline_at = None
+        self._expired()
 
     def _expired(self) -> None:
-        self._deadline = None
         if self._phase == "head" and not self._got_bytes:
             # Idle (a kept-alive connection, or one that never spoke): close it quietly.
             self._closing = True
@@ -135,7 +166,7 @@ class GatewayChannel(http.HTTPChannel):
         if self._closing:
             return
         self._closing = True
-        self._stop()
+        self._drop_timer()
         self.factory.channels.pop(self, None)
         if self.transport is not None:
             self.transport.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nConnection: close"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import http
 from typing import Any
 
-from twisted.web import http as twisted_http
+from twisted.web.http import RESPONSES
 from twisted.web.server import Request
 
 #: Statuses in use by LLM providers that the IANA registry does not name.
@@ -19,7 +19,7 @@ def reason_phrase(status: int) -> bytes:
     """
     The standard reason phrase for C{status}; for a status with none, its class's name.
     """
-    known = twisted_http.RESPONSES.get(status)
+    known = RESPONSES.get(status)  # bound once: twisted.web.http is a deprecation proxy, slow per attribute
     if known:
         return known
     try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import Logger
+from sapproxy.logs import QuickLogger
 
-log = Logger(namespace="sapproxy.request")
+log = QuickLogger(namespace="sapproxy.request")
 
 #: The endpoint label of a path no route matched: free text from clients must not create metric series.
 UNMATCHED = "(unmatched)"

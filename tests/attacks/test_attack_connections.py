@@ -107,6 +107,44 @@ def test_a_trickled_body_gets_a_408_at_its_deadline() -> None:
     assert c.closed and c.status() == 408 and b"body" in c.out
 
 
+def test_deadlines_follow_each_kept_alive_request_with_one_timer() -> None:
+    s, reactor = site(headers_deadline=60.0, body_deadline=30.0)
+    timers = []
+    call_later = reactor.callLater
+    reactor.callLater = lambda *a, **kw: timers.append(a[0]) or call_later(*a, **kw)  # type: ignore[method-assign]
+    c = Conn(s, reactor)
+    for _ in range(3):  # each request 50 s after the last: the head deadline counts from the last response
+        reactor.advance(50)
+        c.send(HEAD + b"Content-Length: 2\r\n\r\n{}")
+        assert not c.closed and c.out.endswith(b"ok")
+        c.transport.clear()
+    # The timer is not set again per phase and request: it is moved when it fires (every 60 s at most here).
+    assert len(timers) <= 3, timers
+    reactor.advance(59.9)
+    assert not c.closed
+    reactor.advance(0.1)
+    assert c.closed and c.out == b""  # idle since its last response: closed quietly, exactly at the deadline
+
+
+def test_a_body_deadline_sooner_than_the_head_one_still_holds() -> None:
+    s, reactor = site(headers_deadline=60.0, body_deadline=5.0)
+    c = Conn(s, reactor)
+    c.send(HEAD + b"Content-Length: 10\r\n\r\n")
+    reactor.advance(4.9)
+    c.send(b"a")
+    assert not c.closed
+    reactor.advance(0.1)
+    assert c.closed and c.status() == 408 and b"body did not arrive within 5 s" in c.out
+
+
+def test_a_closed_connection_leaves_no_timer() -> None:
+    s, reactor = site()
+    c = Conn(s, reactor)
+    c.send(HEAD + b"Content-Length: 2\r\n\r\n{}")
+    c.protocol.connectionLost(None)
+    assert reactor.getDelayedCalls() == []
+
+
 def test_oversized_header_line_and_head_get_a_431() -> None:
     s, reactor = site()
     c = Conn(s, reactor)

@@ -1,0 +1,230 @@
+"""
+The CPU cost of one plain (non-stream) request, as instructions, repeatable on a shared machine.
+
+Starts the lean upstream (bench/upstream.py) and one gateway as bench/run.py does (sapproxy with run.py's
+config: auth, token cache, two deployments, SQLite usage, metrics, request log; or the bare Klein+treq floor,
+bench/bare_passthrough.py), the gateway under ``valgrind --tool=callgrind``, and sends plain
+POST /v1/chat/completions requests to gpt-4.1 one after another over one keep-alive connection (c=1).  The
+gateway runs twice, with W + N and with W + 2N requests (W warm-up requests: the token fetch, the pools, lazy
+imports); the difference of the two runs' instruction counts over N is the cost of one request, start-up and
+shut-down cancelling out.
+
+    .venv/bin/python bench/plain_cost.py --target sapproxy|bare --requests N [--annotate 30] [--turns]
+
+``--annotate K`` prints the K C functions whose own (self) instruction count grew most per request (from
+``callgrind_annotate`` of the two runs), and keeps the callgrind files in bench/results/plain-cost/.
+``--turns`` also counts, without valgrind, the reactor turns (``doIteration`` calls), ``callLater`` calls and
+Deferreds created per request, between two signals around the N requests (bench/experiments/turns/sitecustomize.py).
+``--cprofile K`` runs the gateway once more under cProfile (no valgrind) and prints the K Python functions
+with the most own time over the N requests, with their calls per request.
+
+Only 127.0.0.1 is ever a target; ports are picked free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import run  # noqa: E402  (bench/run.py: the same config, processes and helpers as the full benchmark)
+
+PY = run.PY
+TURNS = BENCH / "experiments" / "turns"
+OUT = run.RESULTS / "plain-cost"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send(port: int, body: bytes, headers: dict[str, str], count: int, timeout: float) -> None:
+    """C{count} plain requests, one after another on one keep-alive connection; each must answer 200."""
+    if count <= 0:
+        return
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        for i in range(count):
+            conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            if r.status != 200 or b'"choices"' not in data:
+                raise SystemExit(f"request {i}: {r.status} {data[:300]!r}")
+    finally:
+        conn.close()
+
+
+class Bench:
+    def __init__(self, target: str, rundir: Path) -> None:
+        self.target = target
+        self.rundir = rundir
+        self.up_port = free_port()
+        self.gw_port = free_port()
+        run.PORTS["upstream"] = self.up_port
+        run.PORTS["sapproxy"] = self.gw_port
+        self.procs = run.Procs(rundir, {"gateway": None, "load": None})
+        self.body = run.bodies(rundir)["plain"].read_bytes()
+        self.headers = {"Content-Type": "application/json"}
+        for h in run.auth_headers(target):
+            k, _, v = h.partition(": ")
+            self.headers[k] = v
+
+    def start_upstream(self) -> None:
+        up = self.procs.start("upstream", [PY, str(BENCH / "upstream.py"), "--port", str(self.up_port)], "load")
+        if not run.wait_port(self.up_port, 30, up):
+            raise SystemExit(f"upstream did not start; see {self.rundir / 'upstream.log'}")
+
+    def gateway_argv(self, rundir: Path) -> list[str]:
+        if self.target == "bare":
+            return [PY, str(BENCH / "bare_passthrough.py"), "--port", str(self.gw_port),
+                    "--upstream", f"http://127.0.0.1:{self.up_port}"]
+        twistd = str(Path(PY).parent / "twistd")
+        return [PY, twistd, "-n", "--pidfile=", "sapproxy", "--config", str(run.sapproxy_config(rundir))]
+
+    def gateway_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {"AWS_ACCESS_KEY_ID": "AKIABENCHEXAMPLE", "AWS_SECRET_ACCESS_KEY": "bench/secret/EXAMPLE",
+               "AWS_EC2_METADATA_DISABLED": "true", **(extra or {})}
+        return run.checkout_env(env) if self.target == "sapproxy" else {
+            **env, "PYTHONPATH": os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(run.ROOT)) if p)}
+
+    def one(self, name: str, prefix: list[str], warm: int, count: int, env: dict[str, str] | None = None,
+            start_timeout: float = 600, mark: bool = False) -> None:
+        """
+        Start the gateway (under C{prefix}), send C{warm} then C{count} requests, stop it and wait.  With
+        C{mark}, SIGUSR2 the gateway before and after the C{count} (bench/experiments/turns counts between).
+        """
+        rundir = self.rundir / name
+        rundir.mkdir()
+        self.procs.rundir = rundir
+        p = self.procs.start(name, prefix + self.gateway_argv(rundir), "gateway", env=self.gateway_env(env))
+        try:
+            if not run.wait_port(self.gw_port, start_timeout, p):
+                raise SystemExit(f"{self.target} did not start; see {rundir / (name + '.log')}")
+            if mark:
+                send(self.gw_port, self.body, self.headers, warm, timeout=120)
+                os.kill(p.pid, signal.SIGUSR2)
+                time.sleep(1.0)
+                send(self.gw_port, self.body, self.headers, count, timeout=120)
+                os.kill(p.pid, signal.SIGUSR2)
+                time.sleep(1.0)
+            else:
+                send(self.gw_port, self.body, self.headers, warm + count, timeout=120)
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(600)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                raise SystemExit(f"{name} did not stop within 600 s")
+        del self.procs.procs[name]
+
+    def stop(self) -> None:
+        self.procs.stop_all()
+
+
+def callgrind_total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {path}")
+
+
+def self_costs(path: Path) -> dict[str, int]:
+    """Own instruction counts per C function (callgrind_annotate, inclusive off)."""
+    out = subprocess.run(["callgrind_annotate", "--threshold=100", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    costs: dict[str, int] = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$", line)
+        if not m or ":" not in m.group(2):
+            continue
+        name = re.sub(r"^.*/(?=[^/]*:)", "", m.group(2).split(" [")[0])  # file name, not the build's path
+        costs[name] = costs.get(name, 0) + int(m.group(1).replace(",", ""))
+    return costs
+
+
+def counters(path: Path) -> dict[str, int]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=("sapproxy", "bare"), default="sapproxy")
+    p.add_argument("--requests", "-n", type=int, default=200, help="N: the runs send W + N and W + 2N requests")
+    p.add_argument("--warm", type=int, default=20, help="W: warm-up requests in every run")
+    p.add_argument("--annotate", type=int, default=0, metavar="K", help="top K C functions by own cost growth")
+    p.add_argument("--turns", action="store_true", help="also count reactor turns etc. per request (no valgrind)")
+    p.add_argument("--cprofile", type=int, default=0, metavar="K", help="also cProfile: top K Python functions")
+    p.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    a = p.parse_args(argv)
+    if not a.no_callgrind and not shutil.which("valgrind"):
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    run.RESULTS.mkdir(parents=True, exist_ok=True)
+    rundir = Path(tempfile.mkdtemp(prefix=f"plain-cost-{a.target}-", dir=run.RESULTS))
+    b = Bench(a.target, rundir)
+    result: dict[str, Any] = {"target": a.target, "requests": a.requests, "warm": a.warm}
+    n = a.requests
+    try:
+        b.start_upstream()
+        if not a.no_callgrind:
+            totals = {}
+            for k in (1, 2):
+                out = rundir / f"callgrind.{k}n.out"
+                b.one(f"cg{k}", ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}"],
+                      a.warm, k * n)
+                totals[k] = callgrind_total(out)
+                run.log(f"{a.target}: W + {k}N = {a.warm + k * n} requests: {totals[k]:,} instructions")
+            result["instructions_per_request"] = round((totals[2] - totals[1]) / n)
+            result["instructions_w_n"] = totals[1]
+            result["instructions_w_2n"] = totals[2]
+            if a.annotate:
+                c1, c2 = self_costs(rundir / "callgrind.1n.out"), self_costs(rundir / "callgrind.2n.out")
+                grow = sorted(((c2.get(f, 0) - c1.get(f, 0)) / n, f) for f in set(c1) | set(c2))[::-1]
+                print(f"own instructions per request, top {a.annotate} C functions ({a.target}):")
+                for per, f in grow[:a.annotate]:
+                    print(f"{per:12,.0f}  {f}")
+                OUT.mkdir(parents=True, exist_ok=True)
+                for k in (1, 2):
+                    shutil.copy(rundir / f"callgrind.{k}n.out", OUT / f"callgrind.{a.target}.{k}n.out")
+        if a.turns:
+            path = rundir / "turns.json"
+            b.one("turns", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_TURNS_OUT": str(path)}, mark=True)
+            got = counters(path)
+            if not got:
+                raise SystemExit(f"no counters written to {path}")
+            result["per_request"] = {key: round(v / n, 2) for key, v in got.items()}
+        if a.cprofile:
+            stats = rundir / "cprofile.stats"
+            b.one("cprofile", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_CPROFILE_OUT": str(stats)},
+                  mark=True)
+            import pstats
+            st = pstats.Stats(str(stats))
+            rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:a.cprofile]  # type: ignore[attr-defined]
+            print(f"Python functions by own time over {n} requests ({a.target}): calls/request, own us/request")
+            for (file, line, fn), (cc, nc, tt, ct, _) in rows:
+                short = "/".join(Path(file).parts[-2:])
+                print(f"{nc / n:8.2f} {1e6 * tt / n:8.1f}  {short}:{line}({fn})")
+    finally:
+        b.stop()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
