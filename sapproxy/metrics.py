@@ -87,6 +87,10 @@ class GatewayMetrics:
             "sapproxy_session_affinity", "Requests with a session key: served by the session's deployment (hit) "
             "or by another one because it was unhealthy (move).", ("outcome",), registry=r,
         )
+        self._shed = Counter(
+            "sapproxy_connections_shed", "Incomplete client connections closed to keep room for others when open "
+            "connections reached the descriptor budget (a slow-header flood).", registry=r,
+        )
         Info("sapproxy_build", "The gateway's version.", registry=r).info({"version": version or _version()})
         self._request_children: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         self._token_children: dict[str, tuple[Any, Any, Any]] = {}
@@ -163,6 +167,9 @@ class GatewayMetrics:
 
     def session_affinity(self, outcome: str) -> None:
         self._affinity.labels(outcome).inc()
+
+    def connection_shed(self) -> None:
+        self._shed.inc()
 
     def usage_rows_dropped(self, n: int = 1) -> None:
         """

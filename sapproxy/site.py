@@ -271,6 +271,8 @@ class GatewaySite(Site):
             oldest = next(iter(self.channels))
             oldest.shed()
             self.shed += 1
+            if self.metrics is not None:
+                self.metrics.connection_shed()
             if self.shed == 1 or self.shed % 1000 == 0:
                 log.warn("{n} incomplete client connections closed so far to keep room for others (open "
                          "connections at the budget of {budget})", n=self.shed, budget=self.max_connections)

@@ -171,7 +171,10 @@ def test_chunked_upload_over_the_limit_is_answered_when_it_crosses_it() -> None:
 
 
 def test_incomplete_connections_are_shed_first_when_descriptors_run_short() -> None:
+    from sapproxy.metrics import GatewayMetrics
+
     s, reactor = site(max_connections=3)
+    s.metrics = GatewayMetrics()
     slow = [Conn(s, reactor) for _ in range(2)]
     for c in slow:
         c.send(b"POST /v1/chat/completions HTTP/1.1\r\n")
@@ -184,6 +187,8 @@ def test_incomplete_connections_are_shed_first_when_descriptors_run_short() -> N
     newcomer.send(HEAD + b"Content-Length: 2\r\n\r\n{}")
     assert newcomer.status() == 200
     assert s.shed == 1
+    # Operators see the flood on /metrics, not only in the log.
+    assert b"sapproxy_connections_shed_total 1.0" in s.metrics.render()[0]
 
 
 def test_the_descriptor_limit_is_raised_to_the_hard_limit() -> None:
