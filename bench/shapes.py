@@ -81,32 +81,29 @@ def _with_text(template: dict[str, Any], path: tuple[Any, ...], text: str) -> di
 
 # ------------------------------------------------------------------------------------------------ OpenAI SSE
 
-def azure(events: int, nbytes: int) -> list[bytes]:
-    rec = _lines("openai/azure-model-router.1.chunks.txt")
+def _recorded_openai(relative: str, leading: int, events: int, nbytes: int) -> list[bytes]:
+    """The recorded stream's C{leading} first chunks, C{events} content chunks in its shape (each with one of
+    its ``obfuscation`` pads, in turn), and its finish and usage chunks."""
+    rec = _lines(relative)
     content = [e for e in rec if e["choices"] and "content" in e["choices"][0]["delta"]
                and "role" not in e["choices"][0]["delta"]]
     pads = [e["obfuscation"] for e in content]
-    out = [rec[0], rec[1]]
+    out = rec[:leading]
     for i, text in enumerate(_texts([e["choices"][0]["delta"]["content"] for e in content], events, nbytes)):
         event = _with_text(content[0], ("choices", 0, "delta", "content"), text)
         event["obfuscation"] = pads[i % len(pads)]
         out.append(event)
     out += [rec[-2], rec[-1]]
     return _sse(out)
+
+
+def azure(events: int, nbytes: int) -> list[bytes]:
+    # Azure leads with a prompt_filter_results chunk (no choices) before the role chunk.
+    return _recorded_openai("openai/azure-model-router.1.chunks.txt", 2, events, nbytes)
 
 
 def openai(events: int, nbytes: int) -> list[bytes]:
-    rec = _lines("openai/openai-text.chunks.txt")
-    content = [e for e in rec if e["choices"] and "content" in e["choices"][0]["delta"]
-               and "role" not in e["choices"][0]["delta"]]
-    pads = [e["obfuscation"] for e in content]
-    out = [rec[0]]
-    for i, text in enumerate(_texts([e["choices"][0]["delta"]["content"] for e in content], events, nbytes)):
-        event = _with_text(content[0], ("choices", 0, "delta", "content"), text)
-        event["obfuscation"] = pads[i % len(pads)]
-        out.append(event)
-    out += [rec[-2], rec[-1]]
-    return _sse(out)
+    return _recorded_openai("openai/openai-text.chunks.txt", 1, events, nbytes)
 
 
 def minimal(events: int, nbytes: int) -> list[bytes]:

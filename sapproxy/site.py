@@ -21,33 +21,12 @@ from sapproxy.edge import Outline
 from sapproxy.compat import channel_method, channel_path, client_disconnected, forget_klein_component
 from sapproxy.errors import GatewayError
 from sapproxy.registry import client_api_for
-from sapproxy.web.budget import BIG_BODY, RETRY_AFTER, BodyBudget
+from sapproxy.web.budget import BIG_BODY, NO_BODY, RETRY_AFTER, BodyBudget
 from sapproxy.web.channel import GatewayChannel
 from sapproxy.web.reasons import PhrasedRequest
 from sapproxy.web.requestlog import request_done
 
 log = Logger()
-
-
-class _Discard:
-    """
-    Where an oversized request body goes: nowhere.  The route answers 413 without it ever being held.
-    """
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def seek(self, *_: Any) -> int:
-        return 0
-
-    def tell(self) -> int:
-        return 0
-
-    def read(self, *_: Any) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
 
 
 class TrackingRequest(PhrasedRequest):
@@ -98,7 +77,7 @@ class TrackingRequest(PhrasedRequest):
             return True
         self.give_back_budget()
         self.body_too_large = self.body_reserved + size
-        self.content = _Discard()
+        self.content = NO_BODY
         if refused == 413:
             error = GatewayError("request_too_large", f"request body of {self.body_too_large} bytes exceeds the "
                                  f"gateway's budget for big bodies of {budget.limit} bytes")
@@ -121,7 +100,7 @@ class TrackingRequest(PhrasedRequest):
         limit = channel.site.max_body_bytes
         self.give_back_budget()
         self.body_too_large = size
-        self.content = _Discard()
+        self.content = NO_BODY
         error = GatewayError("request_too_large",
                              f"request body of {qualifier}{size} bytes exceeds the limit of {limit} bytes")
         self._refuse(413, b"413 Payload Too Large", error)

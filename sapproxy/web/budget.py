@@ -52,3 +52,29 @@ class BodyBudget:
 
     def give_back(self, size: int) -> None:
         self.held = max(self.held - size, 0)
+
+
+class NoBody:
+    """
+    The content of a request whose bytes are not kept: refused before they were read (too large, past the
+    budget), or already parsed in pieces.  Reads as an empty file; what is written to it goes nowhere.
+    """
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def seek(self, *_: object) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, *_: object) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+#: One is enough: it holds nothing.
+NO_BODY = NoBody()

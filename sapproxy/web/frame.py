@@ -31,6 +31,7 @@ from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.framing.sse import Rendered
 from sapproxy.translate.jsontext import compact_json
 from sapproxy.web.pause import BIG_BODY, after_big_body, parse_big_body
+from sapproxy.web.budget import NO_BODY
 
 log = Logger()
 
@@ -132,7 +133,7 @@ async def parse_big(reactor: Any, request: IGatewayRequest, limit: int) -> None:
     if not raw or raw.isspace():
         return
     setattr(request, "parsed_size", size)
-    request.content = _EMPTY
+    request.content = NO_BODY
     close = getattr(content, "close", None)
     if close is not None:
         close()
@@ -142,25 +143,6 @@ async def parse_big(reactor: Any, request: IGatewayRequest, limit: int) -> None:
     except GatewayError as e:
         parsed = e
     setattr(request, "parsed_body", parsed)
-
-
-class _Empty:
-    """The content of a request whose body was parsed in pieces: its bytes are not kept."""
-
-    def seek(self, *_: Any) -> int:
-        return 0
-
-    def tell(self) -> int:
-        return 0
-
-    def read(self, *_: Any) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
-_EMPTY = _Empty()
 
 
 class ServicesRef:
