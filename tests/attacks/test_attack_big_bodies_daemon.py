@@ -37,12 +37,15 @@ pytestmark = pytest.mark.integration
 GPT, CLAUDE = "gpt-4.1", "anthropic--claude-4.5-sonnet"
 WORDS = ["gateway", "stream", "token", "def", "return", "upstream", "the", "of", "Bedrock", "{", "}", "42",
          "über", "数据", "deployment", "\n", "client", "retry", '"quoted"']
-#: The most CPU the gateway's reactor thread may spend while one /health answer waits: its longest stretch,
-#: 31-35 ms measured since bodies are parsed in pieces taking turns (the msgspec scans of the body's structure,
-#: the planning and encoding), with room for a slower CI machine; it was 230 ms with one parse of the whole body,
-#: 300-600 ms before orjson and the pause.  Measured from the thread's own CPU count (schedstat), which other
-#: processes on a shared machine do not inflate, so the bar holds under load.
-STALL_CPU_LIMIT = 0.06
+#: The most CPU the gateway's reactor thread may spend while one /health answer waits: the red team's bar, 100 ms.
+#: Its longest stretch was 12-35 ms here since bodies are parsed in pieces taking turns (the msgspec scans of the
+#: body's structure, the planning and encoding), and 64 ms once on a CI machine about twice as slow; it was 230 ms
+#: with one parse of the whole body, 300-600 ms before orjson and the pause.  Measured from the thread's own CPU
+#: count (schedstat), which other processes on a shared machine do not inflate, so the bar holds under load.
+STALL_CPU_LIMIT = 0.1
+#: The same stall as a share of all the CPU the reactor thread spent on the body, which does not depend on how
+#: fast the machine is: 4-8 % measured in pieces (230 ms of it was one parse of the whole body).
+STALL_CPU_SHARE = 0.2
 #: The longest /health answer accepted in wall time: what a client sees, loose because on a shared 2-core machine
 #: the gateway also waits for a core (gaps of 190 ms with no CPU used were seen); the red team measured 2.4 s.
 STALL_LIMIT = 1.0
@@ -191,11 +194,11 @@ def test_a_22_mib_body_does_not_stall_the_reactor(gateway: Gateway, model: str, 
     poller = HealthPoller(gateway.port, gateway.pid)
     poller.start()
     time.sleep(0.2)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds(gateway.pid)
     try:
         send(gateway, body, path)
     finally:
-        took = time.perf_counter() - started
+        took, cpu_took = time.perf_counter() - started, cpu_seconds(gateway.pid) - cpu_before
         time.sleep(0.2)
         poller.done.set()
         poller.join(10)
@@ -204,8 +207,9 @@ def test_a_22_mib_body_does_not_stall_the_reactor(gateway: Gateway, model: str, 
     worst, worst_cpu = max(poller.latencies), max(poller.cpu)
     print(f"\n{path} {model}: {len(body) / (1 << 20):.1f} MiB answered in {took:.2f} s; {len(poller.latencies)} /health "
           f"answers, slowest {worst * 1000:.0f} ms, median {sorted(poller.latencies)[len(poller.latencies) // 2] * 1000:.1f} "
-          f"ms; most gateway CPU during one answer {worst_cpu * 1000:.0f} ms")
+          f"ms; most gateway CPU during one answer {worst_cpu * 1000:.0f} ms of {cpu_took * 1000:.0f} ms for the body")
     assert worst_cpu < STALL_CPU_LIMIT, f"the gateway worked {worst_cpu * 1000:.0f} ms while one /health waited"
+    assert worst_cpu < STALL_CPU_SHARE * cpu_took, f"one stretch of {worst_cpu * 1000:.0f} ms in {cpu_took * 1000:.0f} ms"
     assert worst < STALL_LIMIT, f"/health waited {worst * 1000:.0f} ms while a 22 MiB body was handled"
 
 
