@@ -31,6 +31,7 @@ from typing import Any, cast
 
 from sapproxy.translate import ir
 from sapproxy.translate.framing.sse import Rendered, json_text, split_template
+from sapproxy.translate.jsontext import json_string
 
 __all__ = ["AnthropicStreamWriter", "StreamOrderError", "message_start"]
 
@@ -140,7 +141,7 @@ class AnthropicStreamWriter:
             prefix = split_template(json_text(blank), b'""', b"}}")
             self._template = (index, prefix)
         if prefix is not None:
-            event = Rendered(event, prefix + json_text(text) + b"}}")
+            event = Rendered(event, prefix + json_string(text) + b"}}")
         out.append(cast(ir.ContentBlockDeltaEvent, event))
 
     def tool_input_at(self, out: list[ir.StreamEvent], index: int, partial_json: str) -> None:

@@ -137,6 +137,37 @@ def test_chunk_payload_spellings(payload: Any) -> None:
     assert decode([frame]) == [event]
 
 
+@settings(max_examples=500, deadline=None)
+@given(b64=st.one_of(st.text("ABCab01+/=", max_size=12), st.text(max_size=6)),
+       tail=st.one_of(st.just("}"), st.builds(lambda p: ',"p":"%s"}' % p, st.one_of(st.text("aZ9", max_size=4),
+                                                                                   st.text(max_size=4))),
+                      st.text(max_size=8)),
+       head=st.sampled_from(['{"bytes":"', '{"bytes": "', '{"p":"x","bytes":"', '']))
+def test_chunk_payload_read_at_once_is_the_expressions(b64: str, tail: str, head: str) -> None:
+    """
+    msgspec's reading of the usual payload (JSON and strict base64 in one call) gives the bytes the regular
+    expression or the JSON fallback gives, or leaves it to them, for payloads of the usual shape and near
+    misses.
+    """
+    from sapproxy.translate.framing import eventstream
+
+    payload = (head + b64 + '"' + tail).encode()
+
+    def outcome(fn: Any) -> Any:
+        try:
+            return fn(payload)
+        except Exception as e:
+            return type(e)
+
+    def now(p: bytes) -> Any:
+        try:
+            return eventstream._decode_chunk_payload(p).data
+        except eventstream.msgspec.DecodeError:
+            return eventstream._chunk_bytes(p)
+
+    assert outcome(now) == outcome(eventstream._chunk_bytes)
+
+
 def test_impossible_lengths_are_refused_at_once() -> None:
     """A prelude (CRC-valid) that claims a frame larger than any real one is corruption, not a frame to wait for."""
     import struct

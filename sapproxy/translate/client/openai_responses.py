@@ -33,6 +33,7 @@ from sapproxy.translate.counting import count_chat_tokens, count_tokens, sketch_
 from sapproxy.translate.errors import InvalidRequest
 from sapproxy.translate.estimate import estimate_prompt
 from sapproxy.translate.framing.sse import KEEPALIVE_COMMENT, Rendered, encode_event, json_text
+from sapproxy.translate.jsontext import json_string
 from sapproxy.translate.ids import new_call_id, random_hex
 from sapproxy.translate.responses_items import (
     HOSTED_ITEMS, InputStreamer, ToolMap, map_tools, pack_reasoning, unpack_reasoning,
@@ -668,7 +669,7 @@ class IRToResponsesStream:
                               b',"item_id":' + json_text(block.item["id"]) + b',"output_index":'
                               + str(block.output_index).encode() + b',"content_index":0,"delta":')
         head, middle = block.template
-        return Rendered(payload, head + str(seq).encode() + middle + json_text(text) + _DELTA_SUFFIX)
+        return Rendered(payload, head + str(seq).encode() + middle + json_string(text) + _DELTA_SUFFIX)
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if self._done:

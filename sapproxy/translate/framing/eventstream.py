@@ -34,6 +34,7 @@ import struct
 import zlib
 from typing import Any, cast
 
+import msgspec
 from botocore.eventstream import EventStreamHeaderParser, ParserError
 
 from sapproxy.translate import ir
@@ -80,6 +81,27 @@ _MAX_PAYLOAD = 24 * 1024 * 1024
 #: A chunk payload as Bedrock writes it, C{{"bytes":"<base64>","p":"<padding>"}}: taken apart without a JSON
 #: parser.  Anything else (other keys, spaces, escapes) goes through L{json.loads}.
 _CHUNK_PAYLOAD = re.compile(rb'\{"bytes":"([A-Za-z0-9+/=]*)"(?:,"p":"[A-Za-z0-9]*")?\}')
+
+
+class _ChunkPayload(msgspec.Struct, gc=False):
+    """A chunk payload as msgspec reads it: JSON, its C{bytes} base64-decoded (strictly) in the same pass."""
+
+    data: bytes = msgspec.field(name="bytes")
+
+
+#: One C call for the usual payload: about a third of the instructions of L{_CHUNK_PAYLOAD}'s match (its
+#: character-by-character count over the base64) and the decoding after it.
+_decode_chunk_payload = msgspec.json.Decoder(_ChunkPayload).decode
+
+
+def _chunk_bytes(payload: bytes) -> bytes:
+    """
+    A chunk payload's event bytes, for one that msgspec refused (base64 that is not strictly so, JSON it
+    does not read): by L{_CHUNK_PAYLOAD}, else by JSON, as before it.  msgspec takes only strict base64, of
+    which the lenient decoder here gives the same bytes, so whichever way a payload goes, its bytes are the same.
+    """
+    match = _CHUNK_PAYLOAD.fullmatch(payload)
+    return _b64decode(match.group(1) if match is not None else _loads(payload)["bytes"])
 
 
 class EventStreamDecoder:
@@ -166,8 +188,10 @@ class EventStreamDecoder:
             if headers.get(":event-type", "chunk") != "chunk":
                 return None
             try:
-                match = _CHUNK_PAYLOAD.fullmatch(payload)
-                raw = _b64decode(match.group(1) if match is not None else _loads(payload)["bytes"])
+                try:
+                    raw = _decode_chunk_payload(payload).data
+                except msgspec.DecodeError:
+                    raw = _chunk_bytes(payload)
                 event = _parse_json(raw)
             except (ValueError, KeyError, TypeError, binascii.Error) as e:
                 raise EventStreamError(f"event-stream chunk payload is not base64 JSON: {e}") from e

@@ -56,9 +56,15 @@ class SSEDecoder:
     Turn a byte stream into L{SSEEvent}s, one C{feed} at a time.
     """
 
-    __slots__ = ("_tail", "_parts", "_tail_len", "_event", "_data", "_size", "_skip_lf", "comments", "max_event")
+    __slots__ = ("_tail", "_parts", "_tail_len", "_event", "_data", "_size", "_skip_lf", "comments", "max_event",
+                 "raw")
 
-    def __init__(self, max_event: int | None = None) -> None:
+    def __init__(self, max_event: int | None = None, *, raw: bool = False) -> None:
+        #: With C{raw}, an event that is one C{data: } line (nearly every event of a real stream) comes out
+        #: as the bytes of its data, neither decoded nor wrapped in an L{SSEEvent}, for a reader that works
+        #: on the bytes (L{sapproxy.translate.framing.pipeline.StreamPipeline}'s pass-through lane); every
+        #: other event comes out as an L{SSEEvent}, as without it.
+        self.raw = raw
         #: The most bytes one line, or one event's data, may have: an upstream sending an endless line
         #: would otherwise grow the gateway's memory without a byte reaching the client.
         self.max_event = max_event if max_event is not None else MAX_EVENT_BYTES
@@ -74,7 +80,7 @@ class SSEDecoder:
         #: How many comment lines were seen; keep-alive comments carry no event but prove the link alive.
         self.comments = 0
 
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
+    def feed(self, chunk: bytes) -> list[SSEEvent]:  # (or bytes too, with raw: see __init__)
         if not chunk:
             return []
         if self._skip_lf:
@@ -131,10 +137,11 @@ class SSEDecoder:
         if len(rest) - rest.rfind(b"\n") - 1 > self.max_event:  # the unfinished last line, checked first
             raise SSEEventTooLarge(f"the upstream sent an event line longer than {self.max_event} bytes")
         self._tail = b""
-        events: list[SSEEvent] = []
+        events: list[Any] = []
+        raw = self.raw
         for block in blocks:
             if block.startswith(b"data: ") and b"\n" not in block and len(block) - 6 <= self.max_event:
-                events.append(SSEEvent(None, block[6:].decode("utf-8", "replace")))
+                events.append(block[6:] if raw else SSEEvent(None, block[6:].decode("utf-8", "replace")))
                 continue
             for line in block.split(b"\n"):
                 self._line(line, events)

@@ -27,6 +27,7 @@ from sapproxy.translate.client.openai_responses import (
 from sapproxy.translate.anthropic_stream import AnthropicStreamWriter
 from sapproxy.translate.framing.pipeline import SSEJsonSource
 from sapproxy.translate.framing.sse import Rendered, json_text
+from sapproxy.translate.jsontext import json_string
 from sapproxy.translate.usage import Usage
 from sapproxy.translate.wire import NoEmbeddings, WireRequest, WireTarget
 from sapproxy.translate.wire.openai_chat import ir_request_to_chat
@@ -210,7 +211,7 @@ class ResponsesPassthrough:
         payload = {"type": "response.output_text.delta", "sequence_number": seq, "item_id": key[0],
                    "output_index": key[1], "content_index": key[2], "delta": delta, "logprobs": []}
         return [Rendered(payload, b'{"type":"response.output_text.delta","sequence_number":' + str(seq).encode()
-                         + self._template + json_text(delta) + b',"logprobs":[]}')]
+                         + self._template + json_string(delta) + b',"logprobs":[]}')]
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if self._done or not isinstance(event, dict):
