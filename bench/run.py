@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import signal
