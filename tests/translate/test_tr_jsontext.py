@@ -75,6 +75,14 @@ def test_encoding_gives_the_stdlib_bytes(value: Any) -> None:
         assert compact_json(value) == stdlib_text(value)  # the text, for a writer that replaces what UTF-8 cannot hold
 
 
+@settings(max_examples=1000, deadline=None)
+@given(out=st.one_of(st.binary(max_size=12), st.text("0123456789e-.:,[ x", max_size=40).map(str.encode)))
+def test_orjson_s_own_floats_are_found_as_the_expression_finds_them(out: bytes) -> None:
+    from sapproxy.translate import jsontext
+
+    assert jsontext._orjson_own_float(out) == (jsontext._ORJSON_OWN_FLOAT(out) is not None)
+
+
 @settings(max_examples=300, deadline=None)
 @given(text=st.one_of(st.text(), st.text("1e-5 0.00001\\\"\x00\x1f\x7f\u2028"), st.just("\ud800 1e-5")))
 def test_a_string_is_written_as_json_text_writes_it(text: str) -> None:
@@ -148,7 +156,7 @@ def test_client_event_bytes_are_the_stdlib_s(payload: dict[str, Any], kind: str)
     if not (encodable(payload) and encodable(kind)):
         return
     assert encode_data(payload) == b"data: " + stdlib_text(payload).encode("utf-8") + b"\n\n"
-    event = {"type": kind, **payload}
+    event = {**payload, "type": kind}  # the event named by its type, whatever the payload had
     assert encode_event(event) == (b"event: " + kind.encode("utf-8") + b"\ndata: "
                                    + stdlib_text(event).encode("utf-8") + b"\n\n")
 
