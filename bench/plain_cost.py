@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,23 +57,67 @@ def free_port() -> int:
 
 def send(port: int, body: bytes, headers: dict[str, str], count: int, timeout: float) -> None:
     """C{count} plain requests, one after another on one keep-alive connection; each must answer 200."""
-    if count <= 0:
-        return
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        for i in range(count):
-            conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
-            if r.status != 200 or b'"choices"' not in data:
-                raise SystemExit(f"request {i}: {r.status} {data[:300]!r}")
-    finally:
-        conn.close()
+    with Clients(port, body, headers, 1, timeout) as clients:
+        clients.send(count)
+
+
+class Clients:
+    """
+    C{concurrency} keep-alive connections to the gateway, each in a thread of its own sending one request at a
+    time, so that C{concurrency} requests are in flight at once (the gateway under callgrind is the slow side:
+    the threads wait on it, not on each other).  The connections stay open from one L{send} to the next, so the
+    warm-up and the measured requests go over the same connections, as wrk's do.
+    """
+
+    def __init__(self, port: int, body: bytes, headers: dict[str, str], concurrency: int, timeout: float) -> None:
+        self.body = body
+        self.headers = headers
+        self.conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=timeout) for _ in range(concurrency)]
+
+    def __enter__(self) -> "Clients":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in self.conns:
+            conn.close()
+
+    def _run(self, conn: http.client.HTTPConnection, count: int, errors: list[str]) -> None:
+        try:
+            for i in range(count):
+                conn.request("POST", "/v1/chat/completions", body=self.body, headers=self.headers)
+                r = conn.getresponse()
+                data = r.read()
+                if r.status != 200 or b'"choices"' not in data:
+                    errors.append(f"request {i}: {r.status} {data[:300]!r}")
+                    return
+        except Exception as e:  # reported by send(), in the main thread
+            errors.append(f"{type(e).__name__}: {e}")
+
+    def send(self, count: int) -> None:
+        """C{count} requests in all, spread as evenly as can be over the connections; each must answer 200."""
+        if count <= 0:
+            return
+        k = len(self.conns)
+        shares = [count // k + (1 if i < count % k else 0) for i in range(k)]
+        if k == 1:
+            errors: list[str] = []
+            self._run(self.conns[0], count, errors)
+        else:
+            errors = []
+            threads = [threading.Thread(target=self._run, args=(c, n, errors), daemon=True)
+                       for c, n in zip(self.conns, shares)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if errors:
+            raise SystemExit(errors[0])
 
 
 class Bench:
-    def __init__(self, target: str, rundir: Path) -> None:
+    def __init__(self, target: str, rundir: Path, concurrency: int = 1) -> None:
         self.target = target
+        self.concurrency = concurrency
         self.rundir = rundir
         self.up_port = free_port()
         self.gw_port = free_port()
@@ -116,15 +161,16 @@ class Bench:
         try:
             if not run.wait_port(self.gw_port, start_timeout, p):
                 raise SystemExit(f"{self.target} did not start; see {rundir / (name + '.log')}")
-            if mark:
-                send(self.gw_port, self.body, self.headers, warm, timeout=120)
-                os.kill(p.pid, signal.SIGUSR2)
-                time.sleep(1.0)
-                send(self.gw_port, self.body, self.headers, count, timeout=120)
-                os.kill(p.pid, signal.SIGUSR2)
-                time.sleep(1.0)
-            else:
-                send(self.gw_port, self.body, self.headers, warm + count, timeout=120)
+            with Clients(self.gw_port, self.body, self.headers, self.concurrency, timeout=300) as clients:
+                if mark:
+                    clients.send(warm)
+                    os.kill(p.pid, signal.SIGUSR2)
+                    time.sleep(1.0)
+                    clients.send(count)
+                    os.kill(p.pid, signal.SIGUSR2)
+                    time.sleep(1.0)
+                else:
+                    clients.send(warm + count)
         finally:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -168,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", choices=("sapproxy", "bare"), default="sapproxy")
     p.add_argument("--requests", "-n", type=int, default=200, help="N: the runs send W + N and W + 2N requests")
-    p.add_argument("--warm", type=int, default=20, help="W: warm-up requests in every run")
+    p.add_argument("--warm", type=int, default=20, help="W: warm-up requests in every run (at least 2K)")
+    p.add_argument("--concurrency", "-c", type=int, default=1, metavar="K",
+                   help="K keep-alive connections, each with one request in flight (default 1)")
     p.add_argument("--annotate", type=int, default=0, metavar="K", help="top K C functions by own cost growth")
     p.add_argument("--turns", action="store_true", help="also count reactor turns etc. per request (no valgrind)")
     p.add_argument("--cprofile", type=int, default=0, metavar="K", help="also cProfile: top K Python functions")
@@ -177,9 +225,13 @@ def main(argv: list[str] | None = None) -> None:
     if not a.no_callgrind and not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     run.RESULTS.mkdir(parents=True, exist_ok=True)
-    rundir = Path(tempfile.mkdtemp(prefix=f"plain-cost-{a.target}-", dir=run.RESULTS))
-    b = Bench(a.target, rundir)
-    result: dict[str, Any] = {"target": a.target, "requests": a.requests, "warm": a.warm}
+    rundir = Path(tempfile.mkdtemp(prefix=f"plain-cost-{a.target}-c{a.concurrency}-", dir=run.RESULTS))
+    if not 1 <= a.concurrency <= 512:
+        raise SystemExit("--concurrency must be 1 to 512")
+    a.warm = max(a.warm, 2 * a.concurrency)  # every connection (and upstream connection) made before the count
+    b = Bench(a.target, rundir, a.concurrency)
+    result: dict[str, Any] = {"target": a.target, "requests": a.requests, "warm": a.warm,
+                              "concurrency": a.concurrency}
     n = a.requests
     try:
         b.start_upstream()
@@ -190,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                 b.one(f"cg{k}", ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}"],
                       a.warm, k * n)
                 totals[k] = callgrind_total(out)
-                run.log(f"{a.target}: W + {k}N = {a.warm + k * n} requests: {totals[k]:,} instructions")
+                run.log(f"{a.target} c={a.concurrency}: W + {k}N = {a.warm + k * n} requests: {totals[k]:,} instructions")
             result["instructions_per_request"] = round((totals[2] - totals[1]) / n)
             result["instructions_w_n"] = totals[1]
             result["instructions_w_2n"] = totals[2]
@@ -202,10 +254,11 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{per:12,.0f}  {f}")
                 OUT.mkdir(parents=True, exist_ok=True)
                 for k in (1, 2):
-                    shutil.copy(rundir / f"callgrind.{k}n.out", OUT / f"callgrind.{a.target}.{k}n.out")
+                    shutil.copy(rundir / f"callgrind.{k}n.out", OUT / f"callgrind.{a.target}.c{a.concurrency}.{k}n.out")
         if a.turns:
             path = rundir / "turns.json"
-            b.one("turns", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_TURNS_OUT": str(path)}, mark=True)
+            b.one("turns", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_TURNS_OUT": str(path),
+                                                         "SAPPROXY_GC_LOG": str(rundir / "gc.log")}, mark=True)
             got = counters(path)
             if not got:
                 raise SystemExit(f"no counters written to {path}")
