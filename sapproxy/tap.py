@@ -38,6 +38,7 @@ def makeService(options: Options) -> IService:
 
     from sapproxy.memory import IdleCollector, malloc_trim
     from sapproxy.service import GatewayService
+    from sapproxy.textlog import quicken_text_log
 
     try:
         config = load_config(options["config"], host=options["host"], port=options["port"])
@@ -52,6 +53,8 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"sapproxy: cannot listen on {config.host}:{config.port}: {problem}\n")
         raise SystemExit(1)
     _tune_gc(reactor)
+    # twistd starts its log after this function returns and before the reactor runs.
+    reactor.callWhenRunning(quicken_text_log)
     service = GatewayService(config, reactor, config_path=options["config"], reuse_port=reuse_port)
     site = service.site
     collector = IdleCollector(reactor, lambda: len(site.inflight), lambda: site.finished, trim=malloc_trim())
