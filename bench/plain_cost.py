@@ -186,9 +186,17 @@ class Bench:
 
 
 def callgrind_total(path: Path) -> int:
+    return callgrind_events(path)["Ir"]
+
+
+def callgrind_events(path: Path) -> dict[str, int]:
+    """The whole run's count of every event callgrind recorded (C{Ir}; with the cache simulation, misses too)."""
+    names: list[str] = []
     for line in path.read_text(errors="replace").splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
+        if line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            return dict(zip(names or ["Ir"], map(int, line.split()[1:])))
     raise SystemExit(f"no totals in {path}")
 
 
@@ -221,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--turns", action="store_true", help="also count reactor turns etc. per request (no valgrind)")
     p.add_argument("--cprofile", type=int, default=0, metavar="K", help="also cProfile: top K Python functions")
     p.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    p.add_argument("--cache-sim", action="store_true",
+                   help="callgrind's cache simulation too: first-level and last-level misses per request, and "
+                        "callgrind's cycle estimate (instructions + 10 x L1 misses + 100 x LL misses)")
     a = p.parse_args(argv)
     if not a.no_callgrind and not shutil.which("valgrind"):
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -236,16 +247,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         b.start_upstream()
         if not a.no_callgrind:
-            totals = {}
+            totals, events = {}, {}
             for k in (1, 2):
                 out = rundir / f"callgrind.{k}n.out"
-                b.one(f"cg{k}", ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}"],
-                      a.warm, k * n)
-                totals[k] = callgrind_total(out)
+                b.one(f"cg{k}", ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}",
+                                 *(["--cache-sim=yes"] if a.cache_sim else [])], a.warm, k * n)
+                events[k] = callgrind_events(out)
+                totals[k] = events[k]["Ir"]
                 run.log(f"{a.target} c={a.concurrency}: W + {k}N = {a.warm + k * n} requests: {totals[k]:,} instructions")
             result["instructions_per_request"] = round((totals[2] - totals[1]) / n)
             result["instructions_w_n"] = totals[1]
             result["instructions_w_2n"] = totals[2]
+            if a.cache_sim:
+                per = {e: (events[2][e] - events[1][e]) / n for e in events[1]}
+                l1 = per.get("I1mr", 0) + per.get("D1mr", 0) + per.get("D1mw", 0)
+                ll = per.get("ILmr", 0) + per.get("DLmr", 0) + per.get("DLmw", 0)
+                result["l1_misses_per_request"] = round(l1)
+                result["ll_misses_per_request"] = round(ll)
+                result["estimated_cycles_per_request"] = round(per["Ir"] + 10 * l1 + 100 * ll)
             if a.annotate:
                 c1, c2 = self_costs(rundir / "callgrind.1n.out"), self_costs(rundir / "callgrind.2n.out")
                 grow = sorted(((c2.get(f, 0) - c1.get(f, 0)) / n, f) for f in set(c1) | set(c2))[::-1]
