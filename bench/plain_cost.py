@@ -4,19 +4,25 @@ The CPU cost of one plain (non-stream) request, as instructions, repeatable on a
 Starts the lean upstream (bench/upstream.py) and one gateway as bench/run.py does (sapproxy with run.py's
 config: auth, token cache, two deployments, SQLite usage, metrics, request log; or the bare Klein+treq floor,
 bench/bare_passthrough.py), the gateway under ``valgrind --tool=callgrind``, and sends plain
-POST /v1/chat/completions requests to gpt-4.1 one after another over one keep-alive connection (c=1).  The
-gateway runs twice, with W + N and with W + 2N requests (W warm-up requests: the token fetch, the pools, lazy
-imports); the difference of the two runs' instruction counts over N is the cost of one request, start-up and
-shut-down cancelling out.
+POST /v1/chat/completions requests to gpt-4.1 over K keep-alive connections (``--concurrency K``, default 1),
+each a thread sending one request after another, so K are in flight at once as with wrk's K connections.  The
+gateway runs twice, with W + N and with W + 2N requests (W warm-up requests, at least 2K, over the same
+connections: the token fetch, the pools, lazy imports); the difference of the two runs' instruction counts over
+N is the cost of one request, start-up and shut-down cancelling out.
 
-    .venv/bin/python bench/plain_cost.py --target sapproxy|bare --requests N [--annotate 30] [--turns]
+    .venv/bin/python bench/plain_cost.py --target sapproxy|bare --requests N [--concurrency K] [--annotate 30]
+        [--turns] [--cprofile 40] [--cache-sim]
 
 ``--annotate K`` prints the K C functions whose own (self) instruction count grew most per request (from
 ``callgrind_annotate`` of the two runs), and keeps the callgrind files in bench/results/plain-cost/.
 ``--turns`` also counts, without valgrind, the reactor turns (``doIteration`` calls), ``callLater`` calls and
 Deferreds created per request, between two signals around the N requests (bench/experiments/turns/sitecustomize.py).
 ``--cprofile K`` runs the gateway once more under cProfile (no valgrind) and prints the K Python functions
-with the most own time over the N requests, with their calls per request.
+with the most own time over the N requests, with their calls per request.  ``--turns`` also reports garbage
+collections per request by generation, what they freed, and the main thread's CPU time in them and in all
+(``gc_us``, ``cpu_us``: CPU time, so a hint on a shared machine, not a measure).  ``--cache-sim`` adds
+callgrind's cache simulation: first- and last-level misses per request and callgrind's cycle estimate, for
+costs that grow with the memory touched rather than with instructions.
 
 Only 127.0.0.1 is ever a target; ports are picked free.
 """
@@ -254,17 +260,18 @@ def main(argv: list[str] | None = None) -> None:
                                  *(["--cache-sim=yes"] if a.cache_sim else [])], a.warm, k * n)
                 events[k] = callgrind_events(out)
                 totals[k] = events[k]["Ir"]
-                run.log(f"{a.target} c={a.concurrency}: W + {k}N = {a.warm + k * n} requests: {totals[k]:,} instructions")
+                run.log(f"{a.target} c={a.concurrency}: W + {k}N = {a.warm + k * n} requests: "
+                        f"{totals[k]:,} instructions")
             result["instructions_per_request"] = round((totals[2] - totals[1]) / n)
             result["instructions_w_n"] = totals[1]
             result["instructions_w_2n"] = totals[2]
             if a.cache_sim:
-                per = {e: (events[2][e] - events[1][e]) / n for e in events[1]}
-                l1 = per.get("I1mr", 0) + per.get("D1mr", 0) + per.get("D1mw", 0)
-                ll = per.get("ILmr", 0) + per.get("DLmr", 0) + per.get("DLmw", 0)
+                each = {e: (events[2][e] - events[1][e]) / n for e in events[1]}
+                l1 = each.get("I1mr", 0) + each.get("D1mr", 0) + each.get("D1mw", 0)
+                ll = each.get("ILmr", 0) + each.get("DLmr", 0) + each.get("DLmw", 0)
                 result["l1_misses_per_request"] = round(l1)
                 result["ll_misses_per_request"] = round(ll)
-                result["estimated_cycles_per_request"] = round(per["Ir"] + 10 * l1 + 100 * ll)
+                result["estimated_cycles_per_request"] = round(each["Ir"] + 10 * l1 + 100 * ll)
             if a.annotate:
                 c1, c2 = self_costs(rundir / "callgrind.1n.out"), self_costs(rundir / "callgrind.2n.out")
                 grow = sorted(((c2.get(f, 0) - c1.get(f, 0)) / n, f) for f in set(c1) | set(c2))[::-1]
@@ -273,11 +280,12 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{per:12,.0f}  {f}")
                 OUT.mkdir(parents=True, exist_ok=True)
                 for k in (1, 2):
-                    shutil.copy(rundir / f"callgrind.{k}n.out", OUT / f"callgrind.{a.target}.c{a.concurrency}.{k}n.out")
+                    shutil.copy(rundir / f"callgrind.{k}n.out",
+                                OUT / f"callgrind.{a.target}.c{a.concurrency}.{k}n.out")
         if a.turns:
             path = rundir / "turns.json"
             b.one("turns", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_TURNS_OUT": str(path),
-                                                         "SAPPROXY_GC_LOG": str(rundir / "gc.log")}, mark=True)
+                                               "SAPPROXY_GC_LOG": str(rundir / "gc.log")}, mark=True)
             got = counters(path)
             if not got:
                 raise SystemExit(f"no counters written to {path}")

@@ -1,7 +1,10 @@
 # Measurement only (bench/plain_cost.py --turns / --cprofile): counts, in the gateway process, the reactor turns
-# (doIteration calls), callLater calls, Deferreds created and garbage collections between SIGUSR2 (sent after the warm-up requests)
-# and exit (gc_us and cpu_us: the main thread's CPU time in collections and in all), and writes them as JSON to $SAPPROXY_TURNS_OUT; or, with $SAPPROXY_CPROFILE_OUT, runs cProfile over
-# the same span.  Not a gateway change: nothing here is imported unless the bench puts this folder on PYTHONPATH.
+# (doIteration calls), callLater calls, Deferreds created and garbage collections (per generation, objects freed,
+# the main thread's CPU time in them: gc_us; and in all: cpu_us) between SIGUSR2 (sent after the warm-up
+# requests) and the next SIGUSR2, and writes them as JSON to $SAPPROXY_TURNS_OUT ($SAPPROXY_GC_LOG: one line per
+# collection); or, with $SAPPROXY_CPROFILE_OUT, runs cProfile over the same span; or, with
+# $SAPPROXY_GARBAGE_OUT, lists what the cyclic collector found over the span (types, counted) and which live
+# objects grew.  Not a gateway change: nothing here is imported unless the bench puts this folder on PYTHONPATH.
 import json
 import os
 import signal
