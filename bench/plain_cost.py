@@ -22,7 +22,8 @@ with the most own time over the N requests, with their calls per request.  ``--t
 collections per request by generation, what they freed, and the main thread's CPU time in them and in all
 (``gc_us``, ``cpu_us``: CPU time, so a hint on a shared machine, not a measure).  ``--cache-sim`` adds
 callgrind's cache simulation: first- and last-level misses per request and callgrind's cycle estimate, for
-costs that grow with the memory touched rather than with instructions.
+costs that grow with the memory touched rather than with instructions.  ``--garbage`` lists what the N requests
+left for the cyclic collector (reference cycles), by type, and which kinds of live object grew.
 
 Only 127.0.0.1 is ever a target; ports are picked free.
 """
@@ -234,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--annotate", type=int, default=0, metavar="K", help="top K C functions by own cost growth")
     p.add_argument("--turns", action="store_true", help="also count reactor turns etc. per request (no valgrind)")
     p.add_argument("--cprofile", type=int, default=0, metavar="K", help="also cProfile: top K Python functions")
+    p.add_argument("--garbage", action="store_true",
+                   help="also list what the N requests leave for the cyclic collector, by type (no valgrind)")
     p.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     p.add_argument("--cache-sim", action="store_true",
                    help="callgrind's cache simulation too: first-level and last-level misses per request, and "
@@ -290,6 +293,14 @@ def main(argv: list[str] | None = None) -> None:
             if not got:
                 raise SystemExit(f"no counters written to {path}")
             result["per_request"] = {key: round(v / n, 2) for key, v in got.items()}
+        if a.garbage:
+            path = rundir / "garbage.txt"
+            b.one("garbage", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_GARBAGE_OUT": str(path)},
+                  mark=True)
+            if not path.exists():
+                raise SystemExit(f"nothing written to {path}")
+            print(f"left for the cyclic collector by {n} requests ({a.target}):")
+            print("\n".join(path.read_text().splitlines()[:40]))
         if a.cprofile:
             stats = rundir / "cprofile.stats"
             b.one("cprofile", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_CPROFILE_OUT": str(stats)},

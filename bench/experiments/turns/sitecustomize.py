@@ -133,6 +133,7 @@ if _garbage_out:
         with open(_garbage_out, "a") as f:
             f.write("live objects grown (after a full collection):\n")
             for kind, n in grown.most_common(30):
-                f.write("%7d %s\n" % (n, kind))
+                if n > 0:
+                    f.write("%7d %s\n" % (n, kind))
 
     signal.signal(signal.SIGUSR2, _toggle_garbage)
