@@ -40,8 +40,11 @@ WORDS = ["gateway", "stream", "token", "def", "return", "upstream", "the", "of",
          "über", "数据", "deployment", "\n", "client", "retry", '"quoted"']
 
 
-def conversation(mib: float, seed: int = 1) -> bytes:
-    """A chat body of about C{mib} MiB: 400 alternating messages of plain text."""
+def conversation(mib: float, seed: int = 1, model: str = "m") -> bytes:
+    """
+    A chat body of about C{mib} MiB: 400 alternating messages of plain text (tests/attacks sends the same
+    bodies to the daemon).
+    """
     rng = random.Random(seed)
     per_message = int(mib * (1 << 20) / 400)
     messages = []
@@ -53,7 +56,7 @@ def conversation(mib: float, seed: int = 1) -> bytes:
             out.append(word)
             size += len(word.encode()) + 1
         messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": " ".join(out)})
-    return json.dumps({"model": "m", "max_tokens": 5, "messages": messages}, ensure_ascii=False).encode()
+    return json.dumps({"model": model, "max_tokens": 5, "messages": messages}, ensure_ascii=False).encode()
 
 
 def code_conversation(mib: float) -> bytes:

@@ -5,10 +5,12 @@ client's view of an Anthropic event stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -36,6 +38,43 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI must not skip: {reason}")
     pytest.skip(reason)
+
+
+#: The machine's PostgreSQL (trust auth); each test that needs it gets a schema of its own there.
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """
+    A fresh schema in the machine's PostgreSQL, dropped afterwards; the test is skipped (failed under
+    C{CI=true}) when the server or the driver is missing.
+    """
+    try:
+        import psycopg
+
+        psycopg.connect(PG_BASE, connect_timeout=2).close()
+    except Exception as e:  # noqa: BLE001 - driver missing or server down: both mean skip
+        need(False, f"PostgreSQL at 127.0.0.1:5432 unavailable: {str(e).splitlines()[0] if str(e) else e!r}")
+        raise
+    schema = "t_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def usage_database(kind: str, directory: Path) -> Iterator[str]:
+    """The URL of an empty usage database: a fresh SQLite file in C{directory}, or a fresh PostgreSQL schema."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'usage.db'}"
+        return
+    with postgres_schema() as schema:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
 
 
 def accumulate_anthropic(events: list[dict[str, Any]]) -> dict[str, Any]:

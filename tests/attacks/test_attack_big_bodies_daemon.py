@@ -13,9 +13,9 @@ same body at the same time, and others run).  The assertions leave room for a sl
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
-import random
 import select
 import socket
 import sys
@@ -34,9 +34,13 @@ from daemon_harness import (  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
+_BENCH = Path(__file__).resolve().parents[2] / "bench"
+_spec = importlib.util.spec_from_file_location("bench_big_bodies", _BENCH / "big_bodies.py")
+assert _spec is not None and _spec.loader is not None
+BIG_BODIES = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(BIG_BODIES)
+
 GPT, CLAUDE = "gpt-4.1", "anthropic--claude-4.5-sonnet"
-WORDS = ["gateway", "stream", "token", "def", "return", "upstream", "the", "of", "Bedrock", "{", "}", "42",
-         "über", "数据", "deployment", "\n", "client", "retry", '"quoted"']
 #: The most CPU the gateway's reactor thread may spend while one /health answer waits: the red team's bar, 100 ms.
 #: Its longest stretch was 12-35 ms here since bodies are parsed in pieces taking turns (the msgspec scans of the
 #: body's structure, the planning and encoding), and 64 ms once on a CI machine about twice as slow; it was 230 ms
@@ -59,19 +63,8 @@ CONCURRENT_GROWTH_LIMIT_MIB = 300
 
 
 def conversation(model: str, mib: float) -> bytes:
-    """A chat body of about C{mib} MiB: 400 alternating messages of text with some non-ASCII words."""
-    rng = random.Random(15)
-    per_message = int(mib * (1 << 20) / 400)
-    messages = []
-    for i in range(400):
-        out: list[str] = []
-        size = 0
-        while size < per_message:
-            word = rng.choice(WORDS)
-            out.append(word)
-            size += len(word.encode()) + 1
-        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": " ".join(out)})
-    return json.dumps({"model": model, "max_tokens": 5, "messages": messages}, ensure_ascii=False).encode()
+    """A chat body of about C{mib} MiB for C{model}: bench/big_bodies.py's, 400 messages with some non-ASCII words."""
+    return BIG_BODIES.conversation(mib, seed=15, model=model)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -209,7 +202,7 @@ def test_a_22_mib_body_does_not_stall_the_reactor(gateway: Gateway, model: str, 
           f"answers, slowest {worst * 1000:.0f} ms, median {sorted(poller.latencies)[len(poller.latencies) // 2] * 1000:.1f} "
           f"ms; most gateway CPU during one answer {worst_cpu * 1000:.0f} ms of {cpu_took * 1000:.0f} ms for the body")
     assert worst_cpu < STALL_CPU_LIMIT, f"the gateway worked {worst_cpu * 1000:.0f} ms while one /health waited"
-    assert worst_cpu < STALL_CPU_SHARE * cpu_took, f"one stretch of {worst_cpu * 1000:.0f} ms in {cpu_took * 1000:.0f} ms"
+    assert worst_cpu < STALL_CPU_SHARE * cpu_took, f"a stretch of {worst_cpu * 1000:.0f} ms in {cpu_took * 1000:.0f} ms"
     assert worst < STALL_LIMIT, f"/health waited {worst * 1000:.0f} ms while a 22 MiB body was handled"
 
 

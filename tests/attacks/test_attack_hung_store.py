@@ -18,7 +18,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,42 +26,21 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
-from conftest import need  # noqa: E402
+from conftest import PG_BASE, postgres_schema  # noqa: E402
 from daemon_harness import Simulator, gateway_config, start_gateway, start_simulator, subaccount  # noqa: E402
 from sapproxy.usage import open_database  # noqa: E402
 from sapproxy.usage.spool import read_rows  # noqa: E402
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_BASE = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
 HI = [{"role": "user", "content": "hi"}]
 #: The usage store's stop deadline (L{sapproxy.usage.store.UsageStore.stop_timeout}).
 STOP_DEADLINE = 10.0
 
 
-def pg_problem() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_BASE, connect_timeout=2).close()
-        return None
-    except Exception as e:
-        return str(e).splitlines()[0]
-
-
 @pytest.fixture
 def schema() -> Iterator[str]:
-    problem = pg_problem()
-    need(problem is None, f"PostgreSQL at {PG_HOST}:{PG_PORT} unavailable: {problem}")
-    import psycopg
-
-    name = "t_" + uuid.uuid4().hex[:16]
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}")
-    try:
+    with postgres_schema() as name:
         yield name
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 class Relay:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,41 +26,15 @@ from twisted.internet.task import Clock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from conftest import need  # noqa: E402
+from conftest import usage_database  # noqa: E402
 from sapproxy.usage import UsageRecord, open_database, open_usage_store, query_rows  # noqa: E402
 from sapproxy.usage.record import COLUMNS  # noqa: E402
 from sapproxy.usage.spool import Spool, read_rows  # noqa: E402
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def pg_problem() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_BASE, connect_timeout=2).close()
-        return None
-    except Exception as e:
-        return str(e).splitlines()[0]
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'usage.db'}"
-        return
-    problem = pg_problem()
-    need(problem is None, f"PostgreSQL at 127.0.0.1:5432 unavailable: {problem}")
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:16]
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with usage_database(request.param, tmp_path) as url:
+        yield url
 
 
 def row(n: int, **changes: Any) -> UsageRecord:

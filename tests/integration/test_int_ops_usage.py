@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import need
+from conftest import PG_BASE, need, postgres_schema
 from daemon_harness import (
     BIN,
     SIM_CLIENT_ID,
@@ -47,7 +47,6 @@ pytestmark = pytest.mark.integration
 ADMIN = str(BIN / "sapproxy-admin")
 METRICS_TOKEN = "mt-ops-" + uuid.uuid4().hex
 CLIENT_SECRET = "cs-ops-" + uuid.uuid4().hex
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 GPT, CLAUDE, GEMINI = "gpt-4.1", "anthropic--claude-4.5-haiku", "gemini-2.5-flash"
@@ -543,20 +542,8 @@ def test_int_ops_revoking_last_key_keeps_auth_on(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
-    try:
-        import psycopg
-
-        conn = psycopg.connect(PG_BASE, connect_timeout=3, autocommit=True)
-    except Exception as e:  # noqa: BLE001 - driver missing or server down: both mean skip
-        need(False, f"PostgreSQL at {PG_BASE} unavailable: {e}")
-        raise
-    schema = "ops_" + uuid.uuid4().hex[:12]
-    conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with postgres_schema() as schema:
         yield schema
-    finally:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        conn.close()
 
 
 def pg_rows(schema: str, where: str = "TRUE", params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

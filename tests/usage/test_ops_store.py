@@ -8,7 +8,6 @@ run on a L{task.Clock} so that flushes and retention happen exactly when a test 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Iterator
 
 import attrs
@@ -18,44 +17,18 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 
-from conftest import need
+from conftest import usage_database
 from sapproxy.usage import UsageRecord, UsageStoreService, open_database, open_usage_store, query_rows
 from sapproxy.usage.db import Database
 from sapproxy.usage.schema import SCHEMA_VERSION
-
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def pg_available() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_BASE, connect_timeout=2).close()
-        return None
-    except Exception as e:
-        return str(e).splitlines()[0]
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     """
     A URL for an empty database: a fresh SQLite file, or a fresh PostgreSQL schema (dropped afterwards).
     """
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'usage.db'}"
-        return
-    problem = pg_available()
-    need(problem is None, f"PostgreSQL at 127.0.0.1:5432 unavailable: {problem}")
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:16]
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with usage_database(request.param, tmp_path) as url:
+        yield url
 
 
 def row(n: int = 0, **changes: Any) -> UsageRecord:
