@@ -60,6 +60,7 @@ class ClassicText:
                 self._systems[key] = system
         return f"{self._time_text} [{system}] {format}\n"
 
+
 def _is_twistd_text(format_event: Callable[..., Any]) -> str | None:
     """
     The time format of L{twisted.logger.textFileLogObserver}'s formatter, or L{None} for any other formatter.
