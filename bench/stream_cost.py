@@ -40,31 +40,31 @@ import run  # noqa: E402
 CASES = {c[0]: c for c in run.STREAM_CASES}
 
 
-def stream_sender(path: str, expect: bytes):
+class StreamClients(plain_cost.Clients):
     """
-    A replacement for plain_cost.send (Bench.one sends through it) that sends C{count} streaming requests to
-    C{path} on one keep-alive connection and reads each stream to its end; each must answer 200 and carry
-    C{expect} (the end of the stream in the client's format), so a refused or cut stream fails the run
-    instead of counting as a cheap one.
+    plain_cost's clients (Bench.one sends through them), sending streaming requests to C{path} and reading
+    each stream to its end; each must answer 200 and carry C{expect} (the end of the stream in the client's
+    format), so a refused or cut stream fails the run instead of counting as a cheap one.
     """
-    def send(port: int, body: bytes, headers: dict[str, str], count: int, timeout: float) -> None:
-        if count <= 0:
-            return
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    path = "/v1/chat/completions"
+    expect = b"[DONE]"
+
+    def _run(self, conn: http.client.HTTPConnection, count: int, errors: list[str]) -> None:
         try:
             for i in range(count):
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request("POST", self.path, body=self.body, headers=self.headers)
                 r = conn.getresponse()
                 data = r.read()
-                if r.status != 200 or expect not in data:
-                    raise SystemExit(f"stream {i}: {r.status} {data[:300]!r} ... {data[-300:]!r}")
-        finally:
-            conn.close()
-    return send
+                if r.status != 200 or self.expect not in data:
+                    errors.append(f"stream {i}: {r.status} {data[:300]!r} ... {data[-300:]!r}")
+                    return
+        except Exception as e:  # reported by send(), in the main thread
+            errors.append(f"{type(e).__name__}: {e}")
 
 
 class StreamBench(plain_cost.Bench):
-    """plain_cost.Bench with one of run.py's stream cases' body and headers."""
+    """plain_cost.Bench with one of run.py's stream cases' body, headers, path and end of stream."""
 
     def __init__(self, target: str, rundir: Path, case: str) -> None:
         super().__init__(target, rundir)
@@ -74,7 +74,9 @@ class StreamBench(plain_cost.Bench):
         for h in run.auth_headers(target, anthropic):
             k, _, v = h.partition(": ")
             self.headers[k] = v
-        plain_cost.send = stream_sender(path, b"message_stop" if anthropic else b"[DONE]")
+        StreamClients.path = path
+        StreamClients.expect = b"message_stop" if anthropic else b"[DONE]"
+        plain_cost.Clients = StreamClients  # type: ignore[misc]  (Bench.one makes its clients by this name)
 
 
 def main(argv: list[str] | None = None) -> None:

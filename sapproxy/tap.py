@@ -38,6 +38,7 @@ def makeService(options: Options) -> IService:
 
     from sapproxy.memory import IdleCollector, malloc_trim
     from sapproxy.service import GatewayService
+    from sapproxy.textlog import quicken_text_log
 
     try:
         config = load_config(options["config"], host=options["host"], port=options["port"])
@@ -52,6 +53,8 @@ def makeService(options: Options) -> IService:
         sys.stderr.write(f"sapproxy: cannot listen on {config.host}:{config.port}: {problem}\n")
         raise SystemExit(1)
     _tune_gc(reactor)
+    # twistd starts its log after this function returns and before the reactor runs.
+    reactor.callWhenRunning(quicken_text_log)
     service = GatewayService(config, reactor, config_path=options["config"], reuse_port=reuse_port)
     site = service.site
     collector = IdleCollector(reactor, lambda: len(site.inflight), lambda: site.finished, trim=malloc_trim())
@@ -61,22 +64,27 @@ def makeService(options: Options) -> IService:
 
 #: Young objects (net allocations) between collections of the youngest generation, then how many of those
 #: collections make one of the middle generation, and how many of those make a full one.
-GC_THRESHOLDS = (5_000, 20, 100)
+GC_THRESHOLDS = (10_000, 20, 100)
 
 
 def _tune_gc(reactor: Any) -> None:
     """
     A process-wide choice, so made here and not in the library.
 
-    Every request leaves some cyclic garbage behind in twisted.web, Klein and werkzeug (about 45 objects: the
-    request and its Klein component, a routing adapter, closures), which only the collector frees, and a
-    young-generation collection costs about 0.35 us per object it looks at.  The first threshold sets the
-    pause: 50,000 (this module's earlier value) freed ~1,100 requests' garbage in one 17-26 ms stop, a p99 of
-    30-60 ms at concurrency 1 (bench/); 5,000 keeps each stop near 2 ms for the same total work.  The other
-    two make older collections rare (Python's default of 10 and 10 made opening 9,000 streams 2.5 times slower
-    in bench/: full collections over every live stream; L{sapproxy.memory.IdleCollector} does the full
-    collections instead, when nothing is in flight), and C{gc.freeze} moves what start-up allocated out of
-    the collector's sight.
+    A young-generation collection costs about 0.3-0.4 us per object it looks at, and frees only what reference
+    counting could not: reference cycles.  A plain request now leaves none (L{sapproxy.web.routing}; Klein's own
+    render and werkzeug still do, about 45 objects a request, on paths that are not fixed), so what sets how often
+    the collector runs under load is CPython's count of young objects, which only goes up while requests are in
+    flight: it counts allocations minus deallocations but never below zero, so the objects of requests already
+    in flight at a collection are freed afterwards without being taken off the count.  With 64 requests in flight
+    (about 4,000 live young objects) a first threshold of 5,000 (this module's earlier value) was crossed every
+    ~100 requests, each collection finding nothing to free, 2 ms of CPU a time, about 20 us a request, 3 % (main
+    thread CPU in collections, bench/plain_cost.py --turns -c 64; 10,000: one collection in 2,560 requests).
+    Much higher brings back long pauses where garbage is made (50,000 once freed ~1,100 requests' garbage in
+    one 17-26 ms stop).  The other two make older collections rare (Python's default of 10 and 10 made opening
+    9,000 streams 2.5 times slower in bench/: full collections over every live stream;
+    L{sapproxy.memory.IdleCollector} does the full collections instead, when nothing is in flight), and
+    C{gc.freeze} moves what start-up allocated out of the collector's sight.
     """
     gc.set_threshold(*GC_THRESHOLDS)
     reactor.callWhenRunning(gc.freeze)

@@ -7,6 +7,8 @@ cancels a route whose client left.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -147,3 +149,29 @@ def test_a_route_whose_client_left_is_cancelled() -> None:
     assert not cancelled
     request.processingFailed(Exception("client gone"))  # DummyRequest: errbacks notifyFinish, like a lost client
     assert cancelled == [CancelledError]
+
+
+@pytest.mark.parametrize("path", [b"made", b"boom", b"kaboom"])
+def test_a_finished_request_is_freed_by_its_reference_count(path: bytes) -> None:
+    """
+    Once answered (by the endpoint, by an error handler, or as an unhandled error), nothing the fast path
+    made keeps the request alive: no reference cycle leaves it, with its headers and buffers, for the cyclic
+    collector, whose young collections then find nothing to free however many requests are in flight.
+    """
+    app = _app()
+    resource = StaticRoutes(app)
+    request = DummyRequest([path])
+    request.method = b"POST" if path == b"made" else b"GET"
+    request.path = b"/" + path
+    gone = weakref.ref(request)
+    gc.disable()
+    try:
+        resource.render(request)
+        if path == b"kaboom":  # unhandled: DummyRequest.processingFailed errbacks notifyFinish, writes nothing
+            assert not request.finished and request.written == []
+        else:
+            assert request.finished and request.responseCode == {b"made": 201, b"boom": 418}[path]
+        del request
+        assert gone() is None
+    finally:
+        gc.enable()
