@@ -122,6 +122,9 @@ class Clients:
 
 
 class Bench:
+    #: What sends the requests (bench/stream_cost.py sends streams through a subclass).
+    clients: type[Clients] = Clients
+
     def __init__(self, target: str, rundir: Path, concurrency: int = 1) -> None:
         self.target = target
         self.concurrency = concurrency
@@ -168,7 +171,7 @@ class Bench:
         try:
             if not run.wait_port(self.gw_port, start_timeout, p):
                 raise SystemExit(f"{self.target} did not start; see {rundir / (name + '.log')}")
-            with Clients(self.gw_port, self.body, self.headers, self.concurrency, timeout=300) as clients:
+            with self.clients(self.gw_port, self.body, self.headers, self.concurrency, timeout=300) as clients:
                 if mark:
                     clients.send(warm)
                     os.kill(p.pid, signal.SIGUSR2)

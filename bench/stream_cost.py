@@ -74,9 +74,8 @@ class StreamBench(plain_cost.Bench):
         for h in run.auth_headers(target, anthropic):
             k, _, v = h.partition(": ")
             self.headers[k] = v
-        StreamClients.path = path
-        StreamClients.expect = b"message_stop" if anthropic else b"[DONE]"
-        plain_cost.Clients = StreamClients  # type: ignore[misc]  (Bench.one makes its clients by this name)
+        self.clients = type("CaseClients", (StreamClients,), {
+            "path": path, "expect": b"message_stop" if anthropic else b"[DONE]"})
 
 
 def main(argv: list[str] | None = None) -> None:
