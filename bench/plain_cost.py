@@ -158,6 +158,23 @@ class Bench:
         return run.checkout_env(env) if self.target == "sapproxy" else {
             **env, "PYTHONPATH": os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(run.ROOT)) if p)}
 
+    def cprofile(self, rundir: Path, warm: int, count: int, top: int, what: str, unit: str) -> None:
+        """
+        Run the gateway once more under cProfile (no valgrind), C{warm} then C{count} requests, and print the
+        C{top} Python functions by own time over the C{count}, with their calls and own microseconds per C{unit}.
+        """
+        import pstats
+
+        stats = rundir / "cprofile.stats"
+        self.one("cprofile", [], warm, count, env={"PYTHONPATH": str(TURNS), "SAPPROXY_CPROFILE_OUT": str(stats)},
+                 mark=True)
+        st = pstats.Stats(str(stats))
+        rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]  # type: ignore[attr-defined]
+        print(f"Python functions by own time over {what}: calls/{unit}, own us/{unit}")
+        for (file, line, fn), (cc, nc, tt, ct, _) in rows:
+            short = "/".join(Path(file).parts[-2:])
+            print(f"{nc / count:8.2f} {1e6 * tt / count:8.1f}  {short}:{line}({fn})")
+
     def one(self, name: str, prefix: list[str], warm: int, count: int, env: dict[str, str] | None = None,
             start_timeout: float = 600, mark: bool = False) -> None:
         """
@@ -305,16 +322,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"left for the cyclic collector by {n} requests ({a.target}):")
             print("\n".join(path.read_text().splitlines()[:40]))
         if a.cprofile:
-            stats = rundir / "cprofile.stats"
-            b.one("cprofile", [], a.warm, n, env={"PYTHONPATH": str(TURNS), "SAPPROXY_CPROFILE_OUT": str(stats)},
-                  mark=True)
-            import pstats
-            st = pstats.Stats(str(stats))
-            rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:a.cprofile]  # type: ignore[attr-defined]
-            print(f"Python functions by own time over {n} requests ({a.target}): calls/request, own us/request")
-            for (file, line, fn), (cc, nc, tt, ct, _) in rows:
-                short = "/".join(Path(file).parts[-2:])
-                print(f"{nc / n:8.2f} {1e6 * tt / n:8.1f}  {short}:{line}({fn})")
+            b.cprofile(rundir, a.warm, n, a.cprofile, f"{n} requests ({a.target})", "request")
     finally:
         b.stop()
     print(json.dumps(result))

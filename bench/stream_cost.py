@@ -131,16 +131,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"no counters written to {path}")
             result["per_stream"] = {key: round(v / n, 2) for key, v in got.items()}
         if a.cprofile:
-            stats = rundir / "cprofile.stats"
-            b.one("cprofile", [], a.warm, n,
-                  env={"PYTHONPATH": str(plain_cost.TURNS), "SAPPROXY_CPROFILE_OUT": str(stats)}, mark=True)
-            import pstats
-            st = pstats.Stats(str(stats))
-            rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:a.cprofile]  # type: ignore[attr-defined]
-            print(f"Python functions by own time over {n} streams ({a.target}, {a.case}): calls/stream, own us/stream")
-            for (file, line, fn), (cc, nc, tt, ct, _) in rows:
-                short = "/".join(Path(file).parts[-2:])
-                print(f"{nc / n:8.2f} {1e6 * tt / n:8.1f}  {short}:{line}({fn})")
+            b.cprofile(rundir, a.warm, n, a.cprofile, f"{n} streams ({a.target}, {a.case})", "stream")
     finally:
         b.stop()
     print(json.dumps(result))

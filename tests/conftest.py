@@ -6,8 +6,10 @@ client's view of an Anthropic event stream.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +20,26 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Recorded public provider streams, byte for byte, with their sources and licenses (tests/fixtures/README.md).
 FIXTURES = ROOT / "tests" / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+BENCH = ROOT / "bench"
+
+
+def bench_module(name: str) -> Any:
+    """
+    bench/C{name}.py loaded as the module C{bench_}C{name} (bench/ is scripts, not a package; its modules
+    import each other by plain name, so bench/ is on the path while one loads).
+    """
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"bench_{name}"] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def fixture_path(relative: str) -> Path:

@@ -6,24 +6,16 @@ this code, so it is tested like the rest.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def run() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("run")
 
 
 def test_streams_that_fit_the_descriptor_limit(run: Any) -> None:

@@ -7,38 +7,23 @@ the prose around the report.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load(name: str) -> Any:
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[f"bench_{name}"] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+from conftest import bench_module
 
 
 @pytest.fixture(scope="module")
 def shapes() -> Any:
-    return _load("shapes")
+    return bench_module("shapes")
 
 
 @pytest.fixture(scope="module")
 def cost() -> Any:
-    return _load("pipeline_cost")
+    return bench_module("pipeline_cost")
 
 
 def _sse_json(frames: list[bytes]) -> list[Any]:
@@ -93,7 +78,7 @@ def test_each_shape_goes_through_sapproxy_as_a_real_stream(cost: Any, shapes: An
 
 
 def test_readme_section_is_replaced_between_its_markers() -> None:
-    run = _load("run")
+    run = bench_module("run")
     readme = f"# x\n\n## Performance\n\nprose before\n{run.README_START}\nold\n{run.README_END}\nprose after\n"
     md = "# sapproxy benchmark\n\n- machine: m\n\n## Targets\n\n| a | b |\n"
     new = run.readme_with(readme, md)

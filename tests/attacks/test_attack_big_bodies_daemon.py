@@ -13,7 +13,6 @@ same body at the same time, and others run).  The assertions leave room for a sl
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import select
@@ -26,19 +25,17 @@ from typing import Iterator
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
+from conftest import bench_module  # noqa: E402
 from daemon_harness import (  # noqa: E402
     TOKEN, Gateway, Simulator, directive, gateway_config, http_request, start_gateway, start_simulator, subaccount,
 )
 
 pytestmark = pytest.mark.integration
 
-_BENCH = Path(__file__).resolve().parents[2] / "bench"
-_spec = importlib.util.spec_from_file_location("bench_big_bodies", _BENCH / "big_bodies.py")
-assert _spec is not None and _spec.loader is not None
-BIG_BODIES = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(BIG_BODIES)
+BIG_BODIES = bench_module("big_bodies")
 
 GPT, CLAUDE = "gpt-4.1", "anthropic--claude-4.5-sonnet"
 #: The most CPU the gateway's reactor thread may spend while one /health answer waits: the red team's bar, 100 ms.
